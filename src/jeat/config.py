@@ -1,0 +1,194 @@
+"""Typed configuration of a training run, and ``section.field=value`` overrides.
+
+A run is fully described by one :class:`TrainConfig`; it is written to the run directory as
+``config.json`` and read back on resume. Presets (``jeat.presets``) are functions that
+return one; every field can be overridden from the CLI with ``--set section.field=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class DataConfig:
+    name: str = "cifar10"  # cifar10 | cifar100 | npz | folder
+    root: str | None = None  # default: $JEAT_DATA, else ~/.cache/jeat/data
+    download: bool = False
+    test_file: str | None = None  # e.g. test1k_lossless.npz
+    image_size: int | None = None  # resize folder images to this square size
+    augment: str = "flip-crop"  # none | flip-crop | jem (flip-crop + N(0, 0.03^2))
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    train_limit: int | None = None  # random subset for quick runs
+    test_limit: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "cnn-small"  # see jeat.models.available_models()
+    normalization: str | None = None  # cifar | half | none; default per architecture
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "multistep"  # constant | multistep | cyclic | cosine
+    milestones: tuple[int, ...] = ()  # epochs, for multistep
+    gamma: float = 0.1  # multistep decay factor
+    warmup_steps: int = 0  # linear warm-up from 0 over this many steps (JEM: 1000)
+
+
+@dataclass
+class AttackConfig:
+    """An l_inf attack used inside training (and as the default for evaluation)."""
+
+    energy: str = "ce"  # ce: Eq. 14 (Madry) | joint: Eq. 18 (energy attack)
+    eps: float = 8 / 255  # radius in [0, 1] pixel units
+    step_size: float = 2 / 255
+    steps: int = 10
+    random_start: bool = True
+
+
+@dataclass
+class SGLDConfig:
+    """Langevin sampling of negatives for E(x) (JEM / JEAT / Robust JEM)."""
+
+    steps: int = 20  # K
+    step_size: float = 1.0  # alpha (JEM's sgld_lr)
+    noise: float = 0.01  # JEM's sgld_std; the paper's sqrt(alpha) is replaced as in JEM's code
+    buffer_size: int = 10_000
+    reinit_prob: float = 0.05  # rho
+    init: str = "uniform"  # uniform | gaussian (class-conditional, JEM++ / Robust JEM)
+    class_conditional_buffer: bool = False
+    clip_grad: float | None = None  # JEM++ clips per-pixel gradients
+    clamp: bool = False  # keep samples inside [0, 1]
+
+
+@dataclass
+class MethodConfig:
+    name: str = "standard"  # standard | noise | pgd | fgsm | prejeat | jeat | jem | robust-jem
+    noise_sigma: float = 8 / 255  # 'noise': delta ~ N(0, sigma^2) (Fig. 5)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    sgld: SGLDConfig = field(default_factory=SGLDConfig)
+    px_weight: float = 1.0  # weight of the -log p(x) term (JEAT, JEM)
+    track_energy: bool = False  # log Delta_x and Delta_theta energy changes (Fig. 3)
+
+
+@dataclass
+class GuardConfig:
+    enabled: bool = True
+    max_energy: float = 1e4  # |E| beyond this counts as divergence (JEM issues #4, #8)
+    check_every: int = 10  # steps between checks (each check syncs with the device)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "custom"
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "bf16"  # bf16 | fp16 | none
+    channels_last: bool = True
+    compile: bool = False
+    out_dir: str = "runs"
+    name: str | None = None  # run directory name; default: the preset name
+    log_every: int = 50  # steps between metric lines
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of each epoch only)
+    eval_robust_n: int = 0  # test images for a PGD-20 check after training (0: skip)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls, d: dict):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    for name, value in d.items():
+        t = hints[name]
+        if dataclasses.is_dataclass(t):
+            kwargs[name] = _from_dict(t, value)
+        elif typing.get_origin(t) is tuple and value is not None:
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse(value: str, t) -> object:
+    """Parse a CLI string into the field's declared type."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value.lower() in ("none", "null", ""):
+            return None
+        return _parse(value, next(a for a in args if a is not type(None)))
+    if t is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {value!r}")
+    if origin is tuple:
+        parts = [p for p in value.replace("[", "").replace("]", "").split(",") if p.strip()]
+        return tuple(_parse(p.strip(), args[0]) for p in parts)
+    if t is float:
+        return _eval_number(value)
+    if t is int:
+        v = _eval_number(value)
+        if int(v) != v:
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(v)
+    return value
+
+
+def _eval_number(value: str) -> float:
+    """Numbers, with the fractions robustness papers write: ``8/255``."""
+    if "/" in value:
+        num, den = value.split("/", 1)
+        return float(num) / float(den)
+    return float(value)
+
+
+def apply_override(cfg: TrainConfig, assignment: str) -> None:
+    """Apply ``section.field=value`` (e.g. ``optim.lr=0.01``, ``method.attack.eps=8/255``)."""
+    if "=" not in assignment:
+        raise ValueError(f"override {assignment!r} must look like section.field=value")
+    path, value = assignment.split("=", 1)
+    obj = cfg
+    *parents, leaf = path.strip().split(".")
+    for p in parents:
+        if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
+            raise ValueError(f"unknown config section {p!r} in {path!r}")
+        obj = getattr(obj, p)
+    hints = typing.get_type_hints(type(obj))
+    if leaf not in hints:
+        choices = ", ".join(f.name for f in fields(obj))
+        raise ValueError(f"unknown config field {path!r}; {type(obj).__name__} has: {choices}")
+    try:
+        setattr(obj, leaf, _parse(value.strip(), hints[leaf]))
+    except ValueError as e:
+        raise ValueError(f"bad value for {path}: {e}") from None

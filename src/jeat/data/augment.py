@@ -1,0 +1,36 @@
+"""Batch augmentations on float images in [0, 1], vectorised, driven by an explicit generator
+so a resumed run draws the same crops and flips."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AUGMENTATIONS = ("none", "flip-crop", "jem")
+
+
+def pad_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Reflect-pad by ``pad``, take a random crop of the original size, flip half horizontally."""
+    n, _, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (oy[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
+    cols = (ox[:, None] + torch.arange(w))[:, None, :]  # (n, 1, w)
+    flip = torch.rand(n, generator=gen) < 0.5
+    cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
+    out = xp[torch.arange(n)[:, None, None], :, rows, cols]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def augment(x: Tensor, kind: str, gen: torch.Generator, noise_std: float = 0.03) -> Tensor:
+    """``flip-crop``: pad-crop-flip. ``jem``: pad-crop-flip + N(0, 0.03²) noise, as JEM trains."""
+    if kind == "none":
+        return x
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {kind!r}; choose {', '.join(AUGMENTATIONS)}")
+    x = pad_crop_flip(x, gen)
+    if kind == "jem":
+        x = (x + noise_std * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
+    return x

@@ -1,0 +1,59 @@
+"""An in-memory batch stream whose order is a pure function of (seed, epoch, rank).
+
+Because the permutation and augmentation of epoch e are derived from ``seed + e``, a run
+resumed at (epoch, step) sees exactly the batches the uninterrupted run would have seen,
+without saving iterator state. Under DDP each rank takes an equal strided share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from .augment import augment
+from .sources import ImageSet
+
+
+class BatchStream:
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        shuffle: bool = True,
+        augmentation: str = "none",
+        seed: int = 0,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        self.augmentation, self.seed, self.drop_last = augmentation, seed, drop_last
+        self.rank, self.world_size = rank, world_size
+        per_rank = len(data) // world_size if drop_last else -(-len(data) // world_size)
+        self._per_rank = per_rank
+        if drop_last and per_rank < batch_size:
+            raise ValueError(f"{len(data)} examples are fewer than one batch of {batch_size} per rank")
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self._per_rank // self.batch_size
+        return -(-self._per_rank // self.batch_size)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of epoch ``epoch`` from ``start_step`` on: float images in [0, 1], labels."""
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        n = len(self.data)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        order = order[self.rank :: self.world_size][: self._per_rank]
+        for step in range(len(self)):
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            # One generator per batch: resuming at step s reproduces batch s's augmentation.
+            bgen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 10_007 + step * 131 + self.rank)
+            if step < start_step:
+                continue
+            x = self.data.images[idx].float().div_(255)
+            yield augment(x, self.augmentation, bgen), self.data.labels[idx]

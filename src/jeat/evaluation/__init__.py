@@ -1,0 +1,5 @@
+"""Measurements of trained models."""
+
+from .accuracy import accuracy
+
+__all__ = ["accuracy"]

@@ -1,0 +1,62 @@
+"""Load a trained model from a run directory, a ``checkpoint.pt`` or a ``model.safetensors``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .config import TrainConfig
+from .models import Classifier, build_model
+from .training.checkpoint import CheckpointError, load_checkpoint
+
+
+@dataclass
+class TrainedModel:
+    model: Classifier
+    config: TrainConfig
+    path: Path
+    class_names: list[str]
+    checkpoint: dict | None = None  # the full training state when loaded from checkpoint.pt
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path if self.path.is_dir() else self.path.parent
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """Rebuild the architecture from the saved config and load weights (never pickled code)."""
+    path = Path(path)
+    ckpt_file = path / "checkpoint.pt" if path.is_dir() else path
+    if path.is_dir() and not ckpt_file.exists() and (path / "model.safetensors").exists():
+        ckpt_file = path / "model.safetensors"
+    if not ckpt_file.exists():
+        raise CheckpointError(f"no checkpoint.pt or model.safetensors at {path}")
+    if ckpt_file.suffix == ".safetensors":
+        cfg_file = ckpt_file.parent / "config.json"
+        if not cfg_file.exists():
+            raise CheckpointError(f"{ckpt_file} needs its config.json beside it to rebuild the model")
+        cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+        state, ckpt = load_file(str(ckpt_file), device=str(device)), None
+        num_classes = state["backbone.fc.weight"].shape[0] if "backbone.fc.weight" in state else 10
+        in_ch = _in_channels(state)
+        names = [str(i) for i in range(num_classes)]
+    else:
+        ckpt = load_checkpoint(ckpt_file, map_location=device)
+        cfg = TrainConfig.from_dict(json.loads(ckpt["config"]))
+        state, num_classes, in_ch = ckpt["model"], ckpt["num_classes"], ckpt["image_shape"][0]
+        names = list(ckpt.get("class_names", [str(i) for i in range(num_classes)]))
+    model = build_model(cfg.model.arch, num_classes, in_ch, cfg.model.normalization)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return TrainedModel(model, cfg, ckpt_file, names, ckpt)
+
+
+def _in_channels(state: dict) -> int:
+    for k, v in state.items():
+        if k.endswith("weight") and v.dim() == 4:
+            return v.shape[1]
+    return 3

@@ -1,0 +1,25 @@
+"""Plain cross-entropy training: minimise E(x,y) - E(x) on clean data (Eq. 13)."""
+
+from __future__ import annotations
+
+from ..energy import cross_entropy, joint_energy, marginal_energy
+from .base import Method, accuracy_metric
+
+
+class Standard(Method):
+    name = "standard"
+
+    def inputs(self, model, x, y):
+        """The images the loss is computed on; subclasses perturb them."""
+        return x
+
+    def loss(self, model, x, y):
+        x_in = self.inputs(model, x, y)
+        logits = model(x_in)
+        loss = cross_entropy(logits, y).mean()
+        return loss, {
+            "loss": loss.detach(),
+            "acc": accuracy_metric(logits.detach(), y),
+            "energy_xy": joint_energy(logits.detach(), y).mean(),
+            "energy_x": marginal_energy(logits.detach()).mean(),
+        }

@@ -1,0 +1,53 @@
+"""Model registry. Every model takes images in [0, 1] and returns logits.
+
+>>> model = build_model("wrn-28-10", num_classes=10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .cnn import SmallCNN
+from .normalize import Classifier, Normalize, normalization_stats
+from .wrn import WideResNet
+
+# name -> (factory(num_classes, in_channels) -> backbone, default input normalisation)
+_REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], str]] = {
+    "wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c), "cifar"),
+    "wrn-28-2": (lambda k, c: WideResNet(28, 2, k, c), "cifar"),
+    "wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c), "cifar"),
+    "wrn-16-2": (lambda k, c: WideResNet(16, 2, k, c), "cifar"),
+    # JEM's variant: no normalisation layers, LeakyReLU(0.2), inputs scaled to [-1, 1].
+    "jem-wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c, norm="none", leak=0.2), "half"),
+    "jem-wrn-28-2": (lambda k, c: WideResNet(28, 2, k, c, norm="none", leak=0.2), "half"),
+    "jem-wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c, norm="none", leak=0.2), "half"),
+    "cnn-small": (lambda k, c: SmallCNN(k, c, width=32), "cifar"),
+    "cnn-medium": (lambda k, c: SmallCNN(k, c, width=64), "cifar"),
+    "jem-cnn-small": (lambda k, c: SmallCNN(k, c, width=32, norm="none", leak=0.2), "half"),
+}
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def register_model(name: str, factory: Callable[[int, int], nn.Module], normalization: str = "cifar") -> None:
+    """Add an architecture: ``factory(num_classes, in_channels)`` returns a logits backbone."""
+    _REGISTRY[name] = (factory, normalization)
+
+
+def build_model(name: str, num_classes: int = 10, in_channels: int = 3, normalization: str | None = None) -> Classifier:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    factory, default_norm = _REGISTRY[name]
+    mean, std = normalization_stats(normalization or default_norm, in_channels)
+    return Classifier(factory(num_classes, in_channels), Normalize(mean, std), in_channels, num_classes)
+
+
+__all__ = ["Classifier", "Normalize", "WideResNet", "SmallCNN", "available_models", "build_model", "register_model"]
+
+from .utils import frozen_bn_stats, unwrap  # noqa: E402
+
+__all__ += ["frozen_bn_stats", "unwrap"]

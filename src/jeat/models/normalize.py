@@ -1,0 +1,55 @@
+"""Input normalisation inside the model, so every model takes images in [0, 1].
+
+Attacks, samplers and third-party attack libraries then work in pixel space with
+ε-balls in [0, 1] units, and never need to know a model's preprocessing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+# Per-channel statistics of the CIFAR-10 training set (shared/data/README.md).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def normalization_stats(kind: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``cifar``: dataset mean/std; ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``."""
+    if kind == "cifar":
+        if channels == 3:
+            return CIFAR10_MEAN, CIFAR10_STD
+        return (0.5,) * channels, (0.25,) * channels
+    if kind == "half":
+        return (0.5,) * channels, (0.5,) * channels
+    if kind == "none":
+        return (0.0,) * channels, (1.0,) * channels
+    raise ValueError(f"unknown normalisation {kind!r}; choose cifar, half or none")
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with fixed buffers; no parameters."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """A backbone producing logits, preceded by normalisation. Input: images in [0, 1]."""
+
+    def __init__(self, backbone: nn.Module, normalize: Normalize, in_channels: int, num_classes: int):
+        super().__init__()
+        self.normalize = normalize
+        self.backbone = backbone
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected images of shape (N, {self.in_channels}, H, W) in [0, 1], got {tuple(x.shape)}")
+        return self.backbone(self.normalize(x))

@@ -1,0 +1,36 @@
+"""Small helpers shared by attacks, samplers and methods."""
+
+from __future__ import annotations
+
+import contextlib
+
+from torch import nn
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module under DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: nn.Module):
+    """Use batch statistics but leave BN running statistics untouched.
+
+    Attacks and SGLD run extra forward passes on adversarial or synthetic images during
+    training; letting those update the running statistics would corrupt evaluation. Setting
+    momentum to 0 makes the running-average update a no-op while keeping train-mode behaviour.
+    """
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            saved.append((m, m.momentum))
+            m.momentum = 0.0
+    try:
+        yield model
+    finally:
+        for m, mom in saved:
+            m.momentum = mom

@@ -1,0 +1,194 @@
+"""Named configurations: the papers' settings (``paper-*``) and small CPU ones (``cpu-*``).
+
+Paper presets follow Table 4 of the JEAT paper where it speaks; where it is silent they take
+the cited method's own defaults (JEM's SGLD settings, Madry's PGD-10, Wong et al.'s Fast AT),
+each marked below. CPU presets keep the algorithm and shrink model, epochs and data so that a
+run finishes on 2 cores; their wall times are measured in README.md / benchmarks/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .config import AttackConfig, DataConfig, MethodConfig, ModelConfig, OptimConfig, SGLDConfig, TrainConfig
+
+PresetFn = Callable[[], TrainConfig]
+_PRESETS: dict[str, tuple[PresetFn, str]] = {}
+
+
+def register(name: str, description: str):
+    def deco(fn: PresetFn) -> PresetFn:
+        _PRESETS[name] = (fn, description)
+        return fn
+
+    return deco
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(_PRESETS))}")
+    cfg = _PRESETS[name][0]()
+    cfg.preset = name
+    return cfg
+
+
+def available_presets() -> dict[str, str]:
+    return {k: v[1] for k, v in sorted(_PRESETS.items())}
+
+
+# ------------------------------------------------------------------ shared pieces
+def _adam_table4(epochs: int = 200, milestones: tuple[int, ...] = (160, 180)) -> OptimConfig:
+    # Table 4 (JEAT, JEM): Adam 1e-4, betas (0.9, 0.999), no weight decay, decay at [160, 180].
+    # The decay factor is not in the paper; 0.3 is JEM's `decay_rate` default.
+    return OptimConfig(name="adam", lr=1e-4, weight_decay=0.0, schedule="multistep", milestones=milestones, gamma=0.3)
+
+
+def _sgd_madry(epochs: int = 200) -> OptimConfig:
+    # Madry-style PGD-AT on WRN-28-10: SGD 0.1, momentum 0.9, wd 2e-4 (Table 4 'FREE' row), /10 at 50% and 75%.
+    return OptimConfig(name="sgd", lr=0.1, weight_decay=2e-4, schedule="multistep",
+                       milestones=(epochs // 2, epochs * 3 // 4), gamma=0.1)  # fmt: skip
+
+
+def _jem_sgld() -> SGLDConfig:
+    # JEM's defaults (Grathwohl et al. code): 20 steps, step 1, noise 0.01, buffer 10k, reinit 5%.
+    # The JEAT paper does not state these; we take JEM's, as JEAT builds on JEM's sampler.
+    return SGLDConfig(steps=20, step_size=1.0, noise=0.01, buffer_size=10_000, reinit_prob=0.05)
+
+
+def _jempp_sgld(steps: int = 10) -> SGLDConfig:
+    # JEM++ / Robust JEM: informative class-conditional Gaussian init, clipped gradients, samples
+    # kept inside the data box. Robust JEM trains with m=10 SGLD steps.
+    return SGLDConfig(steps=steps, step_size=1.0, noise=0.001, buffer_size=10_000, reinit_prob=0.05,
+                      init="gaussian", class_conditional_buffer=True, clip_grad=0.01, clamp=True)  # fmt: skip
+
+
+def _paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, arch: str = "wrn-28-10",
+           augment: str = "flip-crop", **kw) -> TrainConfig:  # fmt: skip
+    return TrainConfig(epochs=epochs, data=DataConfig(batch_size=batch, augment=augment), model=ModelConfig(arch=arch),
+                       optim=optim, method=method, checkpoint_every=500, **kw)  # fmt: skip
+
+
+# Robust JEM: eps = 0.1 in [-1, 1] units (its inputs are scaled to [-1, 1]) = 0.05 in [0, 1].
+ROBUST_JEM_EPS = 0.1 / 2
+
+# ------------------------------------------------------------------ paper presets (WRN-28-10)
+register("paper-standard", "WRN-28-10, plain cross-entropy, SGD 0.1, 200 epochs")(
+    lambda: _paper(MethodConfig("standard"), _sgd_madry(), 128, 200)
+)
+for _s in (8, 16, 24):
+    register(f"paper-noise-{_s}", f"WRN-28-10, Gaussian noise sigma={_s}/255 injected (Fig. 5)")(
+        lambda s=_s: _paper(MethodConfig("noise", noise_sigma=s / 255), _sgd_madry(), 128, 200)
+    )
+register("paper-pgd", "WRN-28-10, Madry PGD-10 AT, eps 8/255, step 2/255")(
+    lambda: _paper(MethodConfig("pgd", attack=AttackConfig("ce", 8 / 255, 2 / 255, 10)), _sgd_madry(), 128, 200)
+)
+register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cyclic LR 0-0.2, 15 epochs (Table 4)")(
+    lambda: _paper(
+        MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)),
+        OptimConfig("sgd", lr=0.2, weight_decay=5e-4, schedule="cyclic"),
+        128,
+        15,
+    )
+)
+register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
+    lambda: _paper(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), _adam_table4(), 64, 200)
+)
+register("paper-jeat", "WRN-28-10, JEAT (Alg. 1): energy attack + SGLD buffer + -log p(x); Table 4")(
+    lambda: _paper(
+        MethodConfig("jeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1), sgld=_jem_sgld()),
+        _adam_table4(),
+        64,
+        200,
+    )
+)
+register("paper-jem", "JEM's WRN-28-10 (no BN, LeakyReLU), JEM objective, Table 4, warm-up 1000 steps")(
+    lambda: _paper(
+        MethodConfig("jem", sgld=_jem_sgld()),
+        OptimConfig(**{**_adam_table4().__dict__, "warmup_steps": 1000}),
+        64,
+        200,
+        arch="jem-wrn-28-10",
+        augment="jem",
+    )
+)
+register("paper-robust-jem", "Robust JEM: JEM++ sampler, PGD-15 AT with eps 0.1 in [-1,1] (=0.05 in [0,1])")(
+    lambda: _paper(
+        MethodConfig(
+            "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15), sgld=_jempp_sgld(10)
+        ),
+        OptimConfig(**{**_adam_table4(150, (50, 100, 125)).__dict__, "warmup_steps": 1000}),
+        64,
+        150,
+        arch="jem-wrn-28-10",
+        augment="jem",
+    )
+)
+
+
+# ------------------------------------------------------------------ CPU presets (2 cores)
+def _cpu(method: MethodConfig, epochs: int = 10, arch: str = "cnn-small", lr: float = 0.05, batch: int = 128,
+         train_limit: int | None = None, optim: OptimConfig | None = None, augment: str = "flip-crop") -> TrainConfig:  # fmt: skip
+    # One-cycle (cyclic) SGD reaches a good accuracy in few epochs (Wong et al.'s schedule).
+    return TrainConfig(epochs=epochs, data=DataConfig(batch_size=batch, augment=augment, train_limit=train_limit),
+                       model=ModelConfig(arch=arch),
+                       optim=optim or OptimConfig("sgd", lr=lr, nesterov=True, weight_decay=5e-4, schedule="cyclic"),
+                       method=method, eval_robust_n=500, log_every=50)  # fmt: skip
+
+
+register("cpu-standard", "small CNN, plain cross-entropy, 10 epochs (the README's main job)")(
+    lambda: _cpu(MethodConfig("standard"))
+)
+for _s in (8, 16, 24):
+    register(f"cpu-noise-{_s}", f"small CNN, Gaussian noise sigma={_s}/255 (Fig. 5), 10 epochs")(
+        lambda s=_s: _cpu(MethodConfig("noise", noise_sigma=s / 255))
+    )
+register("cpu-pgd", "small CNN, PGD-5 AT (eps 8/255, step 2.5/255), 5 epochs")(
+    lambda: _cpu(MethodConfig("pgd", attack=AttackConfig("ce", 8 / 255, 2.5 / 255, 5)), epochs=5)
+)
+register("cpu-fgsm", "small CNN, Fast AT (FGSM + random start, step 10/255), 8 epochs")(
+    lambda: _cpu(MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)), epochs=8)
+)
+register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 8 epochs")(
+    lambda: _cpu(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), epochs=8)
+)
+register("cpu-jeat", "small CNN, JEAT with 5-step SGLD and a 10k buffer, 5 epochs")(
+    lambda: _cpu(
+        MethodConfig(
+            "jeat",
+            attack=AttackConfig("joint", 8 / 255, 8 / 255, 1),
+            sgld=SGLDConfig(steps=5, step_size=1.0, noise=0.01),
+        ),
+        epochs=5,
+    )
+)
+register("cpu-jem", "JEM-style small CNN (no BN), JEM objective, 5-step SGLD, 5 epochs")(
+    lambda: _cpu(
+        MethodConfig("jem", sgld=SGLDConfig(steps=5, step_size=1.0, noise=0.01)),
+        epochs=5,
+        arch="jem-cnn-small",
+        augment="jem",
+        optim=OptimConfig("adam", lr=1e-3, weight_decay=0.0, schedule="cyclic", warmup_steps=0),
+    )
+)
+register("cpu-robust-jem", "JEM-style small CNN, PGD-5 AT (eps 0.05) + JEM++ SGLD, 5 epochs")(
+    lambda: _cpu(
+        MethodConfig(
+            "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 5), sgld=_jempp_sgld(5)
+        ),
+        epochs=5,
+        arch="jem-cnn-small",
+        augment="jem",
+        optim=OptimConfig("adam", lr=1e-3, weight_decay=0.0, schedule="cyclic"),
+    )
+)
+register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
+    lambda: TrainConfig(
+        epochs=1,
+        amp="none",
+        channels_last=False,
+        log_every=2,
+        data=DataConfig(batch_size=32, train_limit=512, test_limit=256, augment="flip-crop"),
+        model=ModelConfig("cnn-small"),
+        optim=OptimConfig("sgd", lr=0.05, schedule="constant"),
+    )
+)

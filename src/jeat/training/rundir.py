@@ -1,0 +1,56 @@
+"""The run directory: resolved config, JSONL metrics, checkpoints, final summary.
+
+RUN/config.json          the TrainConfig, as resolved (presets + overrides)
+RUN/metrics.jsonl        one line per logged step and per epoch ({"kind": "step"|"epoch", ...})
+RUN/checkpoint.pt        latest full training state (atomic; loads with weights_only=True)
+RUN/model.safetensors    final weights, for sharing; RUN/summary.json  final numbers
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .checkpoint import atomic_write_json
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike, write: bool = True):
+        self.path = Path(path)
+        self.write = write  # False on non-zero DDP ranks
+        if write:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def save_config(self, cfg_dict: dict) -> None:
+        if self.write:
+            atomic_write_json(self.path / "config.json", cfg_dict)
+
+    def load_config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def log(self, record: dict) -> None:
+        if self.write:
+            with open(self.path / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def truncate_log(self, global_step: int) -> None:
+        """On resume, drop lines logged after the checkpoint so the log has no duplicates."""
+        p = self.path / "metrics.jsonl"
+        if not (self.write and p.exists()):
+            return
+        keep = [ln for ln in p.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= global_step]
+        p.write_text("".join(ln + "\n" for ln in keep))
+
+    def records(self, kind: str | None = None) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        rows = [json.loads(ln) for ln in p.read_text().splitlines() if ln]
+        return [r for r in rows if kind is None or r.get("kind") == kind]
