@@ -127,7 +127,8 @@ register("paper-robust-jem", "Robust JEM: JEM++ sampler, PGD-15 AT with eps 0.1 
 
 # ------------------------------------------------------------------ CPU presets (2 cores)
 def _cpu(method: MethodConfig, epochs: int = 10, arch: str = "cnn-small", lr: float = 0.05, batch: int = 128,
-         train_limit: int | None = None, optim: OptimConfig | None = None, augment: str = "flip-crop") -> TrainConfig:  # fmt: skip
+         train_limit: int | None = None, optim: OptimConfig | None = None,
+         augment: str = "flip-crop") -> TrainConfig:  # fmt: skip
     # One-cycle (cyclic) SGD reaches a good accuracy in few epochs (Wong et al.'s schedule).
     return TrainConfig(epochs=epochs, data=DataConfig(batch_size=batch, augment=augment, train_limit=train_limit),
                        model=ModelConfig(arch=arch),

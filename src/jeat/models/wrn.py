@@ -60,7 +60,7 @@ class WideResNet(nn.Module):
         widths = [16, 16 * widen, 32 * widen, 64 * widen]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=norm == "none")]
         c_in = widths[0]
-        for group, stride in zip(widths[1:], (1, 2, 2)):
+        for group, stride in zip(widths[1:], (1, 2, 2), strict=True):
             for i in range(n):
                 layers.append(WideBlock(c_in, group, stride if i == 0 else 1, norm, leak, dropout))
                 c_in = group
