@@ -14,8 +14,14 @@ def _batches(data: ImageSet, batch_size: int, device: torch.device):
         yield data.images[i : i + batch_size].to(device).float().div_(255), data.labels[i : i + batch_size].to(device)
 
 
-def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 500, device: torch.device | str = "cpu",
-             attack: dict | None = None, amp: bool = False) -> float:  # fmt: skip
+def accuracy(
+    model: nn.Module,
+    data: ImageSet,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+    attack: dict | None = None,
+    amp: bool = False,
+) -> float:
     """Top-1 accuracy; with ``attack`` (kwargs of :func:`jeat.attacks.pgd`) on PGD examples."""
     device = torch.device(device)
     was_training = model.training

@@ -55,8 +55,9 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0, win_size: int = 11, sigm
     return s.flatten(1).mean(1)
 
 
-def pairwise_ssim(a: Tensor, b: Tensor, data_range: float = 1.0, chunk: int = 4096, win_size: int = 11,
-                  sigma: float = 1.5) -> Tensor:  # fmt: skip
+def pairwise_ssim(
+    a: Tensor, b: Tensor, data_range: float = 1.0, chunk: int = 4096, win_size: int = 11, sigma: float = 1.5
+) -> Tensor:
     """SSIM of every a[i] against every b[j]: shape (len(a), len(b)). Same formula as :func:`ssim`."""
     if a.dim() != 4 or a.shape[1:] != b.shape[1:]:
         raise ValueError(f"pairwise_ssim needs (N, C, H, W) sets of one shape, got {tuple(a.shape)}, {tuple(b.shape)}")

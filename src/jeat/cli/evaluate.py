@@ -1,0 +1,66 @@
+"""``jeat evaluate``: measure a checkpoint (robustness, FID, Fisher scores, calibration, ...)."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    from ..evaluation.suites import SUITES
+
+    suites = "\n".join(f"  {k:13s} {v[1]}" for k, v in SUITES.items())
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a trained model: robustness, FID/IS, Fisher scores, calibration, landscape, memorisation",
+        description="Run evaluation suites on a checkpoint (run dir, checkpoint.pt or model.safetensors) and write "
+        "metrics.json (every number with its settings and N) and report.md with plots.\n\nsuites:\n" + suites,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="run directory, checkpoint.pt or model.safetensors")
+    p.add_argument("--suite", default="robustness", help="comma-separated suites, or 'all' (default: robustness)")
+    p.add_argument(
+        "--n", type=int, default=1000, help="test images measured (first N of a fixed shuffle; default 1000)"
+    )
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--data", help="data root (default: the run's data.root, else $JEAT_DATA)")
+    p.add_argument("--test-file", help="test .npz inside the data root, e.g. test1k_lossless.npz")
+    p.add_argument("--samples", help=".npz of generated images (x uint8 NHWC, y) for fid and memorisation")
+    p.add_argument("--out", help="output directory (default RUN/eval/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="label of this model in reports and `jeat compare` (default: run dir name)")
+    p.add_argument("--set", dest="options", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="suite setting, repeatable: robustness.aa_n=500, robustness.autoattack=0, "
+                   "robustness.pgd_steps=20,50, fid.n_ref=5000, fid.cache_dir=DIR, fid.is_weights=PATH, "
+                   "fisher.probes=8, fisher.n=200, calibration.bins=20, landscape.images=4, "
+                   "landscape.radius=2.0, memorisation.n=10, memorisation.train_n=10000")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(func=run)
+
+
+def parse_options(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--set expects SUITE.KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def run(args) -> int:
+    from ..evaluation import evaluate
+
+    metrics = evaluate(args.checkpoint, suites=args.suite, n=args.n, batch_size=args.batch_size, device=args.device,
+                       data=args.data, test_file=args.test_file, out_dir=args.out, samples=args.samples,
+                       seed=args.seed, options=parse_options(args.options), progress=not args.no_progress,
+                       name=args.name)  # fmt: skip
+    from ..evaluation.report import compare_table
+
+    print(compare_table([metrics]))
+    out = args.out or "RUN/eval"
+    print(f"\nwrote {out}/metrics.json and report.md" if args.out else f"\nwrote metrics.json and report.md in {out}")
+    if args.debug:
+        print(json.dumps(metrics.get("timing_s", {})))
+    return 0

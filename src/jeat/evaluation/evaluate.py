@@ -1,0 +1,103 @@
+"""Python API behind `jeat evaluate`: load a checkpoint, run suites, write metrics.json and report.md.
+
+>>> evaluate("runs/cpu-pgd", suites=["robustness"], n=1000)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from ..data import load_dataset
+from .common import EvalContext
+from .report import save_metrics, write_report
+from .suites import get_suite, parse_suites
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def evaluate(
+    checkpoint: str | Path,
+    suites: list[str] | str = "robustness",
+    n: int = 1000,
+    batch_size: int = 200,
+    device: str | None = "auto",
+    data: str | None = None,
+    test_file: str | None = None,
+    out_dir: str | Path | None = None,
+    samples: str | Path | None = None,
+    seed: int = 0,
+    options: dict | None = None,
+    progress: bool = True,
+    name: str | None = None,
+) -> dict:
+    """Run ``suites`` on the first ``n`` test images (fixed shuffle); returns the merged metrics dict."""
+    from ..loading import load_trained  # here, not at import: jeat.loading -> training -> evaluation
+
+    dev = resolve_device(device)
+    trained = load_trained(checkpoint, device=dev)
+    cfg = trained.config
+    dataset = cfg.data.name if cfg.data.name in ("cifar10", "cifar100", "npz", "folder") else "cifar10"
+    root = data or cfg.data.root or None
+    test_file = test_file or cfg.data.test_file
+    test = load_dataset(dataset, "test", root=root, test_file=test_file, limit=n)
+    out = Path(out_dir) if out_dir else trained.run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = EvalContext(
+        trained.model.eval(),
+        test,
+        out,
+        dev,
+        batch_size,
+        seed,
+        progress,
+        root,
+        dataset,
+        Path(samples) if samples else None,
+        dict(options or {}),
+    )
+    names = parse_suites(suites) if isinstance(suites, str) else list(suites)
+    results, timing = {}, {}
+    for s in names:
+        torch.manual_seed(seed)  # each suite reproducible on its own, whatever ran before it
+        t0 = time.perf_counter()
+        results[s] = get_suite(s)(ctx)
+        timing[s] = round(time.perf_counter() - t0, 1)
+        if progress:
+            print(f"[jeat evaluate] {s} done in {timing[s]:.1f} s")
+    header = {
+        "checkpoint": str(trained.path),
+        "name": name or trained.run_dir.name,
+        "method": cfg.method.name,
+        "arch": cfg.model.arch,
+        "preset": getattr(cfg, "preset", None),
+        "device": str(dev),
+        "seed": seed,
+        "data": {
+            "dataset": dataset,
+            "root": str(root) if root else None,
+            "test_file": test_file,
+            "n_test": len(test),
+            "selection": "first n of a fixed (seed 0) shuffle of the test set",
+        },
+        "batch_size": batch_size,
+        "options": dict(options or {}),
+        "samples": str(samples) if samples else None,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+    }
+    prev = (
+        json.loads((out / "metrics.json").read_text()).get("timing_s", {}) if (out / "metrics.json").is_file() else {}
+    )
+    header["timing_s"] = {**prev, **timing}  # suites run earlier into this directory keep their times
+    metrics = save_metrics(out, header, results)
+    write_report(out, metrics)
+    return metrics

@@ -1,0 +1,131 @@
+"""metrics.json and report.md of an evaluation, and the summary rows `jeat compare` tabulates.
+
+metrics.json accumulates: running one suite again replaces only that suite's entry, so suites
+can be run separately (the fast ones on CPU, FID on a GPU) into one directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..training.checkpoint import atomic_write_json, atomic_write_text
+
+
+def load_metrics(path: str | Path) -> dict:
+    """metrics.json from a file, an eval dir, or a run dir (RUN/eval/metrics.json)."""
+    p = Path(path)
+    for f in (p, p / "metrics.json", p / "eval" / "metrics.json"):
+        if f.is_file():
+            return json.loads(f.read_text())
+    raise FileNotFoundError(f"no metrics.json at {p}, {p / 'metrics.json'} or {p / 'eval' / 'metrics.json'}")
+
+
+def save_metrics(out_dir: Path, header: dict, results: dict) -> dict:
+    f = out_dir / "metrics.json"
+    metrics = json.loads(f.read_text()) if f.is_file() else {}
+    metrics.update(header)
+    metrics.setdefault("suites", {}).update(results)
+    atomic_write_json(f, metrics)
+    return metrics
+
+
+def _pm(entry: dict | None, key: str = "accuracy", unit: str = "%") -> str:
+    if not isinstance(entry, dict) or key not in entry:
+        return "-"
+    se = f" ± {entry['se']:.2f}" if isinstance(entry.get("se"), float) and entry["se"] == entry["se"] else ""
+    return f"{entry[key]:.2f}{se}{unit} (N={entry.get('n', '?')})"
+
+
+def summary_row(m: dict) -> dict[str, str]:
+    """The Table 2-3 quantities of one evaluation, formatted; '-' where not measured."""
+    s = m.get("suites", {})
+    rob, fid, fis, cal = (s.get(k, {}) for k in ("robustness", "fid", "fisher", "calibration"))
+    aa = rob.get("autoattack", {})
+    ea = rob.get("energy_attack", {})
+    is_ = fid.get("is")
+    row = {
+        "Accuracy": _pm(rob.get("clean")),
+        "PGD-20": _pm(rob.get("pgd20")),
+        "PGD-50": _pm(rob.get("pgd50")),
+        "C&W-inf (margin PGD)": _pm(rob.get("cw")),
+        "AutoAttack (standard)": _pm(aa) if "accuracy" in aa else ("not run" if aa else "-"),
+        "Table 1 CE attack": _pm(ea.get("normal_attack")),
+        "Table 1 energy attack": _pm(ea.get("energy_attack")),
+        "JFS ↓": _pm(fis.get("jfs"), "score", ""),
+        "MFS ↓": _pm(fis.get("mfs"), "score", ""),
+        "FID ↓": f"{fid['fid']:.2f} (N={fid['n']}, ref {fid['n_ref']})" if "fid" in fid else "-",
+        "IS ↑": f"{is_['mean']:.2f} ± {is_['std']:.2f} (N={is_['n']})" if isinstance(is_, dict) else "-",
+        "ECE clean": f"{100 * cal['clean']['ece']:.2f}% (N={cal['clean']['n']})" if "clean" in cal else "-",
+        "ECE FGSM": f"{100 * cal['fgsm']['ece']:.2f}% (N={cal['fgsm']['n']})" if "fgsm" in cal else "-",
+    }
+    return row
+
+
+def label(m: dict) -> str:
+    return m.get("name") or Path(m.get("checkpoint", "?")).parent.name
+
+
+def compare_table(metrics: list[dict]) -> str:
+    """Markdown: one column per run, one row per quantity (rows nobody measured are dropped)."""
+    rows = [summary_row(m) for m in metrics]
+    keys = [k for k in rows[0] if any(r[k] != "-" for r in rows)] if rows else []
+    head = "| | " + " | ".join(f"{label(m)} ({m.get('method', '?')})" for m in metrics) + " |"
+    lines = [head, "|---" * (len(metrics) + 1) + "|"]
+    lines += ["| " + k + " | " + " | ".join(r[k] for r in rows) + " |" for k in keys]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, metrics: dict) -> Path:
+    s = metrics.get("suites", {})
+    md = [
+        f"# Evaluation of `{metrics.get('checkpoint')}`",
+        "",
+        f"method `{metrics.get('method')}`, model `{metrics.get('arch')}`, data {metrics.get('data')}, "
+        f"device {metrics.get('device')}, seed {metrics.get('seed')}. Every number lists the N it was measured on; "
+        "all numbers and settings are in `metrics.json`.",
+        "",
+        "## Summary",
+        "",
+        compare_table([metrics]),
+        "",
+    ]
+    rob = s.get("robustness", {})
+    if rob:
+        md += [
+            "## Robustness",
+            "",
+            "l_inf, eps 8/255, step 2/255, random start. C&W-inf is PGD on the C&W margin loss.",
+        ]
+        for k in ("autoattack", "torchattacks_check"):
+            v = rob.get(k, {})
+            if "skipped" in v:
+                md.append(f"- {k}: {v['skipped']}")
+            elif k == "torchattacks_check" and "agree" in v:
+                md.append(
+                    f"- torchattacks.PGD-20 {v['accuracy']:.2f}% vs ours {v['ours']:.2f}% "
+                    f"(difference {v['difference']:+.2f}, tolerance {v['tolerance']:.2f}): "
+                    f"{'agree' if v['agree'] else 'DISAGREE'}"
+                )
+            elif k == "autoattack" and "log" in v:
+                md += [f"- AutoAttack log: {line}" for line in v["log"]]
+        md.append("")
+    fid = s.get("fid", {})
+    if fid:
+        md += [
+            "## FID / IS",
+            "",
+            f"- FID: {fid.get('fid', fid.get('skipped'))}"
+            + (f" (N={fid['n']} samples vs {fid['n_ref']} training images)" if "fid" in fid else ""),
+            f"- IS: {fid.get('is')}",
+            f"- features: {fid.get('features')}",
+            "",
+        ]
+    mem = s.get("memorisation", {})
+    if "skipped" in mem:
+        md += ["## Memorisation", "", mem["skipped"], ""]
+    for name, res in s.items():
+        for p in res.get("plots", []) if isinstance(res, dict) else []:
+            md += [f"## {name}: {p}" if name not in ("landscape",) else f"## landscape: {p}", "", f"![{name}]({p})", ""]
+    md += ["## Timing (s)", "", json.dumps(metrics.get("timing_s", {})), ""]
+    return atomic_write_text(out_dir / "report.md", "\n".join(md))

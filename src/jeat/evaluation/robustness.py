@@ -1,0 +1,143 @@
+"""Robust accuracy (Tables 2-3) and the energy attack (Table 1).
+
+All attacks are l_inf with eps 8/255, step 2/255 and a random start unless set otherwise:
+- ``pgd20`` / ``pgd50``: our PGD on CE = E(x,y) - E(x) (Eq. 14), :func:`jeat.attacks.pgd`.
+- ``cw``: PGD on the C&W margin loss (see :mod:`.cw`; "C&W_inf", as robustness tables use it).
+- ``energy_attack``: Table 1 - the same PGD ascending E(x,y) only (Eq. 18) next to the CE attack;
+  success = share of clean-correct images the attack makes wrong.
+- ``autoattack``: the official AutoAttack "standard" (APGD-CE, APGD-T, FAB-T, Square) from the
+  ``pyautoattack`` package (see :mod:`.autoattack`).
+- ``torchattacks_check``: torchattacks.PGD on the same images, an independent implementation.
+Counts are accumulated as device tensors and synced once at the end (no .item() per batch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..attacks import pgd
+from .autoattack import run_autoattack
+from .common import EvalContext, batches, pct
+from .cw import cw_linf
+
+EPS, STEP = 8 / 255, 2 / 255
+
+
+def _attacks(ctx: EvalContext) -> dict:
+    eps, step = ctx.opt("robustness", "eps", EPS), ctx.opt("robustness", "step", STEP)
+    table1_steps = ctx.opt("robustness", "energy_steps", 20)
+    out = {}
+    for k in str(ctx.opt("robustness", "pgd_steps", "20,50")).split(","):
+        if k.strip():
+            out[f"pgd{int(k)}"] = dict(kind="pgd", energy="ce", steps=int(k), eps=eps, step_size=step)
+    out["cw"] = dict(kind="cw", steps=ctx.opt("robustness", "cw_steps", 20), eps=eps, step_size=step)
+    out["energy_attack_ce"] = dict(kind="pgd", energy="ce", steps=table1_steps, eps=eps, step_size=step)
+    out["energy_attack_joint"] = dict(kind="pgd", energy="joint", steps=table1_steps, eps=eps, step_size=step)
+    return out
+
+
+def _run_attack(model, x, y, a: dict):
+    if a["kind"] == "cw":
+        return cw_linf(model, x, y, a["eps"], a["step_size"], a["steps"])
+    return pgd(model, x, y, a["eps"], a["step_size"], a["steps"], energy=a["energy"])
+
+
+def binomial_se(acc_pct: float, n: int) -> float:
+    """Standard error of an accuracy (percent) over n images: 100 sqrt(p(1-p)/n)."""
+    p = acc_pct / 100
+    return 100 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
+def run(ctx: EvalContext) -> dict:
+    model, dev, n = ctx.model.eval(), ctx.device, len(ctx.test)
+    attacks = _attacks(ctx)
+    torch.manual_seed(ctx.seed)
+    zero = lambda: torch.zeros((), dtype=torch.long, device=dev)
+    clean = zero()
+    correct = {k: zero() for k in attacks}
+    flipped = {k: zero() for k in attacks}  # clean-correct and wrong after the attack
+    max_dev = {k: torch.zeros((), device=dev) for k in attacks}
+    bar = ctx.bar(n, "robustness")
+    for x, y in batches(ctx.test, ctx.batch_size, dev):
+        with torch.no_grad():
+            ok = model(x).argmax(1) == y
+        clean += ok.sum()
+        for k, a in attacks.items():
+            x_adv = _run_attack(model, x, y, a)
+            with torch.no_grad():
+                ok_adv = model(x_adv).argmax(1) == y
+            correct[k] += ok_adv.sum()
+            flipped[k] += (ok & ~ok_adv).sum()
+            max_dev[k] = torch.maximum(max_dev[k], (x_adv - x).abs().amax())
+        bar.update(len(y))
+    bar.close()
+
+    clean_acc = pct(clean, n)
+    res: dict = {"n": n, "clean": {"accuracy": clean_acc, "se": binomial_se(clean_acc, n), "n": n}}
+    for k, a in attacks.items():
+        acc = pct(correct[k], n)
+        entry = {
+            "accuracy": acc,
+            "se": binomial_se(acc, n),
+            "n": n,
+            "max_linf": float(max_dev[k]),
+            "success_rate": pct(flipped[k], int(clean)),
+            **{p: a[p] for p in ("eps", "step_size", "steps")},
+            "random_start": True,
+        }
+        if a["kind"] == "cw":
+            entry["loss"] = "C&W margin max_{j!=y} f_j - f_y, l_inf PGD (not the l_2 C&W optimisation)"
+        else:
+            entry["loss"] = {"ce": "cross-entropy E(x,y)-E(x) (Eq. 14)", "joint": "E(x,y) only (Eq. 18)"}[a["energy"]]
+        res[k] = entry
+    res["energy_attack"] = {
+        "what": "Table 1: CE attack vs energy attack (E(x,y) only), same PGD settings",
+        "no_attack": clean_acc,
+        "normal_attack": res.pop("energy_attack_ce"),
+        "energy_attack": res.pop("energy_attack_joint"),
+    }
+    if ctx.opt("robustness", "autoattack", 1):
+        res["autoattack"] = run_autoattack(ctx, eps=ctx.opt("robustness", "eps", EPS))
+    if ctx.opt("robustness", "torchattacks", 1):
+        res["torchattacks_check"] = torchattacks_check(ctx, res.get("pgd20"))
+    return res
+
+
+def torchattacks_check(ctx: EvalContext, ours: dict | None, steps: int = 20) -> dict:
+    """torchattacks.PGD with our settings on the same images: accuracies should agree within noise."""
+    try:
+        import torchattacks
+    except ImportError as e:
+        return {"skipped": f"torchattacks is not installed ({e}); pip install --no-deps torchattacks scipy requests"}
+    eps, step = ctx.opt("robustness", "eps", EPS), ctx.opt("robustness", "step", STEP)
+    atk = torchattacks.PGD(ctx.model, eps=eps, alpha=step, steps=steps, random_start=True)
+    correct, n = torch.zeros((), dtype=torch.long, device=ctx.device), len(ctx.test)
+    bar = ctx.bar(n, "torchattacks.PGD")
+    for x, y in batches(ctx.test, ctx.batch_size, ctx.device):
+        x_adv = atk(x, y)
+        with torch.no_grad():
+            correct += (ctx.model(x_adv).argmax(1) == y).sum()
+        bar.update(len(y))
+    bar.close()
+    ctx.model.eval()  # torchattacks restores the mode it found; make sure we stay in eval
+    acc = pct(correct, n)
+    out = {
+        "accuracy": acc,
+        "n": n,
+        "steps": steps,
+        "eps": eps,
+        "step_size": step,
+        "version": getattr(torchattacks, "__version__", "?"),
+    }
+    if ours and ours.get("steps") == steps:
+        # Two independent random starts: the difference has SE ~ sqrt(2) * SE(acc); allow 3 SE + 1 image.
+        tol = 3 * math.sqrt(2) * binomial_se(ours["accuracy"], n) + 100 / n
+        out.update(
+            ours=ours["accuracy"],
+            difference=acc - ours["accuracy"],
+            tolerance=tol,
+            agree=abs(acc - ours["accuracy"]) <= tol,
+        )
+    return out
