@@ -49,17 +49,27 @@ def _sgd_madry(epochs: int = 200) -> OptimConfig:
                        milestones=(epochs // 2, epochs * 3 // 4), gamma=0.1)  # fmt: skip
 
 
-def _jem_sgld() -> SGLDConfig:
-    # JEM's defaults (Grathwohl et al. code): 20 steps, step 1, noise 0.01, buffer 10k, reinit 5%.
-    # The JEAT paper does not state these; we take JEM's, as JEAT builds on JEM's sampler.
-    return SGLDConfig(steps=20, step_size=1.0, noise=0.01, buffer_size=10_000, reinit_prob=0.05)
+# JEM works on images in [-1, 1]; we work in [0, 1]. The same Langevin dynamics in our units:
+# step / 4 (the gradient w.r.t. [0, 1] pixels is twice as large, and a step is half as long)
+# and noise / 2. Clipping bounds and eps are halved likewise.
+TO_UNIT_STEP, TO_UNIT_NOISE = 1 / 4, 1 / 2
 
 
-def _jempp_sgld(steps: int = 10) -> SGLDConfig:
+def _jem_sgld(steps: int = 20) -> SGLDConfig:
+    # JEM's defaults (Grathwohl et al. code): 20 steps, step 1, noise 0.01 ([-1, 1] units), buffer
+    # 10k, reinit 5%. The JEAT paper does not state these; we take JEM's, as JEAT builds on JEM's
+    # sampler, converted to [0, 1] units: step 0.25, noise 0.005.
+    return SGLDConfig(steps=steps, step_size=1.0 * TO_UNIT_STEP, noise=0.01 * TO_UNIT_NOISE, buffer_size=10_000,
+                      reinit_prob=0.05)  # fmt: skip
+
+
+def _jempp_sgld(steps: int = 10, buffer_size: int = 10_000) -> SGLDConfig:
     # JEM++ / Robust JEM: informative class-conditional Gaussian init, clipped gradients, samples
-    # kept inside the data box. Robust JEM trains with m=10 SGLD steps.
-    return SGLDConfig(steps=steps, step_size=1.0, noise=0.001, buffer_size=10_000, reinit_prob=0.05,
-                      init="gaussian", class_conditional_buffer=True, clip_grad=0.01, clamp=True)  # fmt: skip
+    # kept inside the data box. Robust JEM trains with m=10 SGLD steps. Step 1, noise 0.001 and
+    # per-pixel clip 0.01 are in [-1, 1] units; converted to [0, 1] as for JEM.
+    return SGLDConfig(steps=steps, step_size=1.0 * TO_UNIT_STEP, noise=0.001 * TO_UNIT_NOISE, buffer_size=buffer_size,
+                      reinit_prob=0.05, init="gaussian", class_conditional_buffer=True, clip_grad=0.01 / 2,
+                      clamp=True)  # fmt: skip
 
 
 def _paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, arch: str = "wrn-28-10",
@@ -143,42 +153,47 @@ for _s in (8, 16, 24):
     register(f"cpu-noise-{_s}", f"small CNN, Gaussian noise sigma={_s}/255 (Fig. 5), 10 epochs")(
         lambda s=_s: _cpu(MethodConfig("noise", noise_sigma=s / 255))
     )
-register("cpu-pgd", "small CNN, PGD-5 AT (eps 8/255, step 2.5/255), 5 epochs")(
-    lambda: _cpu(MethodConfig("pgd", attack=AttackConfig("ce", 8 / 255, 2.5 / 255, 5)), epochs=5)
+# Budgets: 2 shared cores run the small CNN at ~60-90 img/s per forward+backward (bf16); an
+# attack step or an SGLD step costs about one more. Each preset below is sized to ~15-20 min.
+register("cpu-pgd", "small CNN, PGD-3 AT (eps 8/255, step 3/255), 10k images, 3 epochs")(
+    lambda: _cpu(MethodConfig("pgd", attack=AttackConfig("ce", 8 / 255, 3 / 255, 3)), epochs=3, train_limit=10_000)
 )
-register("cpu-fgsm", "small CNN, Fast AT (FGSM + random start, step 10/255), 8 epochs")(
-    lambda: _cpu(MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)), epochs=8)
+register("cpu-fgsm", "small CNN, Fast AT (FGSM + random start, step 10/255), 10k images, 4 epochs")(
+    lambda: _cpu(MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)), epochs=4, train_limit=10_000)
 )
-register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 8 epochs")(
-    lambda: _cpu(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), epochs=8)
-)
-register("cpu-jeat", "small CNN, JEAT with 5-step SGLD and a 10k buffer, 5 epochs")(
+register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 10k images, 4 epochs")(
     lambda: _cpu(
-        MethodConfig(
-            "jeat",
-            attack=AttackConfig("joint", 8 / 255, 8 / 255, 1),
-            sgld=SGLDConfig(steps=5, step_size=1.0, noise=0.01),
-        ),
-        epochs=5,
+        MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), epochs=4, train_limit=10_000
     )
 )
-register("cpu-jem", "JEM-style small CNN (no BN), JEM objective, 5-step SGLD, 5 epochs")(
+register("cpu-jeat", "small CNN, JEAT with 5-step SGLD and a 10k buffer, 4k images, 3 epochs")(
     lambda: _cpu(
-        MethodConfig("jem", sgld=SGLDConfig(steps=5, step_size=1.0, noise=0.01)),
-        epochs=5,
+        MethodConfig("jeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1), sgld=_jem_sgld(steps=5)),
+        epochs=3,
+        train_limit=4_000,
+    )
+)
+register("cpu-jem", "JEM-style small CNN (no BN), JEM objective, 5-step SGLD, 4k images, 3 epochs")(
+    lambda: _cpu(
+        MethodConfig("jem", sgld=_jem_sgld(steps=5)),
+        epochs=3,
         arch="jem-cnn-small",
         augment="jem",
+        train_limit=4_000,
         optim=OptimConfig("adam", lr=1e-3, weight_decay=0.0, schedule="cyclic", warmup_steps=0),
     )
 )
-register("cpu-robust-jem", "JEM-style small CNN, PGD-5 AT (eps 0.05) + JEM++ SGLD, 5 epochs")(
+register("cpu-robust-jem", "JEM-style small CNN, PGD-3 AT (eps 0.05) + JEM++ 5-step SGLD, 4k images, 3 epochs")(
     lambda: _cpu(
         MethodConfig(
-            "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 5), sgld=_jempp_sgld(5)
+            "robust-jem",
+            attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 2, 3),
+            sgld=_jempp_sgld(5, buffer_size=2_000),
         ),
-        epochs=5,
+        epochs=3,
         arch="jem-cnn-small",
         augment="jem",
+        train_limit=4_000,
         optim=OptimConfig("adam", lr=1e-3, weight_decay=0.0, schedule="cyclic"),
     )
 )

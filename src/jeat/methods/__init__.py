@@ -1,9 +1,26 @@
-"""Training methods by name; each is a small :class:`Method` strategy for the one loop."""
+"""Training methods by name; each is a small :class:`Method` strategy for the one loop.
+
+| name | inputs of the CE term | extra term |
+|---|---|---|
+| standard | x | - |
+| noise | x + N(0, sigma^2) | - |
+| pgd | PGD-k on CE (Madry) | - |
+| fgsm | FGSM + random start (Fast AT) | - |
+| prejeat (alias energy-pgd) | energy attack on E(x,y) (Alg. 2) | - |
+| jeat | energy attack on E(x,y) (Alg. 1) | E(x_adv) - E(x~) (SGLD buffer) |
+| jem | x | E(x) - E(x~) (SGLD buffer) |
+| robust-jem | PGD-k on CE | E(x) - E(x~) (JEM++ sampler) |
+"""
 
 from __future__ import annotations
 
 from .base import Method
+from .jeat import JEAT
+from .jem import JEM
 from .noise import NoiseInjection
+from .pgd import FGSMTraining, PGDTraining
+from .prejeat import PreJEAT
+from .robust_jem import RobustJEM
 from .standard import Standard
 
 METHODS: dict[str, type[Method]] = {}
@@ -14,8 +31,9 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (Standard, NoiseInjection):
+for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM):
     register_method(_cls)
+METHODS["energy-pgd"] = PreJEAT  # the issue's name for Algorithm 2's training
 
 
 def build_method(cfg, model, train_set, device) -> Method:

@@ -3,7 +3,12 @@
 The training loop (``jeat.training.loop``) owns everything else — data, autocast, the
 optimizer step, logging, checkpoints, the divergence guard. A method only implements
 :meth:`Method.loss`, and optionally keeps state (a replay buffer) that is checkpointed.
-Metrics are returned as 0-dim tensors and synced by the loop only when it logs.
+Metrics are returned as 0-dim tensors and synced by the loop only when it logs; keys of
+energies contain "energy" so the guard bounds them.
+
+``model`` in :meth:`Method.loss` may be DDP-wrapped or compiled: attacks and SGLD run on
+``unwrap(model)`` under ``frozen_bn_stats`` (they must neither sync gradients nor move BN
+running statistics); only the forwards whose output enters the loss go through the wrapper.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..attacks import pgd
 from ..config import TrainConfig
 from ..data import ImageSet
+from ..models.utils import frozen_bn_stats, unwrap
+from .tracking import EnergyTracker
 
 
 class Method:
@@ -24,6 +32,7 @@ class Method:
         self.cfg, self.mcfg, self.device = cfg, cfg.method, device
         self.num_classes = train_set.num_classes
         self.image_shape = train_set.shape
+        self.tracker = EnergyTracker(cfg.amp) if cfg.method.track_energy else None
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return (scalar loss to minimise, metrics). ``model`` may be DDP-wrapped."""
@@ -32,7 +41,21 @@ class Method:
     @torch.no_grad()
     def after_update(self, model: nn.Module) -> dict[str, Tensor]:
         """Called after the optimizer step (e.g. to measure Delta_theta of the energies)."""
-        return {}
+        return self.tracker.after(model) if self.tracker is not None else {}
+
+    def attack(self, model: nn.Module, x: Tensor, y: Tensor, energy: str | None = None,
+               steps: int | None = None) -> Tensor:  # fmt: skip
+        """l_inf PGD/FGSM-RS from ``method.attack`` (``energy``/``steps`` override the config's) on
+        the unwrapped model with BN running statistics frozen. Returns x_adv (no graph)."""
+        a = self.mcfg.attack
+        net = unwrap(model)
+        with frozen_bn_stats(net):
+            return pgd(net, x, y, a.eps, a.step_size, a.steps if steps is None else steps, energy or a.energy,
+                       a.random_start)  # fmt: skip
+
+    def track(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, logits_adv: Tensor) -> dict[str, Tensor]:
+        """Delta_x energy metrics when ``method.track_energy`` is on (see :mod:`.tracking`)."""
+        return self.tracker.before(model, x, x_adv, y, logits_adv) if self.tracker is not None else {}
 
     def state_dict(self) -> dict:
         return {}

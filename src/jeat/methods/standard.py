@@ -1,4 +1,8 @@
-"""Plain cross-entropy training: minimise E(x,y) - E(x) on clean data (Eq. 13)."""
+"""Plain cross-entropy training: minimise E(x,y) - E(x) on clean data (Eq. 13).
+
+Subclasses only change :meth:`Standard.inputs` (noise, PGD/FGSM, the energy attack); the loss
+is always the cross-entropy on those inputs.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ class Standard(Method):
         x_in = self.inputs(model, x, y)
         logits = model(x_in)
         loss = cross_entropy(logits, y).mean()
-        return loss, {
+        metrics = {
             "loss": loss.detach(),
             "acc": accuracy_metric(logits.detach(), y),
             "energy_xy": joint_energy(logits.detach(), y).mean(),
             "energy_x": marginal_energy(logits.detach()).mean(),
         }
+        metrics.update(self.track(model, x, x_in, y, logits))
+        return loss, metrics

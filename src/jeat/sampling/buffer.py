@@ -45,8 +45,11 @@ class ReplayBuffer:
         labels = self.labels[idx]
         x0 = self.x[idx]
         reinit = torch.rand(n, device=self.device) < reinit_prob
-        fresh = self.seed_fn(n, labels).to(self.device)
-        x0 = torch.where(reinit.view(-1, *[1] * len(self.shape)), fresh, x0)
+        # Seed only the reinitialised states (one host sync per draw, never inside SGLD): a
+        # class-conditional Gaussian seed costs O(D^2) per image, and rho is small.
+        re_idx = reinit.nonzero().squeeze(1)
+        if len(re_idx):
+            x0[re_idx] = self.seed_fn(len(re_idx), labels[re_idx]).to(self.device, x0.dtype)
         return x0, idx, labels
 
     def push(self, x: Tensor, idx: Tensor) -> None:

@@ -1,0 +1,132 @@
+"""``jeat plot KIND RUN``: figures from a run directory's ``metrics.jsonl`` (PNG, matplotlib Agg).
+
+Kinds live in :data:`PLOTS` (name -> :class:`PlotKind`); a new figure adds one entry:
+
+- ``energy-changes``: Delta_x and Delta_theta of E(x, y) and E(x) per epoch, mean +- std
+  (JEAT Fig. 3 / 9 / 10); needs a run trained with ``--set method.track_energy=true``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class PlotKind:
+    help: str
+    run: Callable  # (args) -> int
+    add_arguments: Callable | None = None  # (parser) -> None, extra options
+
+
+PLOTS: dict[str, PlotKind] = {}
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    path = Path(run)
+    path = path / "metrics.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl at {path}; pass a run directory written by `jeat train`")
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def per_epoch(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of ``key``: from epoch records (``train_<key>``, averaged over the epoch's
+    steps by the loop), else the mean of the step records of each epoch (a run still going)."""
+    epochs = [r for r in records if r.get("kind") == "epoch" and f"train_{key}" in r]
+    if epochs:
+        return [int(r["epoch"]) for r in epochs], [float(r[f"train_{key}"]) for r in epochs]
+    groups: dict[int, list[float]] = {}
+    for r in records:
+        if r.get("kind") == "step" and key in r:
+            groups.setdefault(int(r["epoch"]) + 1, []).append(float(r[key]))
+    xs = sorted(groups)
+    return xs, [sum(groups[e]) / len(groups[e]) for e in xs]
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ------------------------------------------------------------------ energy-changes
+ENERGY_PANELS = (("xy", "E(x, y)"), ("x", "E(x)"))
+ENERGY_SERIES = (
+    ("dx", r"$\Delta_x$ (attack)", "tab:red", -0.08),
+    ("dtheta", r"$\Delta_\theta$ (update)", "tab:blue", 0.08),
+)
+
+
+def plot_energy_changes(run: str | Path, out: str | Path | None = None) -> Path:
+    """Draw Delta_x / Delta_theta of E(x,y) and E(x), mean +- std per epoch; returns the PNG path."""
+    records = read_metrics(run)
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    found = False
+    for ax, (e, label) in zip(axes, ENERGY_PANELS, strict=True):
+        for d, name, color, shift in ENERGY_SERIES:
+            xs, means = per_epoch(records, f"{d}_energy_{e}_mean")
+            _, stds = per_epoch(records, f"{d}_energy_{e}_std")
+            if not xs:
+                continue
+            found = True
+            ax.errorbar([x + shift for x in xs], means, yerr=stds if len(stds) == len(means) else None, fmt="o",
+                        capsize=3, color=color, label=name)  # fmt: skip
+        ax.axhline(0.0, color="gray", lw=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"change of {label}")
+        ax.set_title(f"{label}: mean $\\pm$ std per epoch")
+        ax.legend()
+    if not found:
+        plt.close(fig)
+        raise ValueError(f"{run}: no energy-change metrics; train with --set method.track_energy=true")
+    out = Path(out) if out else (Path(run) if Path(run).is_dir() else Path(run).parent) / "energy_changes.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _run_energy_changes(args) -> int:
+    print(plot_energy_changes(args.run, args.out))
+    return 0
+
+
+PLOTS["energy-changes"] = PlotKind("Delta_x / Delta_theta of E(x,y) and E(x) per epoch (JEAT Fig. 3)",
+                                   _run_energy_changes)  # fmt: skip
+
+
+# ------------------------------------------------------------------ grad-norms (generation)
+def _run_grad_norms(args) -> int:
+    from ..sampling.plots import plot_grad_norms
+
+    print(plot_grad_norms(args.run, args.out))
+    return 0
+
+
+PLOTS["grad-norms"] = PlotKind(
+    "||grad_x E(x,y)|| vs ||grad_x E(x)|| over Langevin iterations, mean +- std (JEAT Fig. 11-12); "
+    "RUN is a `jeat generate` output directory (its traces.json)",
+    _run_grad_norms,
+)
+
+
+# ------------------------------------------------------------------ command line
+def add_parser(sub) -> None:
+    p = sub.add_parser("plot", help="draw figures from a run's metrics (" + ", ".join(PLOTS) + ")",
+                       description="Draw a figure from RUN/metrics.jsonl as PNG.")  # fmt: skip
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for name, kind in PLOTS.items():
+        q = kinds.add_parser(name, help=kind.help, description=kind.help)
+        q.add_argument("run", metavar="RUN", help="run directory (or its metrics.jsonl)")
+        q.add_argument("--out", help="PNG path (default: RUN/<kind>.png)")
+        q.add_argument("--debug", action="store_true", help="show full tracebacks")
+        if kind.add_arguments:
+            kind.add_arguments(q)
+        q.set_defaults(func=kind.run)

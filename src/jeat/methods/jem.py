@@ -1,0 +1,69 @@
+"""JEM (Grathwohl et al.) and the shared -log p(x) machinery of JEAT and Robust JEM.
+
+    loss = CE(x_cls, y) + px_weight * [ mean E(x_data) - mean E(x~_K) ]
+
+where x~_K are SGLD negatives from the replay buffer (:mod:`.negatives`) and the E(x) term's
+gradient is the contrastive estimate of -grad log p(x) (JEAT Eq. 20). For JEM both x_cls and
+x_data are the clean batch x; subclasses change :meth:`JEM.inputs` (the classifier's inputs)
+and :attr:`JEM.px_on_clean` (whether E(x_data) is taken on clean x or on x_cls).
+
+Forwards: x_cls through the (possibly DDP) wrapper, updating BN statistics as in plain
+training; x~_K (and clean x when it differs from x_cls) through the wrapper with BN running
+statistics frozen, so SGLD samples never leak into evaluation statistics.
+"""
+
+from __future__ import annotations
+
+from ..energy import cross_entropy, joint_energy, marginal_energy
+from ..models.utils import frozen_bn_stats, unwrap
+from .base import Method, accuracy_metric
+from .negatives import SGLDNegatives
+
+
+class JEM(Method):
+    name = "jem"
+    px_on_clean = True  # E(x) of the data term on clean x (JEM, Robust JEM) or on x_cls (JEAT)
+
+    def __init__(self, cfg, model, train_set, device):
+        super().__init__(cfg, model, train_set, device)
+        self.negatives = SGLDNegatives(cfg.method.sgld, train_set, device)
+        self.last_inputs: dict = {}  # x_cls and x_neg of the latest step (tests, tracking)
+
+    def inputs(self, model, x, y):
+        """The classifier's inputs; JEM trains on clean x."""
+        return x
+
+    def loss(self, model, x, y):
+        x_cls = self.inputs(model, x, y)
+        x_neg, _ = self.negatives.sample(unwrap(model), len(x))
+        logits = model(x_cls)
+        if self.px_on_clean and x_cls is not x:
+            with frozen_bn_stats(model):
+                logits_px = model(x)
+        else:
+            logits_px = logits
+        with frozen_bn_stats(model):
+            logits_neg = model(x_neg)
+        ce = cross_entropy(logits, y).mean()
+        e_pos, e_neg = marginal_energy(logits_px).mean(), marginal_energy(logits_neg).mean()
+        px = e_pos - e_neg
+        loss = ce + self.mcfg.px_weight * px
+        self.last_inputs = {"x_cls": x_cls.detach(), "x_neg": x_neg.detach()}
+        metrics = {
+            "loss": loss.detach(),
+            "ce": ce.detach(),
+            "acc": accuracy_metric(logits.detach(), y),
+            "energy_xy": joint_energy(logits.detach(), y).mean(),
+            "energy_x": marginal_energy(logits.detach()).mean(),
+            "energy_x_data": e_pos.detach(),
+            "energy_x_neg": e_neg.detach(),
+            "energy_gap": px.detach(),  # E(x_data) - E(x~): the -log p(x) term
+        }
+        metrics.update(self.track(model, x, x_cls, y, logits))
+        return loss, metrics
+
+    def state_dict(self) -> dict:
+        return self.negatives.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.negatives.load_state_dict(state)

@@ -1,0 +1,24 @@
+"""Robust JEM (Korst & Asadulaev, 2022): JEM++-style training with the classifier on PGD examples.
+
+    x_adv = PGD-k on CE within eps      (paper: eps = 0.1 in its [-1, 1] units = 0.05 in [0, 1],
+                                         15 steps; the step size is not stated, we use eps / 4)
+    x~_K  = K clipped SGLD steps inside [0, 1] from a class-conditional buffer seeded by the
+            class-conditional Gaussian of the training set (JEM++'s informative init)
+    loss  = CE(x_adv, y) + px_weight * [E(x) - E(x~_K)]       (E(x) on clean x, as in JEM++)
+
+The sampler settings (``init=gaussian``, ``class_conditional_buffer``, ``clip_grad``,
+``clamp``) live in ``method.sgld`` and are set by the ``*-robust-jem`` presets; this class
+only fixes which inputs each term sees.
+"""
+
+from __future__ import annotations
+
+from .jem import JEM
+
+
+class RobustJEM(JEM):
+    name = "robust-jem"
+    px_on_clean = True
+
+    def inputs(self, model, x, y):
+        return self.attack(model, x, y)  # method.attack.energy, 'ce' in the presets
