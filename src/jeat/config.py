@@ -63,8 +63,10 @@ class SGLDConfig:
     """Langevin sampling of negatives for E(x) (JEM / JEAT / Robust JEM)."""
 
     steps: int = 20  # K
-    step_size: float = 1.0  # alpha (JEM's sgld_lr)
-    noise: float = 0.01  # JEM's sgld_std; the paper's sqrt(alpha) is replaced as in JEM's code
+    # JEM's sgld_lr=1 and sgld_std=0.01 are in its [-1, 1] input units; in our [0, 1] pixel units
+    # the same dynamics is step 1/4 (grad_u = 2 grad_x, dx = 2 du) and noise 0.01/2.
+    step_size: float = 0.25  # alpha: JEM's sgld_lr = 1 in [-1, 1] units
+    noise: float = 0.005  # JEM's sgld_std = 0.01 in [-1, 1] units; replaces the paper's sqrt(alpha)
     buffer_size: int = 10_000
     reinit_prob: float = 0.05  # rho
     init: str = "uniform"  # uniform | gaussian (class-conditional, JEM++ / Robust JEM)
