@@ -29,16 +29,26 @@ STANDARD = {
 }
 
 
-def check_standard(adversary) -> dict:
-    """The settings found on the object, compared with the official standard version."""
+def check_standard(adversary, num_classes: int = 10) -> dict:
+    """The settings found on the object, compared with the official standard version.
+
+    With fewer than 10 classes there are only C - 1 possible targets; the official code warns
+    (checks.check_n_classes) and we then use C - 1, recorded in the returned settings."""
+    expected = dict(STANDARD)
+    if num_classes < 10:
+        targets = num_classes - 1
+        adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = targets
+        expected["apgd_targeted.n_target_classes"] = expected["fab.n_target_classes"] = targets
     found = {"attacks": list(adversary.attacks_to_run)}
     for key in STANDARD:
         if "." in key:
             obj, attr = key.split(".")
             found[key] = getattr(getattr(adversary, obj), attr)
-    bad = {k: (found[k], v) for k, v in STANDARD.items() if found[k] != v}
+    bad = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
     if bad:
         raise RuntimeError(f"pyautoattack is not configured as AutoAttack standard: {bad} (found, expected)")
+    if num_classes < 10:
+        found["note"] = f"{num_classes} classes: {num_classes - 1} target classes instead of 9"
     return found
 
 
@@ -62,7 +72,7 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
     x = ctx.test.images[:n].float().div(255)
     y = ctx.test.labels[:n]
     adversary = AutoAttack(ctx.model.eval(), norm="Linf", eps=eps, version="standard", device=ctx.device, seed=ctx.seed)
-    settings = check_standard(adversary)
+    settings = check_standard(adversary, ctx.test.num_classes)
     log, handler = logging.getLogger("auto-attack"), _Collect()
     log.addHandler(handler)
     old_level = log.level

@@ -1,0 +1,121 @@
+"""Every evaluation suite end to end on a tiny trained model, FID with a mock Inception net."""
+
+import json
+
+import pytest
+import torch
+from conftest import make_npz_dir, tiny_config, write_npz
+from torch import nn
+
+from jeat.cli import main
+from jeat.evaluation import evaluate
+from jeat.evaluation import fid as fid_mod
+
+EPS = 8 / 255
+
+
+class MockInception(nn.Module):
+    """Stands in for the 2048-d pool3 net (as pytorch-fid's tests do): 4x4 average pool -> 48 features."""
+
+    def forward(self, x):
+        return nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from jeat.training import train
+
+    tmp = tmp_path_factory.mktemp("eval")
+    data = make_npz_dir(tmp / "data", n_train=64, n_test=32, size=16, num_classes=10)
+    cfg = tiny_config(data, tmp / "runs", name="tiny-eval")
+    train(cfg, progress=False, max_steps=4)
+    write_npz(tmp / "samples.npz", 12, size=16, num_classes=10, seed=5)
+    return tmp / "runs" / "tiny-eval", data, tmp / "samples.npz"
+
+
+@pytest.fixture
+def mock_inception(monkeypatch):
+    monkeypatch.setattr(fid_mod, "load_inception", lambda device: MockInception())
+
+
+def _opts(tmp):
+    return {"fid.size": "16", "fid.n_ref": "64", "fid.cache_dir": str(tmp / "fidcache"), "robustness.aa_n": "6",
+            "robustness.pgd_steps": "3,5", "fisher.probes": "2", "landscape.grid": "5", "landscape.images": "2",
+            "memorisation.n": "3", "memorisation.k": "4"}  # fmt: skip
+
+
+def test_every_suite_end_to_end(tiny_run, mock_inception, tmp_path):
+    run, data, samples = tiny_run
+    out = tmp_path / "eval"
+    m = evaluate(run, suites="all", n=16, batch_size=8, device="cpu", data=str(data), out_dir=out,
+                 samples=samples, options=_opts(tmp_path), progress=False)  # fmt: skip
+    s = m["suites"]
+    assert set(s) == {"robustness", "fid", "fisher", "calibration", "landscape", "memorisation"}
+    rob = s["robustness"]
+    for k in ("pgd3", "pgd5", "cw"):
+        assert rob[k]["n"] == 16 and rob[k]["max_linf"] <= EPS + 1e-6 and 0 <= rob[k]["accuracy"] <= 100
+    assert rob["pgd5"]["accuracy"] <= rob["clean"]["accuracy"]
+    ea = rob["energy_attack"]
+    assert "E(x,y) only" in ea["energy_attack"]["loss"] and "cross-entropy" in ea["normal_attack"]["loss"]
+    aa = rob["autoattack"]
+    if "skipped" not in aa:
+        assert aa["settings"]["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"] and aa["n"] == 6
+        assert aa["settings"]["apgd.n_iter"] == 100 and aa["settings"]["square.n_queries"] == 5000
+        assert aa["accuracy"] <= rob["clean"]["accuracy"] + 100 / 6 and aa["max_linf"] <= EPS + 1e-6
+    assert "accuracy" in rob["torchattacks_check"] or "skipped" in rob["torchattacks_check"]
+    assert s["fid"]["n"] == 12 and s["fid"]["n_ref"] == 64 and s["fid"]["fid"] > 0
+    assert "not computed" in s["fid"]["is"]  # no logits weights: a message, never a number
+    for k in ("jfs", "mfs"):
+        assert s["fisher"][k]["n"] == 16 and s["fisher"][k]["probes"] == 2
+    assert abs(s["fisher"]["jfs"]["trace"]) < 1e-4  # E(x,y) of a ReLU net is piecewise linear in x
+    assert 0 <= s["calibration"]["clean"]["ece"] <= 1 and s["calibration"]["fgsm"]["n"] == 16
+    assert len(s["memorisation"]["nearest"]) == 3 and len(s["memorisation"]["nearest"][0]["ssim"]) == 4
+    for p in ("reliability.png", "landscape_0.png", "landscape_1.png", "memorisation.png", "report.md"):
+        assert (out / p).is_file(), p
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["suites"]["robustness"]["clean"]["n"] == 16 and saved["data"]["n_test"] == 16
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_cached(tiny_run, mock_inception, tmp_path):
+    run, data, _ = tiny_run
+    opts = _opts(tmp_path)
+    m = evaluate(run, suites="fid", n=8, device="cpu", data=str(data), out_dir=tmp_path / "e",
+                 samples=data / "train.npz", options=opts, progress=False)  # fmt: skip
+    assert abs(m["suites"]["fid"]["fid"]) < 1e-6
+    cache = list((tmp_path / "fidcache").glob("*.npz"))
+    assert len(cache) == 1 and "n64" in cache[0].name
+    before = cache[0].stat().st_mtime_ns
+    evaluate(run, suites="fid", n=8, device="cpu", data=str(data), out_dir=tmp_path / "e",
+             samples=data / "train.npz", options=opts, progress=False)  # fmt: skip
+    assert cache[0].stat().st_mtime_ns == before  # reused, not recomputed
+
+
+def test_suites_without_samples_say_so_and_cli_compare(tiny_run, tmp_path, capsys):
+    run, data, _ = tiny_run
+    out = tmp_path / "ev"
+    rc = main(["evaluate", str(run), "--suite", "fid,memorisation,calibration", "--n", "8", "--device", "cpu",
+               "--data", str(data), "--out", str(out), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert "--samples" in m["suites"]["fid"]["skipped"] and "--samples" in m["suites"]["memorisation"]["skipped"]
+    capsys.readouterr()
+    assert main(["compare", str(out), str(out / "metrics.json")]) == 0
+    table = capsys.readouterr().out
+    assert "ECE clean" in table and table.count("|---") == 3
+
+
+def test_our_pgd_matches_torchattacks(tiny_run):
+    torchattacks = pytest.importorskip("torchattacks")
+    from jeat.attacks import pgd
+    from jeat.data import load_dataset
+    from jeat.loading import load_trained
+
+    run, data, _ = tiny_run
+    model = load_trained(run).model.eval()
+    test = load_dataset("npz", "test", root=str(data))
+    x, y = test.images.float() / 255, test.labels
+    # Without random start both are deterministic: the same sign-gradient steps and projections.
+    ours = pgd(model, x, y, eps=EPS, step_size=2 / 255, steps=10, random_start=False)
+    theirs = torchattacks.PGD(model, eps=EPS, alpha=2 / 255, steps=10, random_start=False)(x, y)
+    assert (ours - theirs).abs().max() < 1e-5
+    assert torch.equal(model(ours).argmax(1), model(theirs).argmax(1))
