@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..config import TrainConfig, apply_override
@@ -69,5 +70,6 @@ def run(args) -> int:
         return 0
     summary = train(cfg, run_dir=args.resume, resume=bool(args.resume), reseed=args.reseed,
                     progress=not args.no_progress)  # fmt: skip
-    print(json.dumps(summary, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints the summary
+        print(json.dumps(summary, indent=2))
     return 0

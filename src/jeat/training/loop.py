@@ -4,6 +4,10 @@ A batch flows: BatchStream (uint8 -> float [0,1], augmentation) -> device/channe
 ``method.loss`` under autocast (attacks and SGLD happen inside) -> backward -> optimizer and
 LR step -> ``method.after_update`` -> metrics accumulated on the device, synced only every
 ``log_every`` / ``guard.check_every`` steps -> atomic checkpoints after a passing guard check.
+
+Under ``torchrun`` the same loop runs on every rank (``distributed.py``, docs/SCALE.md): DDP
+averages gradients, metrics and guard checks are averaged over ranks, rank 0 writes the files,
+checkpoints gather every rank's method state (replay buffers) and resume re-splits them.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data import BatchStream, load_dataset
-from ..evaluation import accuracy
 from ..methods import build_method
 from ..models import build_model
+from . import distributed as D
 from . import guard
 from .checkpoint import (
     atomic_write_bytes,
@@ -34,20 +38,30 @@ from .checkpoint import (
 from .optim import build_optimizer, build_scheduler
 from .rundir import RunDir
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return dev
+resolve_device = D.resolve_device
+dist_info = D.dist_info
 
 
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+def _to_device(batches, device: torch.device, memory_format):
+    """Move batches to the device; on CUDA copy from pinned memory one batch ahead."""
+    if device.type != "cuda":
+        for x, y in batches:
+            yield x.to(device).contiguous(memory_format=memory_format), y.to(device)
+        return
+
+    def move(b):
+        x, y = b
+        x = x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        return x, y.pin_memory().to(device, non_blocking=True)
+
+    it = iter(batches)
+    nxt = next(it, None)
+    nxt = move(nxt) if nxt is not None else None
+    while nxt is not None:
+        cur = nxt
+        b = next(it, None)
+        nxt = move(b) if b is not None else None
+        yield cur
 
 
 class Trainer:
@@ -56,12 +70,20 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False,
                  reseed: int | None = None, progress: bool = True):  # fmt: skip
         self.cfg, self.progress = cfg, progress
-        self.rank, self.world = dist_info()
-        self.device = resolve_device(cfg.device)
         if cfg.amp not in ("bf16", "none"):
             raise ValueError(f"amp must be 'bf16' or 'none', got {cfg.amp!r}")
+        # Under torchrun: join the process group (nccl/gloo), device cuda:LOCAL_RANK for cuda/auto.
+        self.dist = D.setup(cfg.device)
+        self.rank, self.world, self.device = self.dist.rank, self.dist.world, self.dist.device
+        try:
+            self._build(cfg, run_dir, resume, reseed)
+        except BaseException:
+            D.cleanup(self.dist)  # leave the process group so the other ranks fail fast too
+            raise
+
+    def _build(self, cfg: TrainConfig, run_dir, resume: bool, reseed: int | None) -> None:
         self.run = RunDir(run_dir or Path(cfg.out_dir) / (cfg.name or cfg.preset), write=self.rank == 0)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same model initialisation on every rank
 
         d = cfg.data
         self.train_set = load_dataset(d.name, "train", d.root, d.download, d.test_file, d.image_size, d.train_limit)
@@ -74,10 +96,13 @@ class Trainer:
         self.model = self.model.to(memory_format=self.memory_format)
         self.net = self.model  # what the loss calls: possibly DDP / compiled
         if self.world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+            self.net = D.wrap_ddp(self.model, self.device)
         if cfg.compile:
             self.net = torch.compile(self.net)
-        self.method = build_method(cfg, self.model, self.train_set, self.device)
+        # Everything random from here on (buffer init, reinit, SGLD noise, attack starts) is per rank.
+        torch.manual_seed(D.rank_seed(cfg.seed, self.rank))
+        method_cfg = D.per_rank_config(cfg, self.world, self.train_set.num_classes)
+        self.method = build_method(method_cfg, self.model, self.train_set, self.device)
         self.opt = build_optimizer(self.model.parameters(), cfg.optim)
         self.sched = build_scheduler(self.opt, cfg.optim, len(self.stream), cfg.epochs)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -87,7 +112,7 @@ class Trainer:
             self._load(self.run.checkpoint)
             self.run.truncate_log(self.global_step)
             if reseed is not None:  # a new noise stream after a divergence (guard.py)
-                torch.manual_seed(reseed)
+                torch.manual_seed(D.rank_seed(reseed, self.rank))
         self.run.save_config(cfg.to_dict())
 
     # ------------------------------------------------------------------ checkpoints
@@ -108,17 +133,38 @@ class Trainer:
         }
 
     def save(self) -> None:
-        if self.rank == 0:
+        """Write the checkpoint (rank 0). Under DDP every rank must call this: the method states
+        (replay buffers) and RNG states of all ranks are gathered into the one file."""
+        if self.world > 1:
+            D.sync_buffers(self.model)  # BN running statistics: rank 0's (DDP runs broadcast_buffers=False)
+            gathered = D.gather_to_main({"method": self.method.state_dict(), "rng": rng_state()})
+            if self.rank == 0:
+                state = self.state_dict()
+                state["dist"] = {"world_size": self.world, "method": [g["method"] for g in gathered[1:]],
+                                 "rng": [g["rng"] for g in gathered]}  # fmt: skip
+                save_checkpoint(self.run.checkpoint, state)
+            D.barrier()  # the file exists for every rank before anyone goes on (resume, guard messages)
+        elif self.rank == 0:
             save_checkpoint(self.run.checkpoint, self.state_dict())
-            self.last_good = str(self.run.checkpoint)
+        self.last_good = str(self.run.checkpoint)
 
     def _load(self, path: Path) -> None:
-        s = load_checkpoint(path, map_location=self.device)
+        s = load_checkpoint(path, map_location="cpu")  # every rank reads the file; move what it keeps
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["optimizer"])
         self.sched.load_state_dict(s["scheduler"])
-        self.method.load_state_dict(s["method"])
-        set_rng_state({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in s["rng"].items()})
+        saved = s.get("dist", {"world_size": 1, "method": [], "rng": [s["rng"]]})
+        states = [s["method"], *saved["method"]]
+        if saved["world_size"] == self.world:
+            self.method.load_state_dict(states[self.rank])
+            rng = saved["rng"][self.rank]
+        else:  # a different world size: pool the saved chains and take this rank's share
+            self.method.load_state_dict(D.resplit_state(states, self.method.state_dict(), self.rank, self.world))
+            rng = None
+        if rng is not None:
+            set_rng_state({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in rng.items()})
+        else:  # per-rank streams cannot be carried over; derive new ones deterministically
+            torch.manual_seed(D.rank_seed(self.cfg.seed + s["global_step"], self.rank))
         self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
         self.last_good = str(path)
 
@@ -131,7 +177,8 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         y = y.to(self.device, non_blocking=True)
-        self.model.train()
+        if not self.model.training:
+            self.model.train()
         with self._autocast():
             loss, metrics = self.method.loss(self.net, x, y)
         self.opt.zero_grad(set_to_none=True)
@@ -141,6 +188,30 @@ class Trainer:
         metrics.update(self.method.after_update(self.model))
         return metrics
 
+    def _check(self, values: dict[str, torch.Tensor | float]) -> dict[str, float]:
+        """Average over ranks (one host sync), run the divergence guard, return host floats.
+        Every rank sees the same numbers, so all ranks stop together."""
+        tensors = {k: v if isinstance(v, torch.Tensor) else torch.tensor(float(v), device=self.device)
+                   for k, v in values.items()}  # fmt: skip
+        host = D.mean_over_ranks(tensors)
+        guard.check(host, self.global_step, self.cfg.guard, self.last_good)
+        return host
+
+    def evaluate(self, data, attack: dict | None = None, amp: bool = False) -> float:
+        """Accuracy on ``data``, sharded over ranks and summed (every rank gets the result)."""
+        from ..evaluation.accuracy import accuracy  # lazy: evaluation imports loading, which imports training
+
+        if self.world == 1:
+            return accuracy(self.model, data, self.cfg.data.eval_batch_size, self.device, attack=attack, amp=amp)
+        D.sync_buffers(self.model)
+        idx = torch.arange(self.rank, len(data), self.world)
+        shard = type(data)(data.images[idx], data.labels[idx], data.classes)
+        acc = accuracy(self.model, shard, self.cfg.data.eval_batch_size, self.device, attack=attack, amp=amp) \
+            if len(shard) else 0.0  # fmt: skip
+        t = D.sum_over_ranks(torch.tensor([acc * len(shard), float(len(shard))], dtype=torch.float64,
+                                          device=self.device))  # fmt: skip
+        return float(t[0] / t[1].clamp_min(1))
+
     def fit(self, max_steps: int | None = None) -> dict:
         """Train to the configured epochs (or stop after ``max_steps`` optimizer steps in total,
         checkpointing there, which tests use to simulate a killed run)."""
@@ -148,49 +219,54 @@ class Trainer:
         steps_per_epoch = len(self.stream)
         sums: dict[str, torch.Tensor] = {}
         n_acc, t_log = 0, time.perf_counter()
+        global_batch = cfg.data.batch_size * self.world
         while self.epoch < cfg.epochs:
             bar = tqdm(total=steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                        disable=not self.progress or self.rank != 0, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
             t_epoch, n_images = time.perf_counter(), 0
             epoch_sums: dict[str, torch.Tensor] = {}
             epoch_n = 0
-            for x, y in self.stream.epoch(self.epoch, self.step_in_epoch):
+            batches = _to_device(self.stream.epoch(self.epoch, self.step_in_epoch), self.device, self.memory_format)
+            for x, y in batches:
                 metrics = self.train_step(x, y)
                 self.global_step += 1
                 self.step_in_epoch += 1
-                n_images += len(y) * self.world
+                n_images += global_batch
+                # Accumulate on the device (no sync); first step copies, later ones add in place.
                 for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0) + v.detach().float()
-                    epoch_sums[k] = epoch_sums.get(k, 0) + v.detach().float()
+                    v = v.detach().float()
+                    for acc in (sums, epoch_sums):
+                        if k in acc:
+                            acc[k].add_(v)
+                        else:
+                            acc[k] = v.clone()
                 n_acc += 1
                 epoch_n += 1
                 bar.update(1)
                 if self.global_step % cfg.guard.check_every == 0:
-                    guard.check({k: float(v) for k, v in metrics.items()}, self.global_step, cfg.guard, self.last_good)
+                    self._check(metrics)
                 if self.global_step % cfg.log_every == 0:
                     now = time.perf_counter()
-                    rec = {k: float(v) / n_acc for k, v in sums.items()}
-                    rec.update(kind="step", step=self.global_step, epoch=self.epoch,
-                               lr=self.opt.param_groups[0]["lr"], images_per_s=n_acc * len(y) * self.world / (now - t_log))  # fmt: skip
-                    guard.check({k: v for k, v in rec.items() if isinstance(v, float)}, self.global_step, cfg.guard,
-                                self.last_good)  # fmt: skip
+                    rec: dict = self._check({k: v / n_acc for k, v in sums.items()})
+                    rec.update(kind="step", step=self.global_step, epoch=self.epoch, lr=self.opt.param_groups[0]["lr"],
+                               images_per_s=n_acc * global_batch / (now - t_log))  # fmt: skip
                     self.run.log(rec)
                     bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "images_per_s") if k in rec})
                     sums, n_acc, t_log = {}, 0, now
                 stop = max_steps is not None and self.global_step >= max_steps
                 if stop or (cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0):
-                    guard.check({k: float(v) for k, v in metrics.items()}, self.global_step, cfg.guard, self.last_good)
+                    self._check(metrics)
                     self.save()
                 if stop:
                     bar.close()
                     return {"stopped_at_step": self.global_step}
             bar.close()
             train_time = time.perf_counter() - t_epoch
-            rec = {f"train_{k}": float(v) / max(epoch_n, 1) for k, v in epoch_sums.items()}
+            means = D.mean_over_ranks({k: v / max(epoch_n, 1) for k, v in epoch_sums.items()})
+            rec: dict = {f"train_{k}": v for k, v in means.items()}
             rec.update(kind="epoch", step=self.global_step, epoch=self.epoch + 1, train_time_s=train_time,
                        images_per_s=n_images / max(train_time, 1e-9),
-                       test_acc=accuracy(self.model, self.test_set, cfg.data.eval_batch_size, self.device,
-                                         amp=cfg.amp == "bf16"))  # fmt: skip
+                       test_acc=self.evaluate(self.test_set, amp=cfg.amp == "bf16"))  # fmt: skip
             self.epoch += 1
             self.step_in_epoch = 0
             guard.check(
@@ -217,20 +293,32 @@ class Trainer:
             "test_acc": epochs[-1]["test_acc"] if epochs else None,
             "train_time_s": sum(r["train_time_s"] for r in epochs),
         }
-        if cfg.eval_robust_n and self.rank == 0:
+        if cfg.eval_robust_n:  # sharded over ranks like the clean test accuracy
             sub = self.test_set.subset(cfg.eval_robust_n)
             attack = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20, "energy": "ce"}
-            summary["pgd20_acc"] = accuracy(self.model, sub, cfg.data.eval_batch_size, self.device, attack=attack)
+            summary["pgd20_acc"] = self.evaluate(sub, attack=attack)
             summary["pgd20_n"] = len(sub)
             summary["pgd20_settings"] = attack
         if self.rank == 0:
             state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
             atomic_write_bytes(self.run.path / "model.safetensors", lambda f: f.write(st_save(state)))
             atomic_write_json(self.run.path / "summary.json", summary)
+        D.barrier()
         return summary
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it (``train()`` does this for you)."""
+        D.cleanup(self.dist)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False, reseed: int | None = None,
           progress: bool = True, max_steps: int | None = None) -> dict:  # fmt: skip
-    """Python API mirror of ``jeat train``: train (or resume) and return the summary."""
-    return Trainer(cfg, run_dir, resume, reseed, progress).fit(max_steps)
+    """Python API mirror of ``jeat train``: train (or resume) and return the summary.
+    Under torchrun it joins the process group and leaves it again at the end."""
+    trainer = None
+    try:
+        trainer = Trainer(cfg, run_dir, resume, reseed, progress)
+        return trainer.fit(max_steps)
+    finally:
+        if trainer is not None:
+            trainer.close()
