@@ -1,0 +1,218 @@
+"""The CPU-scale reproduction study (issue 7): train every model, measure, write docs/RESULTS.md.
+
+    python benchmarks/study.py --data ../shared/data --out runs/study [--scale small|medium]
+
+Every stage is one `jeat` command; a stage whose output already exists is skipped, so the
+study is resumable (kill it and run the same command again). Commands and their wall times
+go to OUT/study.log; docs/RESULTS.md is (re)written from whatever stages have finished, and
+says which are missing. Nothing is tuned toward the papers' numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Training budgets: every model sees the same images and epochs within a scale.
+SCALES = {
+    "small": {"train_limit": 10_000, "epochs": 4, "n_eval": 500, "n_aa": 100, "per_class": 50, "n_ref": 2000},
+    "medium": {"train_limit": 50_000, "epochs": 8, "n_eval": 1000, "n_aa": 200, "per_class": 100, "n_ref": 5000},
+}
+# name -> (preset, extra overrides)
+MODELS = {
+    "standard": ("cpu-standard", []),
+    "noise-8": ("cpu-noise-8", []),
+    "noise-16": ("cpu-noise-16", []),
+    "noise-24": ("cpu-noise-24", []),
+    "pgd": ("cpu-pgd", []),
+    "prejeat": ("cpu-prejeat", []),
+    "jem": ("cpu-jem", []),
+    "jeat": ("cpu-jeat", []),
+    "robust-jem": ("cpu-robust-jem", []),
+}
+# (model, sampler, seed distribution): the generation runs the claims need.
+GENERATIONS = [
+    ("pgd", "ce"),
+    ("pgd", "joint"),  # claim 2 (Eq. 16 vs Eq. 17) and 5 (AT)
+    ("noise-8", "ce"),
+    ("noise-16", "ce"),
+    ("noise-24", "ce"),  # claim 4 (Fig. 5)
+    ("prejeat", "joint"),
+    ("jem", "joint"),
+    ("jeat", "joint"),  # claim 5 (Fig. 6)
+    ("robust-jem", "joint"),
+    ("robust-jem", "combined"),  # claim 8
+    ("standard", "ce"),
+]
+SAMPLING = ["--seed-dist", "gaussian", "--steps", "60", "--step-size", "1.0", "--noise", "0.01"]
+
+
+class Study:
+    def __init__(self, args):
+        self.args, self.scale = args, SCALES[args.scale]
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = self.out / "study.log"
+
+    def sh(self, cmd: list[str], done: Path) -> bool:
+        """Run a stage unless ``done`` exists; returns whether its output exists afterwards."""
+        if done.exists():
+            return True
+        line = shlex.join(cmd)
+        print(f"[study] {line}", flush=True)
+        t = time.time()
+        with open(self.log, "a") as f:
+            f.write(f"$ {line}\n")
+            f.flush()
+            rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+            f.write(f"# exit {rc}, {time.time() - t:.0f} s\n")
+        if rc != 0:
+            print(f"[study] FAILED ({rc}): {line} (see {self.log})", flush=True)
+        return done.exists()
+
+    def run_dir(self, name: str) -> Path:
+        return self.out / name
+
+    def train(self, name: str) -> bool:
+        preset, extra = MODELS[name]
+        cmd = [
+            "jeat",
+            "train",
+            "--preset",
+            preset,
+            "--data",
+            self.args.data,
+            "--out",
+            str(self.out),
+            "--name",
+            name,
+            "--no-progress",
+            "--epochs",
+            str(self.scale["epochs"]),
+            "--set",
+            f"data.train_limit={self.scale['train_limit']}",
+            "--set",
+            "eval_robust_n=0",
+            *extra,
+        ]
+        if (self.run_dir(name) / "checkpoint.pt").exists() and not (self.run_dir(name) / "summary.json").exists():
+            cmd = ["jeat", "train", "--resume", str(self.run_dir(name)), "--no-progress"]
+        return self.sh(cmd, self.run_dir(name) / "summary.json")
+
+    def evaluate(self, name: str, suites: str) -> bool:
+        s = self.scale
+        ev = self.run_dir(name) / "eval"
+        done = ev / f".done-{suites.replace(',', '-')}"
+        cmd = [
+            "jeat",
+            "evaluate",
+            str(self.run_dir(name)),
+            "--suite",
+            suites,
+            "--n",
+            str(s["n_eval"]),
+            "--data",
+            self.args.data,
+            "--no-progress",
+            "--name",
+            name,
+            "--set",
+            f"robustness.aa_n={s['n_aa']}",
+            "--set",
+            "fisher.n=200",
+        ]
+        ok = self.sh(cmd, ev / "metrics.json") if not done.exists() else True
+        if ok and not done.exists():
+            done.touch()
+        return ok
+
+    def generate(self, name: str, sampler: str) -> Path | None:
+        out = self.run_dir(name) / f"gen-{sampler}"
+        cmd = [
+            "jeat",
+            "generate",
+            str(self.run_dir(name)),
+            "--sampler",
+            sampler,
+            *SAMPLING,
+            "--per-class",
+            str(self.scale["per_class"]),
+            "--data",
+            self.args.data,
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+        return out if self.sh(cmd, out / "samples.npz") else None
+
+    def fid(self, name: str, sampler: str, gen: Path) -> bool:
+        out = gen / "eval"
+        cmd = [
+            "jeat",
+            "evaluate",
+            str(self.run_dir(name)),
+            "--suite",
+            "fid",
+            "--samples",
+            str(gen / "samples.npz"),
+            "--data",
+            self.args.data,
+            "--out",
+            str(out),
+            "--no-progress",
+            "--name",
+            f"{name}/{sampler}",
+            "--set",
+            f"fid.n_ref={self.scale['n_ref']}",
+            "--set",
+            f"fid.cache_dir={self.out / 'fid-cache'}",
+        ]
+        return self.sh(cmd, out / "metrics.json")
+
+    def denoise(self, name: str) -> bool:
+        out = self.run_dir(name) / "denoise"
+        cmd = ["jeat", "denoise", str(self.run_dir(name)), "--n", "200", "--data", self.args.data, "--out", str(out)]
+        return self.sh(cmd, out / "metrics.json")
+
+    def run(self) -> None:
+        for name in MODELS:
+            self.train(name)
+        for name in MODELS:
+            if (self.run_dir(name) / "summary.json").exists():
+                self.evaluate(name, "robustness,fisher,calibration")
+        for name, sampler in GENERATIONS:
+            if (self.run_dir(name) / "summary.json").exists():
+                gen = self.generate(name, sampler)
+                if gen:
+                    self.fid(name, sampler, gen)
+        for name in ("standard", "pgd", "jeat"):
+            if (self.run_dir(name) / "summary.json").exists():
+                self.denoise(name)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", default="runs/study")
+    p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--report-only", action="store_true", help="only rewrite docs/RESULTS.md from finished stages")
+    args = p.parse_args()
+    study = Study(args)
+    if not args.report_only:
+        study.run()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from study_report import write_results  # noqa: PLC0415
+
+    write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md")
+    print(json.dumps({"results": str(ROOT / "docs" / "RESULTS.md")}))
+
+
+if __name__ == "__main__":
+    main()
