@@ -122,7 +122,9 @@ def test_ece_perfectly_calibrated_is_zero():
 
 
 def test_ece_hand_values():
-    assert math.isclose(ece(torch.full((10,), 0.9, dtype=torch.float64), torch.tensor([1] * 6 + [0] * 4))["ece"], 0.3, rel_tol=1e-12)
+    assert math.isclose(
+        ece(torch.full((10,), 0.9, dtype=torch.float64), torch.tensor([1] * 6 + [0] * 4))["ece"], 0.3, rel_tol=1e-12
+    )
     # Half the data at conf 0.93 all right (gap 0.07), half at 0.53 with 1/4 right (gap 0.28) -> 0.175
     conf = torch.tensor([0.93] * 4 + [0.53] * 4, dtype=torch.float64)
     correct = torch.tensor([1, 1, 1, 1, 1, 0, 0, 0])

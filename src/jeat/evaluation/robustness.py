@@ -101,12 +101,15 @@ def run(ctx: EvalContext) -> dict:
     if ctx.opt("robustness", "autoattack", 1):
         res["autoattack"] = run_autoattack(ctx, eps=ctx.opt("robustness", "eps", EPS))
     if ctx.opt("robustness", "torchattacks", 1):
-        res["torchattacks_check"] = torchattacks_check(ctx, res.get("pgd20"))
+        first = next(k for k in attacks if k.startswith("pgd"))  # pgd20 unless --set robustness.pgd_steps=...
+        res["torchattacks_check"] = torchattacks_check(ctx, res[first], res[first]["steps"])
     return res
 
 
 def torchattacks_check(ctx: EvalContext, ours: dict | None, steps: int = 20) -> dict:
-    """torchattacks.PGD with our settings on the same images: accuracies should agree within noise."""
+    """torchattacks.PGD with our settings on the same images: accuracies should agree within noise.
+
+    Both use random starts drawn independently, so only the accuracies (not the images) can agree."""
     try:
         import torchattacks
     except ImportError as e:
