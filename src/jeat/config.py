@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
@@ -161,7 +162,7 @@ def _parse(value: str, t) -> object:
         return _eval_number(value)
     if t is int:
         v = _eval_number(value)
-        if int(v) != v:
+        if not math.isfinite(v) or int(v) != v:
             raise ValueError(f"expected an integer, got {value!r}")
         return int(v)
     return value
@@ -190,6 +191,9 @@ def apply_override(cfg: TrainConfig, assignment: str) -> None:
     if leaf not in hints:
         choices = ", ".join(f.name for f in fields(obj))
         raise ValueError(f"unknown config field {path!r}; {type(obj).__name__} has: {choices}")
+    if dataclasses.is_dataclass(hints[leaf]):
+        choices = ", ".join(f.name for f in fields(hints[leaf]))
+        raise ValueError(f"{path.strip()!r} is a config section, not a value; set one of its fields: {choices}")
     try:
         setattr(obj, leaf, _parse(value.strip(), hints[leaf]))
     except ValueError as e:

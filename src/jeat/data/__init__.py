@@ -15,6 +15,7 @@ from .sources import (
     CIFAR_DIRS,
     DataNotFoundError,
     ImageSet,
+    _folder_classes,
     data_root,
     load_cifar_batches,
     load_image_folder,
@@ -40,7 +41,7 @@ def _find_cifar(name: str, root: Path, split: str, test_file: str | None) -> tup
                 return "npz", d / f
         if (d / CIFAR_DIRS[name]).is_dir():
             return "batches", d / CIFAR_DIRS[name]
-        if (d / "batches.meta").is_file() or (d / "meta").is_file() and name == "cifar100":
+        if (d / ("batches.meta" if name == "cifar10" else "meta")).is_file():  # the batches dir itself
             return "batches", d
     return None
 
@@ -83,6 +84,11 @@ def load_dataset(
         p = Path(root) if root else base
         if p.is_dir():
             p = p / ("train.npz" if split == "train" else (test_file or "test.npz"))
+        if not p.is_file():
+            raise DataNotFoundError(
+                f"npz data set ({split}) not found: no file at {p}. Pass --data FILE_OR_DIR (or set "
+                "JEAT_DATA) to an .npz file or a folder holding train.npz/test.npz."
+            )
         data = load_npz(p)
     elif name == "folder":
         if root is None:
@@ -90,7 +96,10 @@ def load_dataset(
                 "the folder data set needs --data DIR holding DIR/train/<class>/ and DIR/test/<class>/"
             )
         p = Path(root)
-        data = load_image_folder(p / split if (p / split).is_dir() else p, image_size=image_size)
+        # With train/ and test/ splits, train/ defines the classes, so a class missing from
+        # test/ does not shift the labels of the others.
+        classes = _folder_classes(p / "train") if (p / "train").is_dir() and (p / split).is_dir() else None
+        data = load_image_folder(p / split if (p / split).is_dir() else p, image_size=image_size, classes=classes)
     else:
         raise ValueError(f"unknown data set {name!r}; choose {', '.join(DATASETS)}")
     return data.subset(limit)

@@ -138,21 +138,35 @@ def load_cifar_batches(directory: Path, name: str, train: bool) -> ImageSet:
 
 
 # ---------------------------------------------------------------- image folders
+def _folder_classes(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.is_dir())
+
+
 def load_image_folder(
-    directory: str | os.PathLike, image_size: int | None = None, channels: int | None = None
+    directory: str | os.PathLike,
+    image_size: int | None = None,
+    channels: int | None = None,
+    classes: list[str] | None = None,
 ) -> ImageSet:
-    """``directory/<class>/<image>``; classes sorted by name. Images must share one square size
-    unless ``image_size`` is given (then they are resized)."""
+    """``directory/<class>/<image>``; classes sorted by name (or as given: a test split takes the
+    training split's list). Images must share one square size unless ``image_size`` is given
+    (then they are resized)."""
     from PIL import Image
 
     directory = Path(directory)
     if not directory.is_dir():
         raise DataNotFoundError(f"no image folder at {directory}")
-    classes = sorted(p.name for p in directory.iterdir() if p.is_dir())
-    if not classes:
+    present = _folder_classes(directory)
+    if not present:
         raise DataNotFoundError(f"{directory} has no class sub-folders (expected {directory}/<class>/<image>.png)")
+    if classes is None:
+        classes = present
+    elif unknown := sorted(set(present) - set(classes)):
+        raise ValueError(f"{directory}: class folders {unknown} are not among the training classes {classes}")
     arrays, labels = [], []
     for k, cls in enumerate(classes):
+        if cls not in present:
+            continue
         for f in sorted((directory / cls).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue

@@ -65,12 +65,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        reason = _unpickling_reason(e)
+        if "GLOBAL" not in reason:  # garbage bytes, not a forbidden object
+            raise CheckpointError(f"{path} is not a readable checkpoint: {reason}") from None
         raise CheckpointError(
             f"refusing to load {path}: it contains objects other than tensors and plain data, "
-            f"which could execute code when unpickled ({str(e).splitlines()[0]})"
+            f"which could execute code when unpickled ({reason})"
         ) from None
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from None
+    except Exception as e:  # truncated zip, empty file, corrupt pickle stream (EOFError, KeyError, ...)
+        raise CheckpointError(f"{path} is not a readable checkpoint: {type(e).__name__}: {e}") from None
+
+
+def _unpickling_reason(e: Exception) -> str:
+    """The informative line of torch's weights-only error (its first line is generic boilerplate)."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(boilerplate)]
+    return next((ln for ln in useful if "GLOBAL" in ln), useful[0] if useful else (lines[0] if lines else repr(e)))
 
 
 def rng_state() -> dict:

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .checkpoint import atomic_write_json
+from .checkpoint import atomic_write_json, atomic_write_text
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -40,13 +40,21 @@ class RunDir:
             with open(self.path / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def truncate_log(self, global_step: int) -> None:
-        """On resume, drop lines logged after the checkpoint so the log has no duplicates."""
+    def truncate_log(self, global_step: int, epoch: int | None = None) -> None:
+        """On resume, drop lines logged after the checkpoint so the log has no duplicates.
+
+        ``epoch`` (completed epochs in the checkpoint) also drops an epoch line logged at the
+        checkpoint's own step: a checkpoint taken on an epoch's last step precedes that line."""
+
+        def keep(r: dict) -> bool:
+            late_epoch = epoch is not None and r.get("kind") == "epoch" and r.get("epoch", 0) > epoch
+            return r.get("step", 0) <= global_step and not late_epoch
+
         p = self.path / "metrics.jsonl"
         if not (self.write and p.exists()):
             return
-        keep = [ln for ln in p.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= global_step]
-        p.write_text("".join(ln + "\n" for ln in keep))
+        kept = [ln for ln in p.read_text().splitlines() if ln and keep(json.loads(ln))]
+        atomic_write_text(p, "".join(ln + "\n" for ln in kept))
 
     def records(self, kind: str | None = None) -> list[dict]:
         p = self.path / "metrics.jsonl"

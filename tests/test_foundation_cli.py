@@ -1,0 +1,125 @@
+"""The ``jeat`` command line: help, config printing, a tiny end-to-end run, and clean errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import make_npz_dir
+
+from jeat.cli import COMMANDS, build_parser, main
+from jeat.models import available_models
+from jeat.presets import available_presets
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: jeat" in out and "energy-based" in out
+    for name in COMMANDS:
+        assert name in out
+    # every command explains itself in one line
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for action in sub._choices_actions:
+        assert action.help, f"`jeat {action.dest}` has no help line"
+
+
+def test_train_help_explains_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--preset", "--set", "--resume", "--data", "--print-config", "--device"):
+        assert flag in out
+    assert "JEAT_DATA" in out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_console_script_help():
+    exe = shutil.which("jeat")
+    cmd = [exe, "--help"] if exe else [sys.executable, "-m", "jeat", "--help"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "train" in res.stdout
+
+
+def test_print_config_with_overrides(capsys):
+    rc = main(["train", "--preset", "cpu-standard", "--print-config", "--set", "optim.lr=0.5", "--set",
+               "method.attack.eps=4/255", "--epochs", "3", "--arch", "wrn-16-2", "--method", "noise"])  # fmt: skip
+    assert rc == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["optim"]["lr"] == 0.5 and cfg["method"]["attack"]["eps"] == 4 / 255
+    assert cfg["epochs"] == 3 and cfg["model"]["arch"] == "wrn-16-2" and cfg["method"]["name"] == "noise"
+    assert cfg["preset"] == "cpu-standard"
+
+
+def test_print_config_set_wins_over_shortcuts(capsys):
+    assert main(["train", "--preset", "tiny", "--print-config", "--lr", "0.3", "--set", "optim.lr=0.7"]) == 0
+    assert json.loads(capsys.readouterr().out)["optim"]["lr"] == 0.7
+
+
+def test_info_lists(capsys):
+    assert main(["info", "presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in available_presets())
+    assert main(["info", "models"]) == 0
+    assert capsys.readouterr().out.split() == available_models()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--preset", "nope", "--print-config"], "unknown preset 'nope'; run `jeat info presets`"),
+        (["train", "--print-config", "--set", "optim.lrr=1"], "unknown config field 'optim.lrr'"),
+        (["train", "--print-config", "--set", "optim.lr"], "must look like section.field=value"),
+        (["train", "--print-config", "--set", "epochs=two"], "bad value for epochs"),
+        (["train", "--resume", "/nonexistent/run"], "cannot resume"),
+    ],
+)
+def test_bad_input_returns_1_with_a_clear_message(capsys, argv, message):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("jeat train: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_missing_data_is_a_clean_error(capsys, tmp_path, no_jeat_data):
+    rc = main(["train", "--preset", "tiny", "--data", str(tmp_path / "empty"), "--out", str(tmp_path), "--no-progress",
+               "--device", "cpu"])  # fmt: skip
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "cifar10 (train) not found" in err and "JEAT_DATA" in err and str(tmp_path / "empty") in err
+
+
+def _train_argv(data, out, *extra):
+    return ["train", "--preset", "tiny", "--dataset", "npz", "--data", str(data), "--out", str(out), "--name", "run",
+            "--no-progress", "--device", "cpu", "--batch-size", "16", "--set", "data.train_limit=none",
+            "--set", "data.test_limit=none", "--set", "log_every=1", *extra]  # fmt: skip
+
+
+def test_train_end_to_end_and_resume(capsys, tmp_path):
+    data = make_npz_dir(tmp_path / "data", n_train=48, n_test=16, size=16)
+    assert main(_train_argv(data, tmp_path)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and summary["epochs"] == 1 and summary["preset"] == "tiny"
+    assert 0 <= summary["test_acc"] <= 1
+    run = tmp_path / "run"
+    for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "model.safetensors", "summary.json"):
+        assert (run / f).is_file(), f
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["data"]["name"] == "npz" and cfg["data"]["root"] == str(data) and cfg["data"]["batch_size"] == 16
+
+    # Resuming with more epochs continues from the checkpoint instead of starting over.
+    assert main(["train", "--resume", str(run), "--no-progress", "--set", "epochs=2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 6 and summary["epochs"] == 2
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 3, 4, 5, 6, 6]  # three step lines and one epoch line per epoch
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2

@@ -1,0 +1,324 @@
+"""Exact resume, the run directory, atomic code-free checkpoints and load_trained."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_npz_dir, tiny_config
+
+from jeat.config import TrainConfig
+from jeat.loading import load_trained
+from jeat.training import CheckpointError, RunDir, Trainer, load_checkpoint, save_checkpoint
+from jeat.training.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def _fit(cfg, run_dir, resume=False, max_steps=None):
+    trainer = Trainer(cfg, run_dir=run_dir, resume=resume, progress=False)
+    try:
+        out = trainer.fit(max_steps=max_steps)
+    finally:
+        getattr(trainer, "close", lambda: None)()
+    return trainer, out
+
+
+def _assert_same_state(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def _step_records(run_dir: Path) -> list[dict]:
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+    return [r for r in rows if r["kind"] == "step"]
+
+
+class _Payload:
+    """Unpickling this creates a directory: harmless, but proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+# ---------------------------------------------------------------------------- exact resume
+
+
+@pytest.fixture(scope="module")
+def resume_data(tmp_path_factory) -> Path:
+    # 64 training images, batches of 16: 4 steps per epoch, 2 epochs = 8 steps.
+    return make_npz_dir(tmp_path_factory.mktemp("resume") / "data", n_train=64, n_test=16, size=16)
+
+
+@pytest.mark.parametrize(
+    ("method", "stop"),
+    [("standard", 3), ("standard", 4), ("noise", 5)],
+    ids=["mid-epoch", "epoch-boundary", "noise-rng"],
+)
+def test_resume_is_bit_identical(resume_data, tmp_path, method, stop):
+    def cfg():
+        c = tiny_config(resume_data, tmp_path, epochs=2)
+        c.optim.schedule = "cyclic"  # the LR changes every step: the scheduler state must be restored
+        c.method.name = method  # 'noise' draws from the global RNG: its state must be restored too
+        return c
+
+    straight, _ = _fit(cfg(), tmp_path / "straight")
+    assert straight.global_step == 8
+
+    first, out = _fit(cfg(), tmp_path / "resumed", max_steps=stop)
+    assert out == {"stopped_at_step": stop} and first.global_step == stop
+    resumed, _ = _fit(cfg(), tmp_path / "resumed", resume=True)
+    assert resumed.global_step == 8 and resumed.epoch == 2
+
+    _assert_same_state(straight.model.state_dict(), resumed.model.state_dict())  # incl. BN running stats
+    opt_a, opt_b = straight.opt.state_dict()["state"], resumed.opt.state_dict()["state"]
+    for k in opt_a:
+        assert torch.equal(opt_a[k]["momentum_buffer"], opt_b[k]["momentum_buffer"])
+    assert straight.opt.param_groups[0]["lr"] == resumed.opt.param_groups[0]["lr"]
+
+    # The log: every step exactly once, with the very same numbers as the uninterrupted run.
+    a, b = _step_records(tmp_path / "straight"), _step_records(tmp_path / "resumed")
+    assert [r["step"] for r in b] == list(range(1, 9))
+    for ra, rb in zip(a, b, strict=True):
+        assert (ra["loss"], ra["acc"], ra["lr"]) == (rb["loss"], rb["acc"], rb["lr"])
+    epochs = [json.loads(ln) for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1, 2]
+
+
+def test_resume_after_a_kill_drops_log_lines_beyond_the_checkpoint(resume_data, tmp_path):
+    def cfg():
+        return tiny_config(resume_data, tmp_path, epochs=2)
+
+    straight, _ = _fit(cfg(), tmp_path / "straight")
+    run = tmp_path / "killed"
+    _fit(cfg(), run, max_steps=2)
+    shutil.copy(run / "checkpoint.pt", tmp_path / "step2.pt")
+    _fit(cfg(), run, resume=True, max_steps=6)  # logs steps 3..6 (and epoch 1) ...
+    shutil.copy(tmp_path / "step2.pt", run / "checkpoint.pt")  # ... but "dies" with the step-2 checkpoint on disk
+    assert [r["step"] for r in _step_records(run)] == list(range(1, 7))
+
+    resumed, _ = _fit(cfg(), run, resume=True)
+    assert [r["step"] for r in _step_records(run)] == list(range(1, 9))  # no duplicated steps
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]
+    _assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
+
+
+def test_truncate_log_drops_lines_after_the_checkpoint(tmp_path):
+    run = RunDir(tmp_path)
+    for r in [("step", 1, 0), ("step", 2, 0), ("epoch", 2, 1), ("step", 3, 1), ("step", 4, 1), ("epoch", 4, 2)]:
+        run.log({"kind": r[0], "step": r[1], "epoch": r[2]})
+    run.truncate_log(3)
+    assert [(r["kind"], r["step"]) for r in run.records()] == [("step", 1), ("step", 2), ("epoch", 2), ("step", 3)]
+    # A checkpoint on the last step of epoch 1 (step 2, 0 epochs completed) precedes that epoch's line.
+    run.truncate_log(2, epoch=0)
+    assert [(r["kind"], r["step"]) for r in run.records()] == [("step", 1), ("step", 2)]
+    assert _listing(tmp_path) == ["metrics.jsonl"]
+
+
+@pytest.mark.xfail(
+    reason="loop.py calls run.truncate_log(global_step) without the checkpoint's epoch (RunDir.truncate_log "
+    "takes epoch=...), so an epoch line logged after a checkpoint on the epoch's last step is duplicated",
+    strict=False,
+)
+def test_resume_from_a_checkpoint_on_an_epochs_last_step_keeps_one_epoch_line(resume_data, tmp_path):
+    def cfg():
+        return tiny_config(resume_data, tmp_path, epochs=2)
+
+    run = tmp_path / "run"
+    _fit(cfg(), run, max_steps=4)  # the last step of epoch 1: checkpoint with epoch 0, step_in_epoch 4
+    shutil.copy(run / "checkpoint.pt", tmp_path / "step4.pt")
+    _fit(cfg(), run, resume=True, max_steps=5)  # logs epoch 1's line at step 4, then step 5 ...
+    shutil.copy(tmp_path / "step4.pt", run / "checkpoint.pt")  # ... and dies with the step-4 checkpoint
+    _fit(cfg(), run, resume=True)
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]
+
+
+def test_checkpoint_holds_the_full_training_state(resume_data, tmp_path):
+    trainer, _ = _fit(tiny_config(resume_data, tmp_path, epochs=2), tmp_path / "run", max_steps=3)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    for key in ("model", "optimizer", "scheduler", "method", "rng", "epoch", "step_in_epoch", "global_step", "config"):
+        assert key in ckpt
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (0, 3, 3)
+    assert TrainConfig.from_dict(json.loads(ckpt["config"])) == trainer.cfg
+    assert ckpt["num_classes"] == 4 and list(ckpt["image_shape"]) == [3, 16, 16]
+    _assert_same_state(ckpt["model"], trainer.model.state_dict())
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------------- a finished run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("finished")
+    data = make_npz_dir(base / "data", n_train=32, n_test=16, size=16, channels=None)  # grayscale
+    trainer, summary = _fit(tiny_config(data, base, epochs=1), base / "run")
+    return trainer, summary, base / "run"
+
+
+def test_run_directory_contents(finished_run):
+    trainer, summary, run = finished_run
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.jsonl", "checkpoint.pt", "model.safetensors",
+                                               "summary.json"}  # fmt: skip
+    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == trainer.cfg
+    assert json.loads((run / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["steps"] == 2 and summary["train_images"] == 32 and 0 <= summary["test_acc"] <= 1
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"]) for r in rows] == [("step", 1), ("step", 2), ("epoch", 2)]
+    assert {"loss", "acc", "lr"} <= rows[0].keys() and "test_acc" in rows[-1]
+
+
+@pytest.mark.parametrize("target", ["run dir", "checkpoint.pt", "model.safetensors"])
+def test_load_trained(finished_run, target):
+    trainer, _, run = finished_run
+    path = {"run dir": run, "checkpoint.pt": run / "checkpoint.pt", "model.safetensors": run / "model.safetensors"}
+    loaded = load_trained(path[target])
+    assert not loaded.model.training
+    assert loaded.model.in_channels == 1 and loaded.model.num_classes == 4
+    assert loaded.config == trainer.cfg and loaded.run_dir == run
+    assert loaded.class_names == ["0", "1", "2", "3"]
+    _assert_same_state(loaded.model.state_dict(), {k: v.cpu() for k, v in trainer.model.state_dict().items()})
+    x = torch.rand(3, 1, 16, 16)
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), trainer.model(x), rtol=1e-5, atol=1e-6)
+    assert (loaded.checkpoint is None) == (target == "model.safetensors")
+
+
+def test_load_trained_from_a_dir_with_only_safetensors(finished_run, tmp_path):
+    trainer, _, run = finished_run
+    shutil.copy(run / "model.safetensors", tmp_path)
+    shutil.copy(run / "config.json", tmp_path)
+    loaded = load_trained(tmp_path)
+    _assert_same_state(loaded.model.state_dict(), trainer.model.state_dict())
+
+
+def test_load_trained_errors(finished_run, tmp_path):
+    _, _, run = finished_run
+    with pytest.raises(CheckpointError, match="no checkpoint.pt or model.safetensors"):
+        load_trained(tmp_path)
+    shutil.copy(run / "model.safetensors", tmp_path)
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_trained(tmp_path / "model.safetensors")
+
+
+# ---------------------------------------------------------------------------- atomic writes
+
+
+def _listing(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    atomic_write_bytes(target, lambda f: f.write(b"old contents"))
+
+    def broken(f):
+        f.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, broken)
+    assert target.read_bytes() == b"old contents"
+    assert _listing(tmp_path) == ["checkpoint.pt"]
+
+
+def test_atomic_write_interrupted_at_rename(tmp_path, monkeypatch):
+    target = tmp_path / "config.json"
+    atomic_write_text(target, "old")
+
+    def no_replace(src, dst):
+        raise KeyboardInterrupt  # killed between writing the temp file and renaming it
+
+    monkeypatch.setattr(os, "replace", no_replace)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old" and _listing(tmp_path) == ["config.json"]
+
+
+def test_save_checkpoint_failure_keeps_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"w": torch.arange(4), "step": 1})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle this")
+
+    with pytest.raises(RuntimeError, match="cannot pickle this"):  # torch.save fails mid-write
+        save_checkpoint(path, {"w": torch.zeros(10_000), "bad": Unpicklable()})
+    state = load_checkpoint(path)
+    assert torch.equal(state["w"], torch.arange(4)) and state["step"] == 1
+    assert _listing(tmp_path) == ["checkpoint.pt"]
+
+
+def test_atomic_writes_succeed_and_create_parents(tmp_path):
+    path = tmp_path / "a" / "b" / "summary.json"
+    atomic_write_json(path, {"t": torch.tensor([1.0, 2.0]), "p": Path("/x"), "n": 3})
+    assert json.loads(path.read_text()) == {"t": [1.0, 2.0], "p": "/x", "n": 3}
+    atomic_write_json(path, {"n": 4})
+    assert json.loads(path.read_text()) == {"n": 4} and _listing(path.parent) == ["summary.json"]
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, {"x": torch.ones(2)})
+    save_checkpoint(ckpt, {"x": torch.zeros(3)})
+    assert torch.equal(load_checkpoint(ckpt)["x"], torch.zeros(3))
+
+
+# ---------------------------------------------------------------------------- code-free loading
+
+
+def test_checkpoint_that_would_execute_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "extra": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refusing to load") as e:
+        load_checkpoint(path)
+    assert "mkdir" in str(e.value)  # names the blocked callable
+    assert not marker.exists()
+    with pytest.raises(CheckpointError):
+        load_trained(path)
+    assert not marker.exists()
+    # The payload is real: an unrestricted load would have run it.
+    torch.load(path, weights_only=False)
+    assert marker.is_dir()
+
+
+def test_resume_refuses_a_malicious_checkpoint(resume_data, tmp_path):
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    _fit(tiny_config(resume_data, tmp_path, epochs=2), run, max_steps=1)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["method"] = {"buffer": _Payload(marker)}
+    torch.save(state, run / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="refusing"):
+        Trainer(tiny_config(resume_data, tmp_path, epochs=2), run_dir=run, resume=True, progress=False)
+    assert not marker.exists()
+
+
+def test_unreadable_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+    good = tmp_path / "good.pt"
+    torch.save({"x": torch.ones(100)}, good)
+    data = good.read_bytes()
+    for name, content in (("truncated.pt", data[: len(data) // 2]), ("empty.pt", b""), ("text.pt", b"hello")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            load_checkpoint(tmp_path / name)
+
+
+def test_numpy_arrays_in_a_checkpoint_are_refused(tmp_path):
+    # weights_only allows tensors and plain data; arrays must be saved as tensors.
+    path = tmp_path / "np.pt"
+    torch.save({"a": np.zeros(3)}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
