@@ -123,11 +123,6 @@ def test_truncate_log_drops_lines_after_the_checkpoint(tmp_path):
     assert _listing(tmp_path) == ["metrics.jsonl"]
 
 
-@pytest.mark.xfail(
-    reason="loop.py calls run.truncate_log(global_step) without the checkpoint's epoch (RunDir.truncate_log "
-    "takes epoch=...), so an epoch line logged after a checkpoint on the epoch's last step is duplicated",
-    strict=False,
-)
 def test_resume_from_a_checkpoint_on_an_epochs_last_step_keeps_one_epoch_line(resume_data, tmp_path):
     def cfg():
         return tiny_config(resume_data, tmp_path, epochs=2)
