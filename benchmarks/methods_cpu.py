@@ -25,7 +25,7 @@ import torch
 from jeat.presets import get_preset
 from jeat.training import Trainer
 
-METHODS = ("standard", "fgsm", "prejeat", "pgd", "jem", "jeat", "robust-jem")
+METHODS = ("standard", "prejeat", "pgd", "jem", "jeat", "fgsm", "robust-jem")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("JEAT_DATA", "../shared/data"))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--train-limit", type=int, default=3000)
+    p.add_argument("--train-limit", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--test-limit", type=int, default=2000)
-    p.add_argument("--pgd-n", type=int, default=500)
+    p.add_argument("--test-limit", type=int, default=1000)
+    p.add_argument("--pgd-n", type=int, default=250)
     p.add_argument("--out", default="runs/bench-methods", help="run directories (one per method)")
     args = p.parse_args(argv)
 

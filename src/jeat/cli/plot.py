@@ -82,7 +82,8 @@ def plot_energy_changes(run: str | Path, out: str | Path | None = None) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"change of {label}")
         ax.set_title(f"{label}: mean $\\pm$ std per epoch")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     if not found:
         plt.close(fig)
         raise ValueError(f"{run}: no energy-change metrics; train with --set method.track_energy=true")

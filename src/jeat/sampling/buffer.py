@@ -53,7 +53,13 @@ class ReplayBuffer:
         return x0, idx, labels
 
     def push(self, x: Tensor, idx: Tensor) -> None:
-        self.x[idx] = x.detach().to(self.x.dtype)
+        # A chain drawn twice in one batch (indices are drawn with replacement) keeps its last
+        # state; writing that same value for every duplicate makes the result independent of
+        # the (parallel, unordered) write order, so runs and resumes are bit-identical.
+        idx = idx.to(self.device)
+        pos = torch.arange(len(idx), device=self.device)
+        last = torch.full((self.size,), -1, dtype=torch.long, device=self.device).scatter_reduce(0, idx, pos, "amax")
+        self.x[idx] = x.detach().to(self.x.dtype)[last[idx]]
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"x": self.x, "labels": self.labels}
