@@ -94,11 +94,14 @@ class Trainer:
         self.model = build_model(cfg.model.arch, self.train_set.num_classes, c, cfg.model.normalization).to(self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        self.net = self.model  # what the loss calls: possibly DDP / compiled
+        if cfg.compile:
+            # In place (Module.compile): the module keeps its identity and state_dict keys, so the
+            # attacks and SGLD, which run on ``unwrap(net)``, and evaluation use the compiled
+            # forward too, not only the loss's forward.
+            self.model.compile()
+        self.net = self.model  # what the loss calls: DDP-wrapped when world > 1
         if self.world > 1:
             self.net = D.wrap_ddp(self.model, self.device)
-        if cfg.compile:
-            self.net = torch.compile(self.net)
         # Everything random from here on (buffer init, reinit, SGLD noise, attack starts) is per rank.
         torch.manual_seed(D.rank_seed(cfg.seed, self.rank))
         method_cfg = D.per_rank_config(cfg, self.world, self.train_set.num_classes)
@@ -110,7 +113,7 @@ class Trainer:
 
         if resume:
             self._load(self.run.checkpoint)
-            self.run.truncate_log(self.global_step)
+            self.run.truncate_log(self.global_step, self.epoch)
             if reseed is not None:  # a new noise stream after a divergence (guard.py)
                 torch.manual_seed(D.rank_seed(reseed, self.rank))
         self.run.save_config(cfg.to_dict())
