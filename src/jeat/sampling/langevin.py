@@ -14,23 +14,62 @@ JEM/JEAT training). Optional per-pixel step clipping (JEM++) and clamping to [0,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
 from ..energy import energy as energy_fn
+from ..energy import joint_energy, marginal_energy
 
 
 @dataclass
 class LangevinTrace:
-    """Per-step means over the batch, kept on the device until read (no sync in the loop)."""
+    """Per-step statistics over the batch, kept on the device until read (no sync in the loop).
+
+    ``energy`` and ``grad_norm`` are always filled: the mean target energy before each step and
+    the mean per-example L2 norm of grad_x of the target energy. With ``components=True`` the
+    sampler also records, per step, the mean and (population) std of ||grad_x E(x, y)|| and
+    ||grad_x E(x)|| (JEAT Fig. 11-12) and the std of the target quantities; fields it did not
+    record stay ``None`` and are left out of :meth:`to_dict`.
+    """
 
     energy: Tensor  # (steps,) mean target energy before each step
     grad_norm: Tensor  # (steps,) mean per-example L2 norm of grad_x E
+    energy_std: Tensor | None = None
+    grad_norm_std: Tensor | None = None
+    joint_grad_norm: Tensor | None = None  # ||grad_x E(x, y)||, needs labels
+    joint_grad_norm_std: Tensor | None = None
+    marginal_grad_norm: Tensor | None = None  # ||grad_x E(x)||
+    marginal_grad_norm_std: Tensor | None = None
 
     def to_dict(self) -> dict[str, list[float]]:
-        return {"energy": self.energy.tolist(), "grad_norm": self.grad_norm.tolist()}
+        return {f.name: getattr(self, f.name).tolist() for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def merge(cls, traces: list[LangevinTrace], weights: list[int]) -> LangevinTrace:
+        """Pool traces of several batches (sizes ``weights``): exact pooled means and stds."""
+        if not traces:
+            raise ValueError("nothing to merge")
+        w = torch.tensor(weights, dtype=torch.float64)
+        w = w / w.sum()
+        out = {}
+        for f in fields(cls):
+            if f.name.endswith("_std"):
+                continue
+            vals = [getattr(t, f.name) for t in traces]
+            if any(v is None for v in vals):
+                out[f.name] = None
+                continue
+            m = torch.stack([v.double().cpu() for v in vals])  # (B, steps)
+            mean = (w[:, None] * m).sum(0)
+            out[f.name] = mean.float()
+            stds = [getattr(t, f.name + "_std") for t in traces]  # every statistic has a _std field
+            if all(s is not None for s in stds):
+                sq = torch.stack([s.double().cpu() for s in stds]) ** 2 + m**2  # E[v^2] per batch
+                out[f.name + "_std"] = ((w[:, None] * sq).sum(0) - mean**2).clamp_min(0).sqrt().float()
+        return cls(**{k: out.get(k) for k in (f.name for f in fields(cls))})
 
 
 def paper_step(alpha: float) -> tuple[float, float]:
@@ -49,16 +88,54 @@ def langevin(
     clip_grad: float | None = None,
     clamp: bool = False,
     trace: bool = False,
+    *,
+    components: bool = False,
+    on_step: Callable[[int, Tensor], None] | None = None,
 ) -> tuple[Tensor, LangevinTrace | None]:
-    """Run ``steps`` Langevin steps from ``x0``; returns (samples, trace or None)."""
+    """Run ``steps`` Langevin steps from ``x0``; returns (samples, trace or None).
+
+    ``components=True`` (with ``trace``) also records ||grad_x E(x,y)|| and ||grad_x E(x)|| per
+    step (two backward passes through one forward; ``E(x,y)`` only when ``y`` is given).
+    ``on_step(t, x)`` is called after step t with the new state (e.g. a progress bar or a
+    per-step metric such as PSNR during denoising); it must not modify ``x``.
+    """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if energy not in ("joint", "marginal", "ce"):
+        raise ValueError(f"unknown energy kind {energy!r}; choose joint, marginal or ce")
+    if energy != "marginal" and y is None:
+        raise ValueError(f"energy kind {energy!r} needs labels y")
+    split = trace and components
     x = x0.detach().clone()
-    energies, norms = [], []
-    for _ in range(steps):
+    rec: dict[str, list[Tensor]] = {}
+
+    def keep(name: str, v: Tensor) -> None:
+        v = v.detach().float()
+        rec.setdefault(name, []).append(v.mean())
+        if split:
+            rec.setdefault(name + "_std", []).append(v.std(unbiased=False) if v.numel() > 1 else v.new_zeros(()))
+
+    for t in range(steps):
         x.requires_grad_(True)
-        e = energy_fn(model(x), y, energy)
-        (grad,) = torch.autograd.grad(e.sum(), x)
+        if split:
+            # One forward; grad of E(x,y) and of E(x) separately, the target's grad from them.
+            logits = model(x)
+            e_m = marginal_energy(logits)
+            (g_m,) = torch.autograd.grad(e_m.sum(), x, retain_graph=y is not None)
+            if y is not None:
+                e_j = joint_energy(logits, y)
+                (g_j,) = torch.autograd.grad(e_j.sum(), x)
+                keep("joint_grad_norm", g_j.flatten(1).norm(dim=1))
+            keep("marginal_grad_norm", g_m.flatten(1).norm(dim=1))
+            if energy == "marginal":
+                e, grad = e_m, g_m
+            elif energy == "joint":
+                e, grad = e_j, g_j
+            else:
+                e, grad = e_j - e_m, g_j - g_m
+        else:
+            e = energy_fn(model(x), y, energy)
+            (grad,) = torch.autograd.grad(e.sum(), x)
         step = step_size * grad
         if clip_grad is not None:
             step = step.clamp(-clip_grad, clip_grad)
@@ -66,10 +143,17 @@ def langevin(
         if clamp:
             x = x.clamp_(0.0, 1.0)
         if trace:
-            energies.append(e.detach().float().mean())
-            norms.append(grad.detach().float().flatten(1).norm(dim=1).mean())
+            keep("energy", e)
+            keep("grad_norm", grad.detach().float().flatten(1).norm(dim=1))
+        if on_step is not None:
+            on_step(t, x)
     tr = None
     if trace:
         empty = torch.zeros(0, device=x.device)
-        tr = LangevinTrace(torch.stack(energies) if energies else empty, torch.stack(norms) if norms else empty)
+        stacked = {k: torch.stack(v) for k, v in rec.items()}
+        tr = LangevinTrace(
+            energy=stacked.get("energy", empty),
+            grad_norm=stacked.get("grad_norm", empty),
+            **{f.name: stacked.get(f.name) for f in fields(LangevinTrace) if f.name not in ("energy", "grad_norm")},
+        )
     return x.detach(), tr

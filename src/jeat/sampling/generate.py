@@ -1,0 +1,326 @@
+"""Class-conditional generation from a trained classifier: the Python API behind ``jeat generate``.
+
+Samplers (``sampler=``):
+    ``ce``        Langevin on CE(x,y) = E(x,y) - E(x)   (JEAT Eq. 16; robust classifiers, Santurkar et al.)
+    ``joint``     Langevin on E(x,y)                     (JEAT Eq. 17, Algorithm 1 "Generating")
+    ``marginal``  SGLD on E(x), unconditional            (JEM)
+    ``combined``  targeted PGD prior + SGLD on E(x,y)    (Robust JEM's combined inference)
+Seeds (``seed_dist=``): ``uniform`` U(0,1); ``gaussian`` class-conditional N(mu_y, Sigma_y);
+``gmm`` per-class Gaussian mixture; ``buffer`` states of the replay buffer saved in the checkpoint.
+The Gaussian and the mixture are fitted on the training set once and cached in the run
+directory (``seeds-gaussian.safetensors``, ``seeds-gmm-m{M}-r{r}.safetensors``).
+
+>>> res = generate_from_checkpoint("runs/cpu-pgd", sampler="joint", per_class=10, out="runs/cpu-pgd/gen")
+
+Outputs (:func:`save_generation`): ``grid.png`` (one row per class, Fig. 6 style),
+``samples.npz`` (``x`` uint8 (N, H, W, C), ``y`` int64 (N,)) and ``traces.json`` (settings,
+per-step mean/std of the target energy and of ||grad_x E(x,y)||, ||grad_x E(x)||).
+For ``marginal`` the labels in ``samples.npz`` are the model's predictions on the samples.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..training.checkpoint import atomic_write_json
+from .combined import ROBUST_JEM_INFERENCE_EPS, combined_inference
+from .gmm import ClassGMM
+from .grid import class_grid, image_grid, save_png, save_samples
+from .langevin import LangevinTrace, langevin
+from .seeds import ClassGaussian
+
+SAMPLERS = ("ce", "joint", "marginal", "combined")
+SEED_DISTS = ("uniform", "gaussian", "gmm", "buffer")
+SeedFn = Callable[[Tensor], Tensor]  # labels (n,) -> seeds (n, C, H, W)
+
+
+@dataclass
+class GenerateConfig:
+    sampler: str = "joint"
+    seed_dist: str = "uniform"
+    per_class: int = 10
+    classes: list[int] | None = None  # None: all classes
+    steps: int = 100
+    step_size: float = 1.0
+    noise: float = 0.01
+    clip_grad: float | None = None
+    clamp: bool | None = None  # keep samples in [0, 1]; None: on, except for 'combined' (contrast reduction instead)
+    batch_size: int = 100
+    seed: int = 0
+    components: bool = True  # trace ||grad E(x,y)|| and ||grad E(x)|| separately (Fig. 11-12)
+    # combined inference (Robust JEM)
+    pgd_eps: float = ROBUST_JEM_INFERENCE_EPS
+    pgd_steps: int = 20
+    pgd_step_size: float | None = None
+    contrast: float | None = 0.9
+    # seed distributions
+    gmm_components: int = 5
+    gmm_rank: int = 16
+
+    def validate(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
+        if self.seed_dist not in SEED_DISTS:
+            raise ValueError(f"unknown seed distribution {self.seed_dist!r}; choose {', '.join(SEED_DISTS)}")
+        if self.clamp is None:
+            self.clamp = self.sampler != "combined"
+        if self.per_class < 1 or self.batch_size < 1 or self.steps < 0:
+            raise ValueError("per_class and batch_size must be >= 1 and steps >= 0")
+
+
+@dataclass
+class GenerationResult:
+    x: Tensor  # float (N, C, H, W), on the CPU; may leave [0, 1] when clamping is off
+    y: Tensor  # int64 (N,): the requested class (predicted class for 'marginal')
+    seed_y: Tensor  # int64 (N,): the class each chain was started for
+    trace: LangevinTrace | None
+    config: GenerateConfig
+    extra: dict = field(default_factory=dict)  # e.g. combined inference's target probabilities, timing
+
+    def traces_dict(self) -> dict:
+        return {"config": asdict(self.config), **self.extra, **(self.trace.to_dict() if self.trace else {})}
+
+
+# ------------------------------------------------------------------ seeds
+def find_buffer(method_state: dict | None) -> dict[str, Tensor]:
+    """The replay buffer ``{"x": (N, C, H, W), "labels": (N,)}`` inside a checkpoint's method state
+    (JEM / JEAT / Robust JEM save ``{"buffer": {"x", "labels"}}``; nested dicts are searched too)."""
+    stack = [method_state] if isinstance(method_state, dict) else []
+    while stack:
+        c = stack.pop(0)
+        if isinstance(c.get("x"), Tensor) and c["x"].dim() == 4:
+            labels = c.get("labels", c.get("y"))
+            if labels is None:
+                labels = torch.zeros(len(c["x"]), dtype=torch.long)
+            return {"x": c["x"], "labels": labels.long()}
+        stack.extend(v for v in c.values() if isinstance(v, dict))
+    raise ValueError(
+        "this checkpoint holds no replay buffer (only JEM / JEAT / Robust JEM runs keep one); "
+        "use --seed-dist uniform, gaussian or gmm"
+    )
+
+
+def buffer_seed_fn(buffer: dict[str, Tensor], num_classes: int, generator: torch.Generator) -> SeedFn:
+    """Draw buffer states; from a class-conditional buffer (labels in blocks) states of class y.
+
+    An unconditional buffer's labels mean nothing, so any state may start any class.
+    """
+    bx, bl = buffer["x"].float(), buffer["labels"].cpu()
+    conditional = bool(len(bl) >= num_classes and torch.equal(bl, torch.arange(len(bl)) % num_classes))
+    pools = [torch.nonzero(bl == c).squeeze(1) for c in range(num_classes)] if conditional else None
+
+    def fn(y: Tensor) -> Tensor:
+        if pools is None:
+            idx = torch.randint(0, len(bx), (len(y),), generator=generator)
+        else:
+            idx = torch.stack([pools[c][torch.randint(0, len(pools[c]), (1,), generator=generator)][0]
+                               for c in y.cpu().tolist()])  # fmt: skip
+        return bx[idx]
+
+    return fn
+
+
+def seed_fn(kind: str, shape: tuple[int, ...], num_classes: int, *, run_dir: str | Path | None = None,
+            data=None, method_state: dict | None = None, gmm_components: int = 5, gmm_rank: int = 16,
+            generator: torch.Generator | None = None) -> SeedFn:  # fmt: skip
+    """Build ``labels -> x0`` for a seed distribution. ``data`` is an :class:`ImageSet` or a
+    zero-argument callable returning one (only called when a Gaussian must be fitted)."""
+    gen = generator or torch.Generator().manual_seed(0)
+    if kind == "uniform":
+        return lambda y: torch.rand((len(y), *shape), generator=gen)
+    if kind == "buffer":
+        return buffer_seed_fn(find_buffer(method_state), num_classes, gen)
+    if kind not in ("gaussian", "gmm"):
+        raise ValueError(f"unknown seed distribution {kind!r}; choose {', '.join(SEED_DISTS)}")
+    name = "seeds-gaussian" if kind == "gaussian" else f"seeds-gmm-m{gmm_components}-r{gmm_rank}"
+    name += ".safetensors"
+    path = Path(run_dir) / name if run_dir is not None else None
+    if path is not None and path.exists():
+        model = ClassGaussian.load(path) if kind == "gaussian" else ClassGMM.load(path)
+    else:
+        if data is None:
+            raise ValueError(f"--seed-dist {kind} needs the training set to fit the Gaussian(s) (pass --data)")
+        ds = data() if callable(data) else data
+        model = ClassGaussian.fit(ds) if kind == "gaussian" else ClassGMM.fit(ds, gmm_components, gmm_rank)
+        if path is not None:
+            model.save(path)
+    if model.num_classes != num_classes or tuple(model.shape) != tuple(shape):
+        raise ValueError(f"cached seeds at {path} are for {model.num_classes} classes of {model.shape}, "
+                         f"expected {num_classes} of {tuple(shape)}; delete the file to refit")  # fmt: skip
+    if kind == "gmm":
+        return lambda y: model.sample(y.cpu(), generator=gen)
+
+    def gauss(y: Tensor) -> Tensor:  # ClassGaussian.sample uses the global RNG; seeded by generate()
+        return model.sample(y.cpu())
+
+    return gauss
+
+
+# ------------------------------------------------------------------ sampling
+def generate(model: nn.Module, num_classes: int, image_shape: tuple[int, ...], cfg: GenerateConfig,
+             seeds: SeedFn | None = None, device: str | torch.device = "cpu",
+             progress: bool = False) -> GenerationResult:  # fmt: skip
+    """Draw ``cfg.per_class`` samples of each class with ``cfg.sampler`` in batches of ``cfg.batch_size``.
+
+    The global RNG is seeded with ``cfg.seed`` inside a fork (the caller's RNG state is kept), so
+    reruns with the same settings are identical on the same device.
+    """
+    cfg.validate()
+    device = torch.device(device)
+    classes = list(range(num_classes)) if cfg.classes is None else list(cfg.classes)
+    if any(not 0 <= c < num_classes for c in classes):
+        raise ValueError(f"classes must lie in [0, {num_classes}), got {classes}")
+    seed_y = torch.tensor(classes, dtype=torch.long).repeat_interleave(cfg.per_class)
+    if seeds is None:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        seeds = lambda y: torch.rand((len(y), *image_shape), generator=gen)  # noqa: E731
+    was_training = model.training
+    model.eval()
+    batches = [seed_y[i : i + cfg.batch_size] for i in range(0, len(seed_y), cfg.batch_size)]
+    xs, traces, probs = [], [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(batches) * cfg.steps, desc=f"generate ({cfg.sampler})", unit="step")
+    on_step = (lambda t, x: bar.update(1)) if bar is not None else None
+    t0 = time.perf_counter()
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(cfg.seed)
+        for yb in batches:
+            x0 = seeds(yb).to(device).float()
+            yd = yb.to(device)
+            if cfg.sampler == "combined":
+                x, tr, st = combined_inference(
+                    model, x0, yd, cfg.pgd_eps, cfg.pgd_steps, cfg.pgd_step_size, cfg.contrast, cfg.steps,
+                    cfg.step_size, cfg.noise, cfg.clip_grad, cfg.clamp, True, cfg.components, on_step,
+                )  # fmt: skip
+                probs.append(torch.tensor([st.p_seed, st.p_prior, st.p_final]) * len(yb))
+            else:
+                y_arg = None if cfg.sampler == "marginal" else yd
+                # For 'marginal' the requested class still gives E(x,y)'s gradient norm in the trace.
+                x, tr = _sample(model, x0, y_arg, yd, cfg, on_step)
+            xs.append(x.cpu())
+            traces.append(tr)
+    if bar is not None:
+        bar.close()
+    x = torch.cat(xs)
+    extra: dict = {"num_samples": len(x), "seconds": round(time.perf_counter() - t0, 3), "device": str(device)}
+    if probs:
+        p = torch.stack(probs).sum(0) / len(x)
+        extra["prior"] = {"p_target_seed": p[0].item(), "p_target_prior": p[1].item(), "p_target_final": p[2].item()}
+    trace = LangevinTrace.merge(traces, [len(b) for b in batches]) if traces and cfg.steps > 0 else None
+    with torch.no_grad():
+        preds = torch.cat([model(xb.to(device).clamp(0, 1)).argmax(1).cpu() for xb in x.split(cfg.batch_size)])
+    if cfg.sampler == "marginal":
+        y = preds
+        extra["labels"] = "predicted"
+    else:
+        y = seed_y
+        extra["accuracy_on_samples"] = (preds == seed_y).float().mean().item()  # does the model see class y?
+    model.train(was_training)
+    return GenerationResult(x, y, seed_y, trace, cfg, extra)
+
+
+def _sample(model, x0, y_arg, y_req, cfg: GenerateConfig, on_step):
+    if cfg.sampler != "marginal" or not cfg.components:
+        return langevin(model, x0, y_arg, cfg.sampler, cfg.steps, cfg.step_size, cfg.noise, cfg.clip_grad, cfg.clamp,
+                        True, components=cfg.components, on_step=on_step)  # fmt: skip
+    # Unconditional sampling with a component trace: pass the seed class only so that
+    # ||grad E(x, y)|| can be recorded; the update uses E(x) alone.
+    return langevin(model, x0, y_req, "marginal", cfg.steps, cfg.step_size, cfg.noise, cfg.clip_grad, cfg.clamp,
+                    True, components=True, on_step=on_step)  # fmt: skip
+
+
+def save_generation(result: GenerationResult, out_dir: str | Path, class_names: list[str] | None = None,
+                    grid_cols: int = 10, scale: int = 1) -> dict[str, Path]:  # fmt: skip
+    """Write ``grid.png``, ``samples.npz`` and ``traces.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    k = int(result.seed_y.max()) + 1 if len(result.seed_y) else 0
+    cols = min(grid_cols, result.config.per_class)
+    if result.config.sampler == "marginal":
+        img = image_grid(result.x[: cols * max(k, 1)], cols)
+    else:
+        img = class_grid(result.x, result.seed_y, k, cols)
+    paths = {"grid": save_png(img, out / "grid.png", scale), "samples": save_samples(out / "samples.npz", result.x,
+             result.y)}  # fmt: skip
+    info = result.traces_dict()
+    if class_names is not None:
+        info["class_names"] = list(class_names)
+    paths["traces"] = atomic_write_json(out / "traces.json", info)
+    return paths
+
+
+def generate_from_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path | None = None,
+    data: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    grid_cols: int = 10,
+    scale: int = 1,
+    **kw,
+) -> GenerationResult:
+    """Load a run directory / checkpoint, generate with :class:`GenerateConfig` fields ``**kw``,
+    and (with ``out``) save the outputs. Mirrors ``jeat generate``."""
+    from ..loading import load_trained
+
+    cfg = GenerateConfig(**kw)
+    cfg.validate()
+    dev = _resolve_device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        trained = load_trained(checkpoint, device=dev)  # building the model draws initial weights
+    model = trained.model
+    k = len(trained.class_names)
+    shape = _image_shape(trained)
+    method_state = (trained.checkpoint or {}).get("method") if cfg.seed_dist == "buffer" else None
+    if cfg.seed_dist == "buffer" and trained.checkpoint is None:
+        raise ValueError(f"{trained.path} is a weights-only file; --seed-dist buffer needs a checkpoint.pt")
+    seeds = seed_fn(
+        cfg.seed_dist, shape, k, run_dir=trained.run_dir, data=lambda: _train_set(trained, data),
+        method_state=method_state, gmm_components=cfg.gmm_components, gmm_rank=cfg.gmm_rank,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )  # fmt: skip
+    res = generate(model, k, shape, cfg, seeds, dev, progress)
+    res.extra["checkpoint"] = str(trained.path)
+    if out is not None:
+        save_generation(res, out, trained.class_names, grid_cols, scale)
+    return res
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _image_shape(trained) -> tuple[int, int, int]:
+    ck = trained.checkpoint
+    if ck is not None and "image_shape" in ck:
+        return tuple(int(v) for v in ck["image_shape"])
+    c = trained.model.in_channels
+    return (c, 32, 32)  # weights-only files do not record the image size; CIFAR's
+
+
+def _train_set(trained, data_root: str | Path | None):
+    from ..data import load_dataset
+
+    dc = trained.config.data
+    return load_dataset(dc.name, "train", root=data_root or dc.root, image_size=dc.image_size)
+
+
+def read_traces(path: str | Path) -> dict:
+    """Read a ``traces.json`` (a file or the directory holding it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "traces.json"
+    return json.loads(p.read_text())
