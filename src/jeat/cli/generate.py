@@ -27,8 +27,10 @@ def add_parser(sub) -> None:
     p.add_argument("--per-class", type=int, default=10, help="samples per class (default 10)")
     p.add_argument("--classes", help="comma-separated class indices (default: all)")
     p.add_argument("--steps", type=int, default=100, help="Langevin steps K (default 100)")
-    p.add_argument("--step-size", type=float, default=1.0, help="gradient step (default 1.0, JEM's)")
-    p.add_argument("--noise", type=float, default=0.01, help="std of the Langevin noise (default 0.01, JEM's)")
+    p.add_argument("--step-size", type=float, default=0.25,
+                   help="gradient step (default 0.25: JEM's 1 in its [-1, 1] pixel units)")  # fmt: skip
+    p.add_argument("--noise", type=float, default=0.005,
+                   help="std of the Langevin noise (default 0.005: JEM's 0.01 in [-1, 1] units)")  # fmt: skip
     p.add_argument("--clip-grad", type=float, help="clip each pixel's step to +-this (JEM++)")
     p.add_argument("--clamp", action=argparse.BooleanOptionalAction, default=None,
                    help="keep samples in [0, 1] after each step (default: on, off for combined)")  # fmt: skip

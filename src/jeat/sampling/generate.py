@@ -48,8 +48,8 @@ class GenerateConfig:
     per_class: int = 10
     classes: list[int] | None = None  # None: all classes
     steps: int = 100
-    step_size: float = 1.0
-    noise: float = 0.01
+    step_size: float = 0.25  # JEM's sgld_lr = 1 in its [-1, 1] units (as config.SGLDConfig)
+    noise: float = 0.005  # JEM's sgld_std = 0.01 in [-1, 1] units
     clip_grad: float | None = None
     clamp: bool | None = None  # keep samples in [0, 1]; None: on, except for 'combined' (contrast reduction instead)
     batch_size: int = 100
