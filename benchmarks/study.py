@@ -51,7 +51,7 @@ GENERATIONS = [
     ("robust-jem", "combined"),  # claim 8
     ("standard", "ce"),
 ]
-SAMPLING = ["--seed-dist", "gaussian", "--steps", "60"]  # step size and noise: `jeat generate` defaults
+SAMPLING = ["--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]
 
 
 class Study:
