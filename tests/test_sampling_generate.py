@@ -20,15 +20,6 @@ from jeat.training import Trainer
 K, SIZE = 4, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on 2 shared, busy cores, 2 threads run tiny models many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(cfg, run_dir):
     trainer = Trainer(cfg, run_dir=run_dir, progress=False)
     try:

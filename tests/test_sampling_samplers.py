@@ -23,15 +23,6 @@ SHAPE = (3, 8, 8)
 K = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on 2 shared, busy cores, 2 threads run tiny models many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def linear_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     m = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, K))

@@ -13,15 +13,6 @@ SHAPE = (3, 2, 2)  # D = 12: full covariances are cheap and well estimated
 D = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on 2 shared, busy cores, 2 threads run tiny models many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def correlated_images(n_per_class: int = 4000, k: int = 2, seed: int = 0) -> ImageSet:
     g = torch.Generator().manual_seed(seed)
     imgs, labels = [], []

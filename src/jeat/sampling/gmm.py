@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..data import ImageSet
 from ..training.checkpoint import atomic_write_bytes
+from .seeds import CachedFit
 
 
 def kmeans(x: Tensor, k: int, iters: int = 20, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -54,7 +55,7 @@ def kmeans(x: Tensor, k: int, iters: int = 20, generator: torch.Generator | None
     return centres, assign
 
 
-class ClassGMM:
+class ClassGMM(CachedFit):
     """Mixture of ``M`` low-rank-plus-diagonal Gaussians per class over flattened images in [0, 1]."""
 
     def __init__(self, weights: Tensor, means: Tensor, factors: Tensor, diag: Tensor, shape: tuple[int, ...]):
@@ -143,13 +144,3 @@ class ClassGMM:
     def load(cls, path: str | Path) -> ClassGMM:
         t = load_file(str(path))
         return cls(t["weights"], t["means"], t["factors"], t["diag"], tuple(t["shape"].tolist()))
-
-    @classmethod
-    def cached(cls, path: str | Path, data: ImageSet, **fit_kw) -> ClassGMM:
-        """Load from ``path`` if present, else fit on ``data`` and save there."""
-        path = Path(path)
-        if path.exists():
-            return cls.load(path)
-        g = cls.fit(data, **fit_kw)
-        g.save(path)
-        return g

@@ -23,7 +23,21 @@ def uniform_seeds(n: int, shape: tuple[int, ...], device: torch.device | str = "
     return torch.rand((n, *shape), device=device)
 
 
-class ClassGaussian:
+class CachedFit:
+    """Seed distributions fitted on a data set once and cached on disk (safetensors)."""
+
+    @classmethod
+    def cached(cls, path: str | Path, data: ImageSet, **fit_kw):
+        """Load from ``path`` if present, else fit on ``data`` and save there."""
+        path = Path(path)
+        if path.exists():
+            return cls.load(path)
+        g = cls.fit(data, **fit_kw)
+        g.save(path)
+        return g
+
+
+class ClassGaussian(CachedFit):
     """Per-class mean and covariance of flattened images in [0, 1]."""
 
     def __init__(self, mean: Tensor, chol: Tensor, shape: tuple[int, ...]):
@@ -76,13 +90,3 @@ class ClassGaussian:
     def load(cls, path: str | Path) -> ClassGaussian:
         t = load_file(str(path))
         return cls(t["mean"], t["chol"], tuple(t["shape"].tolist()))
-
-    @classmethod
-    def cached(cls, path: str | Path, data: ImageSet, **fit_kw) -> ClassGaussian:
-        """Load from ``path`` if present, else fit on ``data`` and save there."""
-        path = Path(path)
-        if path.exists():
-            return cls.load(path)
-        g = cls.fit(data, **fit_kw)
-        g.save(path)
-        return g
