@@ -84,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {os.cpu_count()} cores", "torch": torch.__version__,
         "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
-    rows: list[dict] = []
+    # Keep earlier rows of other methods measured with the same budget, so methods can be
+    # (re)run one at a time; each row says when and how it was measured.
+    budget = ("train_limit", "epochs", "test_limit", "pgd_n")
+    old = RESULTS / "methods_cpu.json"
+    prev = json.loads(old.read_text()) if old.is_file() else {}
+    same = all(prev.get("meta", {}).get(k) == meta[k] for k in budget)
+    rows: list[dict] = [r for r in prev.get("results", []) if same and r["method"] not in args.methods]
+    if rows:
+        meta["command"] = f"{prev['meta']['command']}` then `{meta['command']}"
     for method in args.methods:
         cfg = get_preset(f"cpu-{method}")
         cfg.device, cfg.seed, cfg.epochs = "cpu", 0, args.epochs
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_time_s": summary["train_time_s"],
             "wall_s": wall,
             "settings": settings(cfg),
+            "date": meta["date"],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

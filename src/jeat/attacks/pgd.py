@@ -9,6 +9,8 @@ Images stay in [0, 1] and within ``eps`` of ``x`` after every step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -30,8 +32,11 @@ def pgd(
     energy: str = "ce",
     random_start: bool = True,
     targeted: bool = False,
+    objective: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
-    """Return x_adv with ||x_adv - x||_inf <= eps, in [0, 1]. Model parameters get no gradient."""
+    """Return x_adv with ||x_adv - x||_inf <= eps, in [0, 1]. Model parameters get no gradient.
+
+    ``objective(logits, y) -> per-example loss`` replaces the energy (e.g. the C&W margin)."""
     if eps < 0 or steps < 0:
         raise ValueError(f"eps and steps must be non-negative, got eps={eps}, steps={steps}")
     x = x.detach()
@@ -42,7 +47,8 @@ def pgd(
     sign = -1.0 if targeted else 1.0
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        e = energy_fn(model(x_adv), y, energy).sum()
+        logits = model(x_adv)
+        e = (objective(logits, y) if objective is not None else energy_fn(logits, y, energy)).sum()
         (grad,) = torch.autograd.grad(e, x_adv)
         x_adv = project(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
     return x_adv.detach()

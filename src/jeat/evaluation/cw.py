@@ -10,10 +10,9 @@ which only has a meaning for that l_2 formulation). The report says so next to t
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from ..attacks import project
+from ..attacks import pgd
 
 
 def margin(logits: Tensor, y: Tensor) -> Tensor:
@@ -33,10 +32,4 @@ def cw_linf(
     random_start: bool = True,
 ) -> Tensor:
     """l_inf PGD ascending the margin; returns x_adv in the eps-ball and [0, 1]."""
-    x = x.detach()
-    x_adv = project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps) if random_start else x.clone()
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(margin(model(x_adv), y).sum(), x_adv)
-        x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+    return pgd(model, x, y, eps, step_size, steps, random_start=random_start, objective=margin)
