@@ -317,3 +317,17 @@ def test_numpy_arrays_in_a_checkpoint_are_refused(tmp_path):
     torch.save({"a": np.zeros(3)}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_a_fresh_run_refuses_a_directory_with_a_checkpoint_and_drops_a_stale_log(npz_dir, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_config(npz_dir, tmp_path), run, progress=False).fit(max_steps=2)
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny_config(npz_dir, tmp_path), run, progress=False)
+    # A run that died before its first checkpoint: its log must not be appended to.
+    (run / "checkpoint.pt").unlink()
+    stale = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert stale
+    Trainer(tiny_config(npz_dir, tmp_path), run, progress=False).fit(max_steps=2)
+    steps = [r["step"] for r in RunDir(run).records("step")]
+    assert steps == sorted(set(steps)) and steps[-1] == 2

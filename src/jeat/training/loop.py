@@ -116,6 +116,8 @@ class Trainer:
             self.run.truncate_log(self.global_step, self.epoch)
             if reseed is not None:  # a new noise stream after a divergence (guard.py)
                 torch.manual_seed(D.rank_seed(reseed, self.rank))
+        else:
+            self.run.start_fresh()
         self.run.save_config(cfg.to_dict())
 
     # ------------------------------------------------------------------ checkpoints

@@ -35,6 +35,19 @@ class RunDir:
     def load_config(self) -> dict:
         return json.loads((self.path / "config.json").read_text())
 
+    def start_fresh(self) -> None:
+        """A new (not resumed) run: refuse to overwrite a checkpoint; drop a stale log of a run
+        that never checkpointed, so the new run's metrics are not appended to it."""
+        if not self.write:
+            return
+        if self.checkpoint.exists():
+            raise FileExistsError(
+                f"{self.path} already holds a run with a checkpoint; continue it with --resume {self.path}, "
+                f"or choose another --name / --out"
+            )
+        (self.path / "metrics.jsonl").unlink(missing_ok=True)
+        (self.path / "summary.json").unlink(missing_ok=True)
+
     def log(self, record: dict) -> None:
         if self.write:
             with open(self.path / "metrics.jsonl", "a") as f:
