@@ -33,9 +33,9 @@ MODELS = {
     "noise-24": ("cpu-noise-24", []),
     "pgd": ("cpu-pgd", []),
     "prejeat": ("cpu-prejeat", []),
-    # cpu-jem's lr 1e-3 diverged at step 70 at this budget (the guard stopped it: E(x~) ran
-    # away, JEM issues #4/#8); the documented recovery, a lower learning rate, trains.
-    "jem": ("cpu-jem", ["--set", "optim.lr=2e-4"]),
+    # cpu-jem's former lr 1e-3 diverged at step 70 at this budget (the guard stopped it: E(x~)
+    # ran away, JEM issues #4/#8); the preset now uses the documented recovery, a lower lr.
+    "jem": ("cpu-jem", []),
     "jeat": ("cpu-jeat", []),
     "robust-jem": ("cpu-robust-jem", []),
 }
