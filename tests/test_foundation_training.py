@@ -331,3 +331,18 @@ def test_a_fresh_run_refuses_a_directory_with_a_checkpoint_and_drops_a_stale_log
     Trainer(tiny_config(npz_dir, tmp_path), run, progress=False).fit(max_steps=2)
     steps = [r["step"] for r in RunDir(run).records("step")]
     assert steps == sorted(set(steps)) and steps[-1] == 2
+
+
+def test_resume_with_a_new_learning_rate_uses_it(npz_dir, tmp_path):
+    """The divergence recipe `--resume RUN --set optim.lr=...` must change the lr, not be ignored."""
+    run = tmp_path / "run"
+    cfg = tiny_config(npz_dir, tmp_path, epochs=2)
+    Trainer(cfg, run, progress=False).fit(max_steps=2)
+    same = Trainer(tiny_config(npz_dir, tmp_path, epochs=2), run, resume=True, progress=False)
+    assert same.opt.param_groups[0]["lr"] == cfg.optim.lr  # constant schedule: unchanged
+    lower = tiny_config(npz_dir, tmp_path, epochs=2)
+    lower.optim.lr = cfg.optim.lr / 10
+    t = Trainer(lower, run, resume=True, progress=False)
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr / 10)
+    t.fit(max_steps=3)
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr / 10)

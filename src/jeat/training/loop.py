@@ -158,6 +158,12 @@ class Trainer:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["optimizer"])
         self.sched.load_state_dict(s["scheduler"])
+        # The saved states carry the old base lr; the (possibly overridden) config decides, so that
+        # `--resume RUN --set optim.lr=...` (the divergence recipe) takes effect. Unchanged lr: same values.
+        self.sched.base_lrs = [self.cfg.optim.lr for _ in self.opt.param_groups]
+        for g, fn in zip(self.opt.param_groups, self.sched.lr_lambdas, strict=True):
+            g["initial_lr"] = self.cfg.optim.lr
+            g["lr"] = self.cfg.optim.lr * fn(self.sched.last_epoch)
         saved = s.get("dist", {"world_size": 1, "method": [], "rng": [s["rng"]]})
         states = [s["method"], *saved["method"]]
         if saved["world_size"] == self.world:
