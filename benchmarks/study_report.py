@@ -18,9 +18,11 @@ def _load(p: Path) -> dict | None:
 
 
 def _pct(entry: dict | None, key: str = "accuracy") -> str:
+    """jeat evaluate stores accuracies in percent, with their standard error and N."""
     if not isinstance(entry, dict) or key not in entry:
         return "not run"
-    return f"{100 * entry[key]:.1f}% (N={entry.get('n', '?')})" if entry[key] <= 1 else f"{entry[key]:.1f}%"
+    se = f" ± {entry['se']:.1f}" if isinstance(entry.get("se"), float) else ""
+    return f"{entry[key]:.1f}%{se} (N={entry.get('n', '?')})"
 
 
 def _score(entry: dict | None) -> str:
