@@ -56,8 +56,9 @@ class Results:
         self.img.mkdir(parents=True, exist_ok=True)
         dst = self.img / f"{name}-{sampler}.png"
         with Image.open(src) as im:  # keep committed figures small
-            im.thumbnail((320, 320))
-            im.save(dst, optimize=True)
+            im = im.convert("RGB")
+            im.thumbnail((256, 256))
+            im.quantize(128).save(dst, optimize=True)
         return f"![{name} {sampler}](img/study/{dst.name})"
 
     def summary(self, name: str) -> dict:
