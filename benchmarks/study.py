@@ -33,8 +33,8 @@ MODELS = {
     "noise-24": ("cpu-noise-24", []),
     "pgd": ("cpu-pgd", []),
     "prejeat": ("cpu-prejeat", []),
-    # cpu-jem's former lr 1e-3 diverged at step 70 at this budget (the guard stopped it: E(x~)
-    # ran away, JEM issues #4/#8); the preset now uses the documented recovery, a lower lr.
+    # JEM diverged at this budget with lr 1e-3, 2e-4 and 1e-4 (the guard stopped each; JEM issues
+    # #4/#8); the cpu-jem preset now holds the settings that stayed finite (docs/TRAINING.md).
     "jem": ("cpu-jem", []),
     "jeat": ("cpu-jeat", []),
     "robust-jem": ("cpu-robust-jem", []),

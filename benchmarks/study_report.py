@@ -87,7 +87,10 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
     ]
     for m in models:
         s = r.summary(m)
+        failed = sorted(p.name for p in out.glob(f"{m}-*") if p.is_dir())  # kept runs that did not train
         acc = f"{100 * s['test_acc']:.1f}%" if s.get("test_acc") is not None else "not run"
+        if failed and not s:
+            acc = f"did not train ({', '.join(failed)}; see the notes below)"
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
         L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {t} |")
 
