@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
+from ..config import SGLDConfig
 from ..energy import energy as energy_fn
 from ..energy import joint_energy, marginal_energy
 
@@ -82,9 +83,9 @@ def langevin(
     x0: Tensor,
     y: Tensor | None = None,
     energy: str = "marginal",
-    steps: int = 20,
-    step_size: float = 1.0,
-    noise: float = 0.01,
+    steps: int = SGLDConfig.steps,
+    step_size: float = SGLDConfig.step_size,  # one set of defaults: JEM's, in [0, 1] units
+    noise: float = SGLDConfig.noise,
     clip_grad: float | None = None,
     clamp: bool = False,
     trace: bool = False,
