@@ -33,8 +33,7 @@ MODELS = {
     "noise-24": ("cpu-noise-24", []),
     "pgd": ("cpu-pgd", []),
     "prejeat": ("cpu-prejeat", []),
-    # JEM diverged at this budget with lr 1e-3, 2e-4 and 1e-4 (the guard stopped each; JEM issues
-    # #4/#8); the cpu-jem preset now holds the settings that stayed finite (docs/TRAINING.md).
+    # JEM and JEAT share one CPU recipe (256-chain buffer, 10 SGLD steps; presets.py says why).
     "jem": ("cpu-jem", []),
     "jeat": ("cpu-jeat", []),
     "robust-jem": ("cpu-robust-jem", []),
