@@ -166,6 +166,8 @@ register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 10k im
         MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), epochs=4, train_limit=10_000
     )
 )
+
+
 # JEM and JEAT at CPU scale: a few hundred steps instead of JEM's ~150k, so a 10k-chain buffer
 # never matures (each chain gets ~10 SGLD steps in all), the model separates data from near-noise
 # negatives and E(x~) runs away. A 256-chain buffer is revisited every ~2-4 steps, so its chains
