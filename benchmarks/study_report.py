@@ -64,6 +64,46 @@ class Results:
     def summary(self, name: str) -> dict:
         return _load(self.out / name / "summary.json") or {}
 
+    def epoch_accs(self, name: str) -> str:
+        """Test accuracy after each epoch (shows a collapse that the final number hides)."""
+        path = self.out / name / "metrics.jsonl"
+        if not path.is_file():
+            return "-"
+        rows = [json.loads(line) for line in path.open() if line.strip()]
+        accs = [r["test_acc"] for r in rows if r.get("kind") == "epoch" and "test_acc" in r]
+        return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
+
+
+def paper_scale() -> list[str]:
+    """The paper-scale presets and the one command each (they need GPUs; cost below)."""
+    from jeat.presets import available_presets, get_preset  # noqa: PLC0415
+
+    L = [
+        "",
+        "## Paper scale (not run here: needs GPUs)",
+        "",
+        "The same code with the papers' settings (WRN-28-10, Table 4; docs/TRAINING.md lists where a paper",
+        "is silent and what we chose). On N GPUs keep the paper's batch with `--batch-size <batch>/N`:",
+        "",
+        "| preset | what | batch, epochs | command (one machine, 4 GPUs) |",
+        "|---|---|---|---|",
+    ]
+    for name, desc in available_presets().items():
+        if name.startswith("paper-"):
+            cfg = get_preset(name)
+            b = cfg.data.batch_size
+            cmd = f"torchrun --nproc_per_node 4 -m jeat train --preset {name} --data DATA --batch-size {b // 4}"
+            L.append(f"| `{name}` | {desc} | {b}, {cfg.epochs} | `{cmd}` |")
+    L += [
+        "",
+        "Cost: one paper-scale JEAT run (K = 20 SGLD steps + 1 attack step per batch of 64, 156,200 steps) is",
+        "32 TFLOP per step, 5.0e18 FLOP in all, counted from the WRN-28-10 forward measured here (5.24 GMAC",
+        "per image). At an *assumed* 100-200 TFLOP/s sustained bf16 on one H100 that is about 7-14 GPU-hours;",
+        "on CPU about 330 core-days. The arithmetic and the measured CPU timings are in",
+        "`benchmarks/results/speed_cpu.md`; no GPU was available to measure it.",
+    ]
+    return L
+
 
 def write_results(out: Path, scale: dict, args, dest: Path) -> None:
     r = Results(out, dest.parent)
@@ -82,8 +122,8 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         "",
         "## Models",
         "",
-        "| model | preset | test acc | train time |",
-        "|---|---|---|---|",
+        "| model | preset | test acc | test acc after each epoch (%) | train time |",
+        "|---|---|---|---|---|",
     ]
     for m in models:
         s = r.summary(m)
@@ -92,7 +132,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         if failed and not s:
             acc = f"did not train ({', '.join(failed)}; see the notes below)"
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
-        L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {t} |")
+        L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
 
     std = r.suites("standard").get("robustness", {}).get("energy_attack", {})
     L += [
@@ -187,6 +227,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         f"{r.grid('robust-jem', 'combined')} |",
     ]
 
+    L += paper_scale()
     verdicts = dest.parent / "RESULTS_notes.md"  # written by hand after reading the numbers
     L += ["", "## Which claims hold here", ""]
     L += [verdicts.read_text()] if verdicts.is_file() else ["Not yet assessed: the study has not finished."]
