@@ -38,6 +38,8 @@ MODELS = {
     "jeat": ("cpu-jeat", []),
     "robust-jem": ("cpu-robust-jem", []),
 }
+# Second seeds of the two EBM twins (trained only): is JEM's collapse, and JEAT's stability, one seed's luck?
+SEED_CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}
 # (model, sampler, seed distribution): the generation runs the claims need.
 GENERATIONS = [
     ("pgd", "ce"),
@@ -83,7 +85,7 @@ class Study:
         return self.out / name
 
     def train(self, name: str) -> bool:
-        preset, extra = MODELS[name]
+        preset, extra = {**MODELS, **SEED_CHECKS}[name]
         cmd = [
             "jeat",
             "train",
@@ -203,6 +205,8 @@ class Study:
         # AutoAttack last: Square's 5000 queries dominate CPU time, so only the Table 2 models.
         for name in filter(trained, AUTOATTACK):
             self.evaluate(name, "robustness", autoattack=True)
+        for name in SEED_CHECKS:
+            self.train(name)
 
 
 def main() -> None:
