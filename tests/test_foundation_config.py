@@ -164,6 +164,17 @@ def test_paper_presets_follow_table_4():
     assert tiny.amp == "none" and tiny.epochs == 1
 
 
+def test_cpu_jem_and_cpu_jeat_are_twins():
+    # The study compares JEM and JEAT at CPU scale: they must differ only in the method (the attack).
+    jem, jeat = get_preset("cpu-jem").to_dict(), get_preset("cpu-jeat").to_dict()
+    for d in (jem, jeat):
+        d.pop("preset")
+        d["method"].pop("name")
+        d["method"].pop("attack")
+    assert jem == jeat
+    assert get_preset("cpu-jeat").method.sgld.buffer_size < 1_000  # chains must mature in a short run
+
+
 # ---------------------------------------------------------------------------- schedules
 
 
