@@ -55,6 +55,9 @@ GENERATIONS = [
     ("standard", "ce"),
 ]
 AUTOATTACK = ("standard", "pgd", "jem", "jeat")
+# "": `jeat denoise` defaults (sigma 0.1, 50 descent steps of 0.01). "-sgld": App. G.1's noise
+# (variance 0.3 in JEM's [-1, 1] units = std sqrt(0.3)/2 in [0, 1]) and the study's Langevin sampler.
+DENOISE = {"": [], "-sgld": ["--sigma", "0.274", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]}
 SAMPLING = ["--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]
 
 
@@ -184,9 +187,10 @@ class Study:
         ]
         return self.sh(cmd, out / "metrics.json")
 
-    def denoise(self, name: str) -> bool:
-        out = self.run_dir(name) / "denoise"
+    def denoise(self, name: str, variant: str = "") -> bool:
+        out = self.run_dir(name) / f"denoise{variant}"
         cmd = ["jeat", "denoise", str(self.run_dir(name)), "--n", "100", "--data", self.args.data, "--out", str(out)]
+        cmd += DENOISE[variant]
         return self.sh(cmd, out / "metrics.json")
 
     def run(self) -> None:
@@ -201,7 +205,8 @@ class Study:
                 if gen:
                     self.fid(name, sampler, gen)
         for name in filter(trained, ("standard", "pgd", "jeat")):
-            self.denoise(name)
+            for variant in DENOISE:
+                self.denoise(name, variant)
         # AutoAttack last: Square's 5000 queries dominate CPU time, so only the Table 2 models.
         for name in filter(trained, AUTOATTACK):
             self.evaluate(name, "robustness", autoattack=True)
