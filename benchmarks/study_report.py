@@ -153,6 +153,15 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
         L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
 
+    ebm = [out / m for m in ("jem", "jeat", "jem-seed1", "jeat-seed1") if (out / m / "metrics.jsonl").is_file()]
+    if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
+        from jeat.cli.plot import plot_curves  # noqa: PLC0415
+
+        r.img.mkdir(parents=True, exist_ok=True)
+        png = plot_curves(ebm, ["ce", "energy_gap", "test_acc"], r.img / "ebm-training.png")
+        L += ["", "JEM and JEAT training (`jeat plot curves`; energy gap = E(x_data) - E(x~)):", "",
+              f"![curves](img/study/{png.name})"]  # fmt: skip
+
     std = r.suites("standard").get("robustness", {}).get("energy_attack", {})
     L += [
         "",

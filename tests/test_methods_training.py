@@ -129,3 +129,26 @@ def test_plot_without_tracking_is_a_clear_error(npz_dir, tmp_path, capsys):
     t.fit(max_steps=1)
     assert cli_main(["plot", "energy-changes", str(t.run.path)]) == 1
     assert "track_energy" in capsys.readouterr().err
+
+
+def _fake_run(path, gap_key=True):
+    path.mkdir()
+    rows = [{"kind": "step", "step": s, "epoch": 0, "loss": 2.0 - s / 10, **({"energy_gap": -s} if gap_key else {})}
+            for s in (1, 2, 3)] + [{"kind": "epoch", "step": 3, "epoch": 1, "test_acc": 0.3}]  # fmt: skip
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_plot_curves_of_several_runs(tmp_path, capsys):
+    a, b = _fake_run(tmp_path / "a"), _fake_run(tmp_path / "b", gap_key=False)
+    assert cli_main(["plot", "curves", str(a), "--compare", str(b)]) == 0
+    assert (a / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "c.png"
+    assert cli_main(["plot", "curves", str(b), "--keys", "loss,test_acc", "--out", str(out)]) == 0 and out.is_file()
+
+
+def test_plot_curves_unknown_metric_is_a_clear_error(tmp_path, capsys):
+    a = _fake_run(tmp_path / "a")
+    assert cli_main(["plot", "curves", str(a), "--keys", "loss,nope"]) == 1
+    err = capsys.readouterr().err
+    assert "no metric ['nope']" in err and "energy_gap" in err

@@ -4,6 +4,8 @@ Kinds live in :data:`PLOTS` (name -> :class:`PlotKind`); a new figure adds one e
 
 - ``energy-changes``: Delta_x and Delta_theta of E(x, y) and E(x) per epoch, mean +- std
   (JEAT Fig. 3 / 9 / 10); needs a run trained with ``--set method.track_energy=true``.
+- ``grad-norms``: gradient norms over Langevin iterations of a ``jeat generate`` run.
+- ``curves``: any logged metrics of one or more runs over steps (e.g. the energy gap of JEM vs JEAT).
 """
 
 from __future__ import annotations
@@ -116,6 +118,59 @@ PLOTS["grad-norms"] = PlotKind(
     "RUN is a `jeat generate` output directory (its traces.json)",
     _run_grad_norms,
 )
+
+
+# ------------------------------------------------------------------ curves (training)
+DEFAULT_CURVES = ("loss", "energy_gap", "test_acc")
+
+
+def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str | Path | None = None) -> Path:
+    """One panel per metric over optimizer steps, one line per run (step records; ``test_acc``
+    and other epoch-only keys from the epoch records). Default keys: those of
+    :data:`DEFAULT_CURVES` that any run logged."""
+    records = {str(r): read_metrics(r) for r in runs}
+
+    def series(recs: list[dict], key: str) -> tuple[list[int], list[float]]:
+        pts = [(r["step"], float(r[key])) for r in recs if key in r and r.get("kind") in ("step", "epoch")]
+        return [s for s, _ in pts], [v for _, v in pts]
+
+    logged = {k for recs in records.values() for r in recs for k in r}
+    keys = list(keys or [k for k in DEFAULT_CURVES if k in logged])
+    missing = [k for k in keys if k not in logged]
+    if missing or not keys:
+        raise ValueError(f"no metric {missing or list(DEFAULT_CURVES)} in {', '.join(records)}; logged: "
+                         f"{', '.join(sorted(k for k in logged if k not in ('kind', 'step', 'epoch')))}")  # fmt: skip
+    plt = _figure()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), constrained_layout=True, squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for name, recs in records.items():
+            xs, ys = series(recs, key)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=Path(name).name)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+    axes[0][0].legend(fontsize=8)
+    first = Path(str(runs[0]))
+    out = Path(out) if out else (first if first.is_dir() else first.parent) / "curves.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _run_curves(args) -> int:
+    keys = args.keys.split(",") if args.keys else None
+    print(plot_curves([args.run, *args.compare], keys, args.out))
+    return 0
+
+
+def _curves_arguments(q) -> None:
+    q.add_argument("--compare", nargs="*", default=[], metavar="RUN", help="more runs drawn on the same axes")
+    q.add_argument("--keys", help=f"comma-separated metrics (default: those of {','.join(DEFAULT_CURVES)} logged)")
+
+
+PLOTS["curves"] = PlotKind("training curves of several runs over steps (loss, energy gap, test accuracy, ...)",
+                           _run_curves, _curves_arguments)  # fmt: skip
 
 
 # ------------------------------------------------------------------ command line
