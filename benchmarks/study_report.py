@@ -50,16 +50,19 @@ class Results:
         return f"{f['fid']:.1f} (N={f['n']}, ref {f['n_ref']})" if "fid" in f else "not run"
 
     def grid(self, name: str, sampler: str) -> str:
-        src = self.out / name / f"gen-{sampler}" / "grid.png"
+        return self.figure(self.out / name / f"gen-{sampler}" / "grid.png", f"{name}-{sampler}.png")
+
+    def figure(self, src: Path, dst_name: str, size: int = 256) -> str:
+        """A small committed copy of a run's PNG under docs/img/study, as a Markdown image."""
         if not src.is_file():
             return ""
         self.img.mkdir(parents=True, exist_ok=True)
-        dst = self.img / f"{name}-{sampler}.png"
+        dst = self.img / dst_name
         with Image.open(src) as im:  # keep committed figures small
             im = im.convert("RGB")
-            im.thumbnail((256, 256))
+            im.thumbnail((size, size))
             im.quantize(128).save(dst, optimize=True)
-        return f"![{name} {sampler}](img/study/{dst.name})"
+        return f"![{dst.stem}](img/study/{dst.name})"
 
     def summary(self, name: str) -> dict:
         return _load(self.out / name / "summary.json") or {}
@@ -245,6 +248,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         for variant in ("denoise", "denoise-sgld"):
             d = _load(r.out / m / variant / "metrics.json")
             dn.append(f"{d['psnr_noisy']:.2f} → {d['psnr_denoised']:.2f} dB" if d else "not run")
+        dn[1] += " " + r.figure(r.out / m / "denoise-sgld" / "denoise.png", f"{m}-denoise-sgld.png", 342)
         L.append(f"| {m} | {_ece(cal, 'clean')} | {_ece(cal, 'fgsm')} | {dn[0]} | {dn[1]} |")
 
     L += [
