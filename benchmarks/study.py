@@ -54,7 +54,7 @@ GENERATIONS = [
     ("robust-jem", "combined"),  # claim 8
     ("standard", "ce"),
 ]
-AUTOATTACK = ("standard", "pgd", "jem", "jeat")
+AUTOATTACK = ("standard", "pgd", "jem", "jeat", "prejeat", "robust-jem")
 # "": `jeat denoise` defaults (sigma 0.1, 50 descent steps of 0.01). "-sgld": App. G.1's noise
 # (variance 0.3 in JEM's [-1, 1] units = std sqrt(0.3)/2 in [0, 1]) and the study's Langevin sampler.
 DENOISE = {"": [], "-sgld": ["--sigma", "0.274", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]}
