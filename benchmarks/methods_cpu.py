@@ -64,6 +64,9 @@ def write_results(rows: list[dict], meta: dict) -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['preset']} | {r['clean_acc']:.3f} | {r['pgd20_acc']:.3f} | "
                      f"{r['images_per_s']:.1f} | {r['train_time_s']:.0f} | {r['settings']} |")  # fmt: skip
+    notes = RESULTS / "methods_cpu_notes.md"  # hand-written reading of the numbers, kept across reruns
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     (RESULTS / "methods_cpu.md").write_text("\n".join(lines) + "\n")
 
 
