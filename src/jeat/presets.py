@@ -171,10 +171,12 @@ register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 10k im
 # JEM and JEAT at CPU scale: a few hundred steps instead of JEM's ~150k, so a 10k-chain buffer
 # never matures (each chain gets ~10 SGLD steps in all), the model separates data from near-noise
 # negatives and E(x~) runs away. A 256-chain buffer is revisited every ~2-4 steps, so its chains
-# track the model (energy gap stays near 0). Probes on 5k images x 3 epochs (docs/RESULTS.md):
+# track the model (energy gap stays near 0). Probes on 5k images x 3 epochs
+# (benchmarks/results/sgld_probes_cpu.md):
 # 10k buffer + 5 steps: gap -1 to -3, JEAT 19 % test acc; 256 + 10 steps: gap within +-0.4, 25 %.
 # Adam (1e-3 and 1e-4) and JEM's BN-free CNN ran away or diverged at this budget. JEM is JEAT's
-# twin here (same CNN, optimizer, sampler), so the two differ only in the energy attack.
+# twin here (same CNN, optimizer, sampler), so the two differ only in the energy attack. JEM
+# still collapses late in a 4-epoch run (both seeds); JEAT does not (docs/RESULTS.md, point 6).
 def _cpu_sgld() -> SGLDConfig:
     return _jem_sgld(steps=10, buffer_size=256)
 
