@@ -38,8 +38,13 @@ MODELS = {
     "jeat": ("cpu-jeat", []),
     "robust-jem": ("cpu-robust-jem", []),
 }
-# Second seeds of the two EBM twins (trained only): is JEM's collapse, and JEAT's stability, one seed's luck?
-SEED_CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}
+# Trained only: second seeds of the two EBM twins (is JEM's collapse, and JEAT's stability, one
+# seed's luck?) and JEM with IGEBM's energy penalty (one untuned alpha: does it stop the collapse?).
+CHECKS = {
+    "jem-seed1": ("cpu-jem", ["--seed", "1"]),
+    "jeat-seed1": ("cpu-jeat", ["--seed", "1"]),
+    "jem-energy-l2": ("cpu-jem", ["--set", "method.energy_l2=0.1"]),
+}
 # (model, sampler, seed distribution): the generation runs the claims need.
 GENERATIONS = [
     ("pgd", "ce"),
@@ -88,7 +93,7 @@ class Study:
         return self.out / name
 
     def train(self, name: str) -> bool:
-        preset, extra = {**MODELS, **SEED_CHECKS}[name]
+        preset, extra = {**MODELS, **CHECKS}[name]
         cmd = [
             "jeat",
             "train",
@@ -210,7 +215,7 @@ class Study:
         # AutoAttack last: Square's 5000 queries dominate CPU time, so only the Table 2 models.
         for name in filter(trained, AUTOATTACK):
             self.evaluate(name, "robustness", autoattack=True)
-        for name in SEED_CHECKS:
+        for name in CHECKS:
             self.train(name)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
+CHECK_RUNS = ("jem-seed1", "jeat-seed1", "jem-energy-l2")  # study.CHECKS: trained, not evaluated
+
 
 def _load(p: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
@@ -147,7 +149,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         "| model | preset | test acc | test acc after each epoch (%) | train time |",
         "|---|---|---|---|---|",
     ]
-    for m in [*models, "jem-seed1", "jeat-seed1"]:  # the seed checks: trained only
+    for m in [*models, *CHECK_RUNS]:  # the checks are trained only
         s = r.summary(m)
         failed = sorted(p.name for p in out.glob(f"{m}-*") if p.is_dir())  # kept runs that did not train
         acc = f"{100 * s['test_acc']:.1f}%" if s.get("test_acc") is not None else "not run"
@@ -156,7 +158,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
         L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
 
-    ebm = [out / m for m in ("jem", "jeat", "jem-seed1", "jeat-seed1") if (out / m / "metrics.jsonl").is_file()]
+    ebm = [out / m for m in ("jem", "jeat", *CHECK_RUNS) if (out / m / "metrics.jsonl").is_file()]
     if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
         from jeat.cli.plot import plot_curves  # noqa: PLC0415
 

@@ -104,3 +104,19 @@ def test_standard_has_zero_delta_x():
     x, y = batch(8)
     _, metrics = m.loss(model, x, y)
     assert metrics["dx_energy_xy_mean"] == 0 and metrics["dx_energy_x_std"] == 0
+
+
+def test_energy_l2_adds_igebm_penalty():
+    model, m = make("jem", px_weight=0.5)
+    m.mcfg.energy_l2 = 0.3
+    x, y = batch(16)
+    loss, metrics = m.loss(model, x, y)
+    with torch.no_grad():
+        e_pos, e_neg = marginal_energy(model(x)), marginal_energy(model(m.last_inputs["x_neg"]))
+    expected = (
+        metrics["ce"] + 0.5 * (e_pos.mean() - e_neg.mean()) + 0.3 * (e_pos.square().mean() + e_neg.square().mean())
+    )
+    torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=1e-5)
+    m.mcfg.energy_l2 = 0.0
+    loss0, metrics0 = m.loss(model, x, y)
+    assert torch.isclose(loss0.detach(), metrics0["ce"] + 0.5 * metrics0["energy_gap"], atol=1e-5)

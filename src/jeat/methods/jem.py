@@ -1,6 +1,7 @@
 """JEM (Grathwohl et al.) and the shared -log p(x) machinery of JEAT and Robust JEM.
 
     loss = CE(x_cls, y) + px_weight * [ mean E(x_data) - mean E(x~_K) ]
+           (+ energy_l2 * [ mean E(x_data)^2 + mean E(x~_K)^2 ], optional, IGEBM's regulariser)
 
 where x~_K are SGLD negatives from the replay buffer (:mod:`.negatives`) and the E(x) term's
 gradient is the contrastive estimate of -grad log p(x) (JEAT Eq. 20). For JEM both x_cls and
@@ -45,9 +46,12 @@ class JEM(Method):
         with frozen_bn_stats(model):
             logits_neg = model(x_neg)
         ce = cross_entropy(logits, y).mean()
-        e_pos, e_neg = marginal_energy(logits_px).mean(), marginal_energy(logits_neg).mean()
+        e_pos_all, e_neg_all = marginal_energy(logits_px), marginal_energy(logits_neg)
+        e_pos, e_neg = e_pos_all.mean(), e_neg_all.mean()
         px = e_pos - e_neg
         loss = ce + self.mcfg.px_weight * px
+        if self.mcfg.energy_l2:
+            loss = loss + self.mcfg.energy_l2 * (e_pos_all.square().mean() + e_neg_all.square().mean())
         self.last_inputs = {"x_cls": x_cls.detach(), "x_neg": x_neg.detach()}
         metrics = {
             "loss": loss.detach(),
