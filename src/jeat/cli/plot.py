@@ -146,7 +146,8 @@ def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str 
         for name, recs in records.items():
             xs, ys = series(recs, key)
             if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=Path(name).name)
+                label = Path(name).parent.name if name.endswith(".jsonl") else Path(name).name
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=label)
         ax.set_xlabel("step")
         ax.set_title(key)
     axes[0][0].legend(fontsize=8)
