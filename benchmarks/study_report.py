@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-CHECK_RUNS = ("jem-seed1", "jeat-seed1", "jem-energy-l2")  # study.CHECKS: trained, not evaluated
+CHECK_RUNS = ("jem-seed1", "jeat-seed1")  # study.CHECKS: trained, not evaluated
 
 
 def _load(p: Path) -> dict | None:
@@ -127,7 +127,8 @@ def paper_scale() -> list[str]:
 def write_results(out: Path, scale: dict, args, dest: Path) -> None:
     r = Results(out, dest.parent)
     hours = study_hours(out / "study.log")
-    models = ["standard", "noise-8", "noise-16", "noise-24", "pgd", "prejeat", "jem", "jeat", "robust-jem"]
+    models = ["standard", "noise-8", "noise-16", "noise-24", "pgd", "prejeat", "jem", "jeat", "robust-jem",
+              "jem-energy-l2"]  # fmt: skip
     cmd = f"python benchmarks/study.py --data {args.data} --out {args.out} --scale {args.scale}"
     L = [
         "# Reproducing the papers' claims at CPU scale",
@@ -158,7 +159,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
         L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
 
-    ebm = [out / m for m in ("jem", "jeat", *CHECK_RUNS) if (out / m / "metrics.jsonl").is_file()]
+    ebm = [out / m for m in ("jem", "jeat", *CHECK_RUNS, "jem-energy-l2") if (out / m / "metrics.jsonl").is_file()]
     if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
         from jeat.cli.plot import plot_curves  # noqa: PLC0415
 
@@ -196,7 +197,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         "| model | JFS | MFS |",
         "|---|---|---|",
     ]
-    for m in ("standard", "pgd", "jem", "jeat"):
+    for m in ("standard", "pgd", "jem", "jeat", "jem-energy-l2"):
         f = r.suites(m).get("fisher", {})
         L.append(f"| {m} | {_score(f.get('jfs'))} | {_score(f.get('mfs'))} |")
 
@@ -219,7 +220,13 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         "| model | sampler | FID ↓ | samples |",
         "|---|---|---|---|",
     ]
-    for m, smp in (("pgd", "ce"), ("prejeat", "joint"), ("jem", "joint"), ("jeat", "joint")):
+    for m, smp in (
+        ("pgd", "ce"),
+        ("prejeat", "joint"),
+        ("jem", "joint"),
+        ("jem-energy-l2", "joint"),
+        ("jeat", "joint"),
+    ):
         L.append(f"| {m} | {smp} | {r.fid(m, smp)} | {r.grid(m, smp)} |")
 
     L += [
