@@ -230,7 +230,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from study_report import write_results  # noqa: PLC0415
 
-    write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md")
+    write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS))
     print(json.dumps({"results": str(ROOT / "docs" / "RESULTS.md")}))
 
 

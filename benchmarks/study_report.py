@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-CHECK_RUNS = ("jem-seed1", "jeat-seed1")  # study.CHECKS: trained, not evaluated
+from jeat.cli.plot import plot_curves, read_metrics
 
 
 def _load(p: Path) -> dict | None:
@@ -74,8 +74,7 @@ class Results:
         path = self.out / name / "metrics.jsonl"
         if not path.is_file():
             return "-"
-        rows = [json.loads(line) for line in path.open() if line.strip()]
-        accs = [r["test_acc"] for r in rows if r.get("kind") == "epoch" and "test_acc" in r]
+        accs = [r["test_acc"] for r in read_metrics(path) if r.get("kind") == "epoch" and "test_acc" in r]
         return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
 
 
@@ -124,11 +123,10 @@ def paper_scale() -> list[str]:
     return L
 
 
-def write_results(out: Path, scale: dict, args, dest: Path) -> None:
+def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], checks: list[str]) -> None:
+    """``models``: the study's evaluated models; ``checks``: runs that are only trained (seed checks)."""
     r = Results(out, dest.parent)
     hours = study_hours(out / "study.log")
-    models = ["standard", "noise-8", "noise-16", "noise-24", "pgd", "prejeat", "jem", "jeat", "robust-jem",
-              "jem-energy-l2"]  # fmt: skip
     cmd = f"python benchmarks/study.py --data {args.data} --out {args.out} --scale {args.scale}"
     L = [
         "# Reproducing the papers' claims at CPU scale",
@@ -150,7 +148,7 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         "| model | preset | test acc | test acc after each epoch (%) | train time |",
         "|---|---|---|---|---|",
     ]
-    for m in [*models, *CHECK_RUNS]:  # the checks are trained only
+    for m in [*models, *checks]:
         s = r.summary(m)
         failed = sorted(p.name for p in out.glob(f"{m}-*") if p.is_dir())  # kept runs that did not train
         acc = f"{100 * s['test_acc']:.1f}%" if s.get("test_acc") is not None else "not run"
@@ -159,10 +157,8 @@ def write_results(out: Path, scale: dict, args, dest: Path) -> None:
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
         L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
 
-    ebm = [out / m for m in ("jem", "jeat", *CHECK_RUNS, "jem-energy-l2") if (out / m / "metrics.jsonl").is_file()]
+    ebm = [out / m for m in ("jem", "jeat", *checks, "jem-energy-l2") if (out / m / "metrics.jsonl").is_file()]
     if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
-        from jeat.cli.plot import plot_curves  # noqa: PLC0415
-
         r.img.mkdir(parents=True, exist_ok=True)
         png = plot_curves(ebm, ["ce", "energy_gap", "test_acc"], r.img / "ebm-training.png")
         L += ["", "JEM and JEAT training (`jeat plot curves`; energy gap = E(x_data) - E(x~)):", "",

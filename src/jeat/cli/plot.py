@@ -26,6 +26,12 @@ class PlotKind:
 PLOTS: dict[str, PlotKind] = {}
 
 
+def run_dir(run: str | Path) -> Path:
+    """The run directory of ``run`` (a run directory or a file inside one)."""
+    path = Path(run)
+    return path if path.is_dir() else path.parent
+
+
 def read_metrics(run: str | Path) -> list[dict]:
     path = Path(run)
     path = path / "metrics.jsonl" if path.is_dir() else path
@@ -89,7 +95,7 @@ def plot_energy_changes(run: str | Path, out: str | Path | None = None) -> Path:
     if not found:
         plt.close(fig)
         raise ValueError(f"{run}: no energy-change metrics; train with --set method.track_energy=true")
-    out = Path(out) if out else (Path(run) if Path(run).is_dir() else Path(run).parent) / "energy_changes.png"
+    out = Path(out) if out else run_dir(run) / "energy_changes.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -146,13 +152,11 @@ def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str 
         for name, recs in records.items():
             xs, ys = series(recs, key)
             if xs:
-                label = Path(name).parent.name if name.endswith(".jsonl") else Path(name).name
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=label)
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=run_dir(name).name)
         ax.set_xlabel("step")
         ax.set_title(key)
     axes[0][0].legend(fontsize=8)
-    first = Path(str(runs[0]))
-    out = Path(out) if out else (first if first.is_dir() else first.parent) / "curves.png"
+    out = Path(out) if out else run_dir(runs[0]) / "curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
