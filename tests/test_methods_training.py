@@ -83,13 +83,14 @@ class _InfAfterTwo(Standard):
 
 def test_guard_names_step_and_quantity_and_keeps_a_loadable_checkpoint(npz_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(METHODS, "test-inf", _InfAfterTwo)
-    cfg = cfg_for(npz_dir, tmp_path, "test-inf", checkpoint_every=1)
+    cfg = cfg_for(npz_dir, tmp_path, "test-inf", checkpoint_every=1, guard__policy="stop")
     t = Trainer(cfg, progress=False)
     with pytest.raises(DivergenceError) as err:
         t.fit()
     e = err.value
     assert e.step == 3 and e.quantity == "loss" and "step 3" in str(e) and "loss" in str(e)
-    assert e.checkpoint == str(t.run.checkpoint)
+    assert e.checkpoint == str(t.run.step_checkpoint(2))
+    assert load_checkpoint(t.run.checkpoint)["global_step"] == 2  # checkpoint.pt is the same good state
     state = load_checkpoint(e.checkpoint)
     assert state["global_step"] == 2  # written after the last passing check
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -91,9 +91,26 @@ class MethodConfig:
 
 @dataclass
 class GuardConfig:
+    """Divergence detection and recovery (training/guard.py; defaults measured in docs/TRAINING.md)."""
+
     enabled: bool = True
+    check_every: int = 10  # steps per check; the guard sees each interval's mean (one host sync)
     max_energy: float = 1e4  # |E| beyond this counts as divergence (JEM issues #4, #8)
-    check_every: int = 10  # steps between checks (each check syncs with the device)
+    # Relative to the run's own history: the last `window` passing checks, after `warmup_checks`.
+    window: int = 20
+    warmup_checks: int = 5
+    gap_band: float = 5.0  # |E(x_data) - E(x~)| above this: the negatives no longer track the data
+    jump_factor: float = 10.0  # |E - recent median| > factor * max(recent range, jump_floor)
+    jump_floor: float = 1.0
+    ce_factor: float = 3.0  # CE above factor * recent median ...
+    acc_drop: float = 0.10  # ... while batch accuracy falls this far below its recent median
+    test_acc_drop: float = 0.10  # an epoch's test accuracy this far below the run's best
+    # What a trigger does: stop | warn (log, go on) | rollback (last good checkpoint, new noise
+    # seed) | rollback-lr (also lr *= lr_factor). After max_retries rollbacks the run stops.
+    policy: str = "rollback-lr"
+    max_retries: int = 3
+    lr_factor: float = 0.5
+    keep_checkpoints: int = 3  # newest step checkpoints kept under RUN/checkpoints/ (plus the best epoch)
 
 
 @dataclass

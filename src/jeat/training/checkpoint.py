@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,19 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Make ``dst`` the same file as ``src`` (a hard link, else a copy), replacing it atomically."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.parent / f".{dst.name}.{os.getpid()}.link.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
