@@ -173,6 +173,7 @@ def test_cpu_jem_and_cpu_jeat_are_twins():
         d["method"].pop("attack")
     assert jem == jeat
     assert get_preset("cpu-jeat").method.sgld.buffer_size < 1_000  # chains must mature in a short run
+    assert jem["method"]["energy_l2"] > 0  # the stabiliser (docs/TRAINING.md, "Stability")
 
 
 # ---------------------------------------------------------------------------- schedules

@@ -139,9 +139,10 @@ def test_after_max_retries_the_run_stops_with_a_usable_checkpoint(npz_dir, tmp_p
     e = err.value
     assert e.reason == "energy_gap" and e.quantity == "energy_gap" and e.retries == 2
     assert "energy_gap" in str(e) and f"step {e.step}" in str(e) and "2 rollback(s)" in str(e)
-    # Steps 3, then 2 failed: the newest state that passed is step 1; checkpoint.pt is it, resumable.
+    # Step 3 fails (back to 2), fails again (back to 1), step 2 passes (the gap is judged only after
+    # warm-up), step 3 fails a third time: the newest state that passed is step 2. checkpoint.pt is it.
     good = load_checkpoint(t.run.checkpoint)
-    assert good["global_step"] == load_checkpoint(e.checkpoint)["global_step"] == 1
+    assert good["global_step"] == load_checkpoint(e.checkpoint)["global_step"] == 2
     summary = json.loads((t.run.path / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert [ev["action"] for ev in summary["guard"]["events"]] == ["rollback-lr", "rollback-lr", "stop"]

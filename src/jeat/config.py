@@ -21,7 +21,7 @@ class DataConfig:
     download: bool = False
     test_file: str | None = None  # e.g. test1k_lossless.npz
     image_size: int | None = None  # resize folder images to this square size
-    augment: str = "flip-crop"  # none | flip-crop | jem (flip-crop + N(0, 0.03^2))
+    augment: str = "flip-crop"  # none | flip-crop | jem (flip-crop + JEM's N(0, 0.03^2) in [-1, 1] units)
     batch_size: int = 128
     eval_batch_size: int = 500
     train_limit: int | None = None  # random subset for quick runs
@@ -66,7 +66,9 @@ class SGLDConfig:
     steps: int = 20  # K
     # JEM's sgld_lr=1 and sgld_std=0.01 are in its [-1, 1] input units; in our [0, 1] pixel units
     # the same dynamics is step 1/4 (grad_u = 2 grad_x, dx = 2 du) and noise 0.01/2.
-    step_size: float = 0.25  # alpha: JEM's sgld_lr = 1 in [-1, 1] units
+    # The update is x <- x - step_size * grad E + noise * N(0, I): step_size is the paper's alpha/2
+    # (Eq. 16-17 write x - alpha/2 grad E + sqrt(alpha) eps), i.e. JEM's sgld_lr, not alpha itself.
+    step_size: float = 0.25  # JEM's sgld_lr = 1 in [-1, 1] units
     noise: float = 0.005  # JEM's sgld_std = 0.01 in [-1, 1] units; replaces the paper's sqrt(alpha)
     buffer_size: int = 10_000
     reinit_prob: float = 0.05  # rho

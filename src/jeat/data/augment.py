@@ -24,13 +24,19 @@ def pad_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def augment(x: Tensor, kind: str, gen: torch.Generator, noise_std: float = 0.03) -> Tensor:
-    """``flip-crop``: pad-crop-flip. ``jem``: pad-crop-flip + N(0, 0.03²) noise, as JEM trains."""
+# JEM (train_wrn_ebm.py) adds N(0, 0.03^2) *after* normalising to [-1, 1], i.e. 0.015 in our
+# [0, 1] pixel units, and does not clamp the noised image.
+JEM_NOISE_STD = 0.03 / 2
+
+
+def augment(x: Tensor, kind: str, gen: torch.Generator, noise_std: float = JEM_NOISE_STD) -> Tensor:
+    """``flip-crop``: pad-crop-flip. ``jem``: pad-crop-flip + JEM's Gaussian noise (std 0.03 in
+    [-1, 1] units = 0.015 in [0, 1]), unclamped as in JEM."""
     if kind == "none":
         return x
     if kind not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {kind!r}; choose {', '.join(AUGMENTATIONS)}")
     x = pad_crop_flip(x, gen)
     if kind == "jem":
-        x = (x + noise_std * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
+        x = x + noise_std * torch.randn(x.shape, generator=gen)
     return x

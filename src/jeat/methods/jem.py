@@ -37,14 +37,14 @@ class JEM(Method):
     def loss(self, model, x, y):
         x_cls = self.inputs(model, x, y)
         x_neg, _ = self.negatives.sample(unwrap(model), len(x))
-        logits = model(x_cls)
+        logits = model(x_cls).float()  # CE and energies in fp32 from (bf16) logits
         if self.px_on_clean and x_cls is not x:
             with frozen_bn_stats(model):
-                logits_px = model(x)
+                logits_px = model(x).float()
         else:
             logits_px = logits
         with frozen_bn_stats(model):
-            logits_neg = model(x_neg)
+            logits_neg = model(x_neg).float()
         ce = cross_entropy(logits, y).mean()
         e_pos_all, e_neg_all = marginal_energy(logits_px), marginal_energy(logits_neg)
         e_pos, e_neg = e_pos_all.mean(), e_neg_all.mean()

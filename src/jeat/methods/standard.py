@@ -19,7 +19,7 @@ class Standard(Method):
 
     def loss(self, model, x, y):
         x_in = self.inputs(model, x, y)
-        logits = model(x_in)
+        logits = model(x_in).float()  # CE in fp32: bf16 logits lose the true-class gradient
         loss = cross_entropy(logits, y).mean()
         metrics = {
             "loss": loss.detach(),

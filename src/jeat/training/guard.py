@@ -107,7 +107,8 @@ class Guard:
 
     def relative_trigger(self, m: dict[str, float], step: int) -> Trigger | None:
         c = self.cfg
-        if GAP_KEY in m and abs(m[GAP_KEY]) > c.gap_band:
+        # The first checks are a transient (fresh SGLD chains from noise): judged after warm-up too.
+        if GAP_KEY in m and self._recent(GAP_KEY) and abs(m[GAP_KEY]) > c.gap_band:
             return Trigger("energy_gap", GAP_KEY, m[GAP_KEY], step, c.gap_band)
         for key in JUMP_KEYS:
             recent = self._recent(key)

@@ -1,0 +1,205 @@
+"""Does energy-based training collapse? jem, jeat and robust-jem over seeds and two data sets.
+
+Every run is `jeat train --preset cpu-<method>` at 3x the preset's budget (12,000 training images
+instead of 4,000, the presets' 3 epochs), test accuracy on 2,000 test images after each epoch.
+Data sets: CIFAR-10 (32x32 RGB) and CIFAR-10 as 28x28 grayscale (benchmarks/make_gray28.py; built
+on first use under --out). Arms:
+
+- ``default``: the presets as shipped (stabilisers and guard policy ``rollback-lr``);
+- ``warn``: the same runs with recovery off (``guard.policy=warn``: the guard only logs). Until
+  its first trigger a run is bit-identical to its default twin (the guard only reads metrics), so
+  a default run without any guard event *is* its warn twin, and only runs with events are rerun;
+- ``old``: cpu-jem without the stabiliser (``method.energy_l2=0``, the preset before the
+  stability issue) under ``warn`` and under ``rollback-lr``: what detection and recovery do on a
+  run that really collapses.
+
+A run is *collapsed* when its final test accuracy is more than 10 points below its best, or
+non-finite; *caught* when a guard event precedes the collapse.
+
+    python benchmarks/stability.py --data ../shared/data [--out runs/stability] [--arms default warn old]
+    python benchmarks/stability.py --report-only
+
+One job at a time (two torch jobs slow each other 2-4x). Resumable: finished runs are skipped, a
+killed run continues from its checkpoint. Writes ``benchmarks/results/stability_cpu.md`` after
+every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "stability_cpu.md"
+METHODS = ("jem", "jeat", "robust-jem")
+DATASETS = ("cifar10", "gray28")
+SEEDS = (0, 1, 2)
+BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "--set", "eval_robust_n=0",
+          "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
+COLLAPSE_DROP = 0.10
+
+
+def run_name(arm: str, method: str, dataset: str, seed: int) -> str:
+    return f"{arm}/{method}-{dataset}-s{seed}"
+
+
+def plan(arms: list[str], seeds: list[int], methods: list[str], datasets: list[str]) -> list[tuple]:
+    """(arm, method, dataset, seed) in the order they run: seed 0 of the defaults, the old JEM on
+    CIFAR-10 seed 0 (a real collapse, with and without recovery), then the other seeds."""
+    jobs = []
+    for s in seeds:
+        if "default" in arms:
+            jobs += [("default", m, d, s) for d in datasets for m in methods]
+        if "old" in arms and "cifar10" in datasets and s == seeds[0]:
+            jobs += [("old-warn", "jem", "cifar10", s), ("old-rollback", "jem", "cifar10", s)]
+    if "warn" in arms:
+        jobs += [("warn", m, d, s) for s in seeds for d in datasets for m in methods]
+    if "old" in arms:
+        jobs += [(a, "jem", d, s) for d in datasets for s in seeds for a in ("old-warn", "old-rollback")
+                 if (d, s) != ("cifar10", seeds[0])]  # fmt: skip
+    return jobs
+
+
+def command(arm: str, method: str, dataset: str, seed: int, data: str, gray: Path, out: Path) -> list[str]:
+    run = out / run_name(arm, method, dataset, seed)
+    cmd = [sys.executable, "-m", "jeat", "train", "--no-progress"]
+    if (run / "checkpoint.pt").exists():
+        return cmd + ["--resume", str(run)]
+    cmd += ["--preset", f"cpu-{method}", "--seed", str(seed), "--out", str(run.parent), "--name", run.name, *BUDGET]
+    cmd += ["--data", data] if dataset == "cifar10" else ["--dataset", "npz", "--data", str(gray)]
+    if arm in ("warn", "old-warn"):
+        cmd += ["--set", "guard.policy=warn"]
+    if arm.startswith("old"):
+        cmd += ["--set", "method.energy_l2=0"]
+    return cmd
+
+
+def outcome(run: Path) -> dict | None:
+    """Per run: best/final test accuracy, collapsed, guard events, status, wall time."""
+    if not (run / "summary.json").exists():
+        return None
+    summary = json.loads((run / "summary.json").read_text())
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln]
+    epochs = [r for r in rows if r.get("kind") == "epoch"]
+    accs = [r["test_acc"] for r in epochs]
+    events = [r for r in rows if r.get("kind") == "guard"]
+    final = accs[-1] if accs else float("nan")
+    best = max(accs) if accs else float("nan")
+    collapsed = not math.isfinite(final) or final < best - COLLAPSE_DROP or summary.get("status") == "diverged"
+    # Caught: a guard event no later than the first epoch that fell below best - drop after the best.
+    after_best = epochs[accs.index(best) + 1:] if accs and math.isfinite(best) else []
+    drops = [r["step"] for r in after_best if r["test_acc"] < best - COLLAPSE_DROP]
+    caught = bool(events) and (not drops or events[0]["step"] <= drops[0])
+    return {"best": best, "final": final, "accs": accs, "collapsed": collapsed, "caught": caught,
+            "status": summary.get("status"), "events": events, "time_s": summary.get("train_time_s", 0.0)}  # fmt: skip
+
+
+def _events(evs: list[dict]) -> str:
+    if not evs:
+        return "none"
+    return "; ".join(f"{e['reason']}@{e['step']} ({e['quantity']} {e['value']:.3g}) -> {e['action']}"
+                     + (f" to step {e['to_step']}, lr x{e['lr_scale']:g}" if "to_step" in e else "")
+                     for e in evs)  # fmt: skip
+
+
+def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
+    lines = [
+        "# Stability of energy-based training on CPU (issue 11)",
+        "",
+        f"Command: `{cmdline}` (resumable; this file is rewritten after every run).",
+        "",
+        "Budget per run: `jeat train --preset cpu-<method>` with 12,000 training images (3x the presets' 4,000) "
+        "x 3 epochs, batch 128, bf16; test accuracy on 2,000 test images after each epoch. Data: CIFAR-10 "
+        "(`../shared/data`) and CIFAR-10 as 28x28 grayscale (`benchmarks/make_gray28.py`). Collapsed = final test "
+        f"accuracy more than {COLLAPSE_DROP * 100:.0f} points below the run's best, or non-finite, or stopped. "
+        "Caught = a guard event at or before the collapse. Machine: 2 CPU cores, torch 2.13.0+cpu, one job at a time.",
+        "",
+        "| arm | method | data | seed | test acc per epoch | best | final | collapsed | guard events -> action | "
+        "status | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    done = {}
+    for arm, method, dataset, seed in jobs:
+        run = out / run_name(arm, method, dataset, seed)
+        o = outcome(run)
+        if o is None and arm == "warn":
+            twin = outcome(out / run_name("default", method, dataset, seed))
+            if twin is not None and not twin["events"]:
+                lines.append(f"| warn | {method} | {dataset} | {seed} | = default (no trigger: identical run) "
+                             f"| | | {'yes' if twin['collapsed'] else 'no'} | none | | |")  # fmt: skip
+                done[(arm, method, dataset, seed)] = twin
+                continue
+        if o is None:
+            lines.append(f"| {arm} | {method} | {dataset} | {seed} | not run yet | | | | | | |")
+            continue
+        done[(arm, method, dataset, seed)] = o
+        accs = " / ".join(f"{a * 100:.1f}" for a in o["accs"])
+        col = ("**yes**" + (" (caught)" if o["caught"] else " (SILENT)")) if o["collapsed"] else "no"
+        lines.append(f"| {arm} | {method} | {dataset} | {seed} | {accs} | {o['best'] * 100:.1f} | "
+                     f"{o['final'] * 100:.1f} | {col} | {_events(o['events'])} | {o['status']} | "
+                     f"{o['time_s'] / 60:.1f} min |")  # fmt: skip
+    lines += ["", "## Totals", "", "| arm | runs done | collapsed | silent collapses | runs with guard events |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for arm in dict.fromkeys(j[0] for j in jobs):
+        rs = [o for k, o in done.items() if k[0] == arm]
+        lines.append(f"| {arm} | {len(rs)} of {sum(j[0] == arm for j in jobs)} | {sum(o['collapsed'] for o in rs)} | "
+                     f"{sum(o['collapsed'] and not o['caught'] for o in rs)} | {sum(bool(o['events']) for o in rs)} |")
+    text = "\n".join(lines) + "\n"
+    notes = RESULTS.with_name("stability_cpu_notes.md")
+    if notes.exists():
+        text += "\n" + notes.read_text()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.environ.get("JEAT_DATA"), help="CIFAR-10 root (default $JEAT_DATA)")
+    p.add_argument("--out", default="runs/stability")
+    p.add_argument("--arms", nargs="+", default=["default", "warn", "old"], choices=["default", "warn", "old"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--report-only", action="store_true")
+    a = p.parse_args()
+    out = Path(a.out)
+    jobs = plan(a.arms, a.seeds, a.methods, a.datasets)
+    cmdline = "python benchmarks/stability.py --data ../shared/data"
+    if a.report_only:
+        print(report(out, jobs, cmdline))
+        return
+    if not a.data:
+        p.error("--data (or JEAT_DATA) is required to train")
+    gray = out / "data" / "cifar10-gray28"
+    if "gray28" in a.datasets and not (gray / "test.npz").exists():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_gray28.py"), "--data", a.data, "--out",
+                        str(gray)], check=True)  # fmt: skip
+    for job in jobs:
+        arm, method, dataset, seed = job
+        run = out / run_name(*job)
+        if outcome(run) is not None:
+            continue
+        if arm == "warn":  # identical to the default twin until a trigger: rerun only twins with events
+            twin = outcome(out / run_name("default", method, dataset, seed))
+            if twin is None or not twin["events"]:
+                continue
+        cmd = command(*job, a.data, gray, out)
+        print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}", flush=True)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        with open(out / "log.txt", "a") as log:
+            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+        report(out, jobs, cmdline)
+    print(report(out, jobs, cmdline))
+
+
+if __name__ == "__main__":
+    main()
