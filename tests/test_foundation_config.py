@@ -152,7 +152,7 @@ def test_unknown_preset():
 
 def test_paper_presets_follow_table_4():
     jeat = get_preset("paper-jeat")
-    assert jeat.model.arch == "wrn-28-10" and jeat.epochs == 200 and jeat.data.batch_size == 64
+    assert jeat.model.arch == "jem-wrn-28-10" and jeat.epochs == 200 and jeat.data.batch_size == 64
     assert (jeat.optim.name, jeat.optim.lr, jeat.optim.milestones) == ("adam", 1e-4, (160, 180))
     assert jeat.optim.betas == (0.9, 0.999) and jeat.optim.weight_decay == 0
     assert (jeat.method.name, jeat.method.attack.energy, jeat.method.attack.eps) == ("jeat", "joint", 8 / 255)
@@ -162,6 +162,30 @@ def test_paper_presets_follow_table_4():
     assert jem.model.arch == "jem-wrn-28-10" and jem.optim.warmup_steps == 1000
     tiny = get_preset("tiny")
     assert tiny.amp == "none" and tiny.epochs == 1
+
+
+def test_paper_jeat_and_paper_jem_differ_only_in_the_method():
+    jem, jeat = get_preset("paper-jem").to_dict(), get_preset("paper-jeat").to_dict()
+    for d in (jem, jeat):
+        d.pop("preset")
+        d["method"].pop("name")
+        d["method"].pop("attack")
+    assert jem == jeat
+    assert get_preset("paper-jeat-bn").model.arch == "wrn-28-10"  # the BN/ReLU variant, as an option
+
+
+def test_paper_robust_jem_follows_jempp_and_the_robust_jem_paper():
+    c = get_preset("paper-robust-jem")
+    s = c.method.sgld
+    assert (s.sampler, s.steps, s.inner_steps, s.noise, s.init, s.class_conditional_buffer) == (
+        "pyld", 10, 5, 0.0, "gaussian", False)  # m = 10, n = 5; JEM++: no noise, unconditional chains
+    # JEM++'s [-1, 1] settings in [0, 1] units: sgld_lr 1 -> 1/4, pyld_lr 0.2 -> 0.05, eps 1 -> clip 0.1
+    assert (s.step_size, s.inner_step_size, s.inner_clip) == (0.25, 0.05, 0.1)
+    o = c.optim
+    assert (o.name, o.lr, o.weight_decay, o.milestones, o.gamma, o.warmup_steps) == (
+        "sgd", 0.1, 4e-4, (50, 100, 125), 0.2, 1000)
+    assert c.model.arch == "jempp-wrn-28-10" and c.epochs == 150 and c.data.augment == "jem"
+    assert (c.method.attack.steps, c.method.attack.eps) == (15, 0.05)
 
 
 def test_cpu_jem_and_cpu_jeat_are_twins():

@@ -24,7 +24,7 @@ def cfg_for(npz_dir, tmp_path, method, **changes):
     cfg.method.sgld.steps, cfg.method.sgld.buffer_size = 2, 64
     if method == "robust-jem":
         s = cfg.method.sgld
-        s.init, s.class_conditional_buffer, s.clip_grad, s.clamp = "gaussian", True, 0.005, True
+        s.init, s.sampler, s.inner_steps = "gaussian", "pyld", 2  # JEM++'s proximal sampler, as the presets
     return cfg
 
 

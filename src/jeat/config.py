@@ -63,7 +63,10 @@ class AttackConfig:
 class SGLDConfig:
     """Langevin sampling of negatives for E(x) (JEM / JEAT / Robust JEM)."""
 
-    steps: int = 20  # K
+    # sgld: x <- x - step_size * grad + noise * N(0, I) (JEM). pyld: JEM++'s proximal sampler
+    # (sampling/pyld.py): per outer step an unclipped step, then `inner_steps` clipped box steps.
+    sampler: str = "sgld"
+    steps: int = 20  # K (pyld: the m outer steps)
     # JEM's sgld_lr=1 and sgld_std=0.01 are in its [-1, 1] input units; in our [0, 1] pixel units
     # the same dynamics is step 1/4 (grad_u = 2 grad_x, dx = 2 du) and noise 0.01/2.
     # The update is x <- x - step_size * grad E + noise * N(0, I): step_size is the paper's alpha/2
@@ -74,8 +77,11 @@ class SGLDConfig:
     reinit_prob: float = 0.05  # rho
     init: str = "uniform"  # uniform | gaussian (class-conditional, JEM++ / Robust JEM)
     class_conditional_buffer: bool = False
-    clip_grad: float | None = None  # JEM++ clips per-pixel gradients
-    clamp: bool = False  # keep samples inside [0, 1]
+    clip_grad: float | None = None  # sgld: clip each per-pixel step to +-clip_grad
+    clamp: bool = False  # sgld: keep samples inside [0, 1] (pyld always does)
+    inner_steps: int = 5  # pyld: n inner proximal steps (JEM++ in_steps; Robust JEM n = 5)
+    inner_step_size: float = 0.05  # pyld: JEM++'s pyld_lr = 0.2 in [-1, 1] units
+    inner_clip: float = 0.1  # pyld: per-pixel bound of an inner step (pyld_lr * eps / 2, eps = 1)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .config import AttackConfig, DataConfig, MethodConfig, ModelConfig, OptimConfig, SGLDConfig, TrainConfig
+from .sampling.pyld import JEMPP_INNER_CLIP, JEMPP_INNER_STEP, JEMPP_INNER_STEPS, JEMPP_STEP
 
 PresetFn = Callable[[], TrainConfig]
 _PRESETS: dict[str, tuple[PresetFn, str]] = {}
@@ -64,12 +65,21 @@ def _jem_sgld(steps: int = 20, buffer_size: int = 10_000) -> SGLDConfig:
 
 
 def _jempp_sgld(steps: int = 10, buffer_size: int = 10_000) -> SGLDConfig:
-    # JEM++ / Robust JEM: informative class-conditional Gaussian init, clipped gradients, samples
-    # kept inside the data box. Robust JEM trains with m=10 SGLD steps. Step 1, noise 0.001 and
-    # per-pixel clip 0.01 are in [-1, 1] units; converted to [0, 1] as for JEM.
-    return SGLDConfig(steps=steps, step_size=1.0 * TO_UNIT_STEP, noise=0.001 * TO_UNIT_NOISE, buffer_size=buffer_size,
-                      reinit_prob=0.05, init="gaussian", class_conditional_buffer=True, clip_grad=0.01 / 2,
+    # JEM++ (train_jempp.py + scripts/jempp_cifar10.sh) as Robust JEM uses it: the proximal sampler
+    # (sampling/pyld.py) with m outer steps (Robust JEM trains with m = 10; JEM++'s script 5) and
+    # n = 5 inner steps, sgld_lr 1, pyld_lr 0.2, clip eps 1, no noise, samples kept in the box,
+    # unconditional (logsumexp) chains seeded by the class-conditional Gaussians; buffer 10k, rho 0.05.
+    return SGLDConfig(sampler="pyld", steps=steps, inner_steps=JEMPP_INNER_STEPS, step_size=JEMPP_STEP,
+                      inner_step_size=JEMPP_INNER_STEP, inner_clip=JEMPP_INNER_CLIP, noise=0.0,
+                      buffer_size=buffer_size, reinit_prob=0.05, init="gaussian", class_conditional_buffer=False,
                       clamp=True)  # fmt: skip
+
+
+def _sgd_jempp(epochs: int = 150) -> OptimConfig:
+    # JEM++'s CIFAR-10 script: SGD 0.1 (momentum 0.9), weight decay 4e-4, warm-up 1000 iterations,
+    # lr x 0.2 at epochs [50, 100, 125] of 150.
+    return OptimConfig(name="sgd", lr=0.1, weight_decay=4e-4, schedule="multistep", milestones=(50, 100, 125),
+                       gamma=0.2, warmup_steps=1000)  # fmt: skip
 
 
 def _paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, arch: str = "wrn-28-10",
@@ -103,33 +113,34 @@ register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cy
 register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
     lambda: _paper(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), _adam_table4(), 64, 200)
 )
-register("paper-jeat", "WRN-28-10, JEAT (Alg. 1): energy attack + SGLD buffer + -log p(x); Table 4")(
-    lambda: _paper(
-        MethodConfig("jeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1), sgld=_jem_sgld()),
-        _adam_table4(),
-        64,
-        200,
-    )
+# JEAT and JEM as a matched pair (Table 4 gives JEAT JEM's hyper-parameters; neither paper says
+# JEAT's WRN-28-10 has batch norm): the same JEM WRN-28-10 (JEM's block, no normalisation,
+# LeakyReLU 0.2, [-1, 1] inputs), JEM's augmentation, Adam 1e-4 with JEM's 1000-step warm-up, the
+# same sampler. They differ only in the method. paper-jeat-bn keeps the BN/ReLU WRN as an option.
+def _jem_pair(method: MethodConfig) -> TrainConfig:
+    return _paper(method, OptimConfig(**{**_adam_table4().__dict__, "warmup_steps": 1000}), 64, 200,
+                  arch="jem-wrn-28-10", augment="jem")  # fmt: skip
+
+
+JEAT_ATTACK = AttackConfig("joint", 8 / 255, 8 / 255, 1)
+register("paper-jeat", "JEAT (Alg. 1) on JEM's WRN-28-10; Table 4, the same settings as paper-jem")(
+    lambda: _jem_pair(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=_jem_sgld()))
 )
 register("paper-jem", "JEM's WRN-28-10 (no BN, LeakyReLU), JEM objective, Table 4, warm-up 1000 steps")(
-    lambda: _paper(
-        MethodConfig("jem", sgld=_jem_sgld()),
-        OptimConfig(**{**_adam_table4().__dict__, "warmup_steps": 1000}),
-        64,
-        200,
-        arch="jem-wrn-28-10",
-        augment="jem",
-    )
+    lambda: _jem_pair(MethodConfig("jem", sgld=_jem_sgld()))
 )
-register("paper-robust-jem", "Robust JEM: JEM++ sampler, PGD-15 AT with eps 0.1 in [-1,1] (=0.05 in [0,1])")(
+register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; Table 4 otherwise")(
+    lambda: _paper(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=_jem_sgld()), _adam_table4(), 64, 200)
+)
+register("paper-robust-jem", "Robust JEM: JEM++ (BN WRN, SGD, proximal sampler m=10, n=5) + PGD-15 AT, eps 0.05")(
     lambda: _paper(
         MethodConfig(
             "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15), sgld=_jempp_sgld(10)
         ),
-        OptimConfig(**{**_adam_table4(150, (50, 100, 125)).__dict__, "warmup_steps": 1000}),
+        _sgd_jempp(),
         64,
         150,
-        arch="jem-wrn-28-10",
+        arch="jempp-wrn-28-10",
         augment="jem",
     )
 )
@@ -200,18 +211,20 @@ register("cpu-jeat", "small CNN, JEAT: energy FGSM + 10-step SGLD, 256-chain buf
 register("cpu-jem", "small CNN, JEM objective + energy L2 0.1, 10-step SGLD, 256-chain buffer, 4k images, 3 epochs")(
     lambda: _cpu(MethodConfig("jem", sgld=_cpu_sgld(), energy_l2=CPU_ENERGY_L2), epochs=3, train_limit=4_000)
 )
-register("cpu-robust-jem", "JEM-style small CNN, PGD-3 AT (eps 0.05) + JEM++ 5-step SGLD, 4k images, 3 epochs")(
+# Robust JEM at CPU scale: JEM++'s sampler (5 outer x 5 inner proximal steps, unconditional chains
+# from the class Gaussians) and its optimizer family (SGD, one-cycle here) on the twins' BN CNN,
+# a 256-chain buffer for the short run, PGD-3, JEM's augmentation.
+register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal sampler 5x5, energy L2 0.1, 4k images")(
     lambda: _cpu(
         MethodConfig(
             "robust-jem",
             attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 2, 3),
-            sgld=_jempp_sgld(5, buffer_size=2_000),
+            sgld=_jempp_sgld(5, buffer_size=256),
+            energy_l2=CPU_ENERGY_L2,
         ),
         epochs=3,
-        arch="jem-cnn-small",
         augment="jem",
         train_limit=4_000,
-        optim=OptimConfig("adam", lr=1e-3, weight_decay=0.0, schedule="cyclic"),
     )
 )
 register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(

@@ -1,7 +1,8 @@
 """SGLD negatives x~ for the -log p(x) term, shared by JEM, JEAT and Robust JEM.
 
 A persistent :class:`~jeat.sampling.ReplayBuffer`: each step draws a batch of chain states
-(fresh seeds with probability rho), runs K Langevin steps on E(x) (on E(x, y~) for a
+(fresh seeds with probability rho), runs K Langevin steps (``sampler=sgld``) or JEM++'s m x n
+proximal steps (``sampler=pyld``, :mod:`jeat.sampling.pyld`) on E(x) (on E(x, y~) for a
 class-conditional buffer, as in JEM's ``class_cond_p_x_sample``) with the unwrapped model in
 train mode and BN running statistics frozen, writes the states back and returns them.
 
@@ -22,9 +23,10 @@ from torch import Tensor, nn
 from ..config import SGLDConfig
 from ..data import ImageSet
 from ..models.utils import frozen_bn_stats
-from ..sampling import ClassGaussian, ReplayBuffer, langevin, uniform_seeds
+from ..sampling import ClassGaussian, ReplayBuffer, langevin, pyld, uniform_seeds
 
 SEED_KINDS = ("uniform", "gaussian")
+SAMPLERS = ("sgld", "pyld")
 
 
 def cache_dir() -> Path:
@@ -50,6 +52,8 @@ class SGLDNegatives:
     def __init__(self, cfg: SGLDConfig, train_set: ImageSet, device: torch.device | str):
         if cfg.init not in SEED_KINDS:
             raise ValueError(f"unknown method.sgld.init {cfg.init!r}; choose {', '.join(SEED_KINDS)}")
+        if cfg.sampler not in SAMPLERS:
+            raise ValueError(f"unknown method.sgld.sampler {cfg.sampler!r}; choose {', '.join(SAMPLERS)}")
         self.cfg = cfg
         shape, device = train_set.shape, torch.device(device)
         if cfg.init == "gaussian":
@@ -66,7 +70,10 @@ class SGLDNegatives:
         x0, idx, labels = self.buffer.sample(n, c.reinit_prob)
         kind, y = ("joint", labels) if c.class_conditional_buffer else ("marginal", None)
         with frozen_bn_stats(net):
-            x, _ = langevin(net, x0, y, kind, c.steps, c.step_size, c.noise, c.clip_grad, c.clamp)
+            if c.sampler == "pyld":
+                x = pyld(net, x0, y, c.steps, c.inner_steps, c.step_size, c.inner_step_size, c.inner_clip, c.noise)
+            else:
+                x, _ = langevin(net, x0, y, kind, c.steps, c.step_size, c.noise, c.clip_grad, c.clamp)
         self.buffer.push(x, idx)
         return x, labels
 

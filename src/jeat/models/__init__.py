@@ -19,10 +19,13 @@ _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], str]] = {
     "wrn-28-2": (lambda k, c: WideResNet(28, 2, k, c), "cifar"),
     "wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c), "cifar"),
     "wrn-16-2": (lambda k, c: WideResNet(16, 2, k, c), "cifar"),
-    # JEM's variant: no normalisation layers, LeakyReLU(0.2), inputs scaled to [-1, 1].
-    "jem-wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c, norm="none", leak=0.2), "half"),
-    "jem-wrn-28-2": (lambda k, c: WideResNet(28, 2, k, c, norm="none", leak=0.2), "half"),
-    "jem-wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c, norm="none", leak=0.2), "half"),
+    # JEM's variant: JEM's block, no normalisation layers, LeakyReLU(0.2), inputs scaled to [-1, 1].
+    "jem-wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c, norm="none", leak=0.2, block="jem"), "half"),
+    "jem-wrn-28-2": (lambda k, c: WideResNet(28, 2, k, c, norm="none", leak=0.2, block="jem"), "half"),
+    "jem-wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c, norm="none", leak=0.2, block="jem"), "half"),
+    # JEM++'s (and Robust JEM's): JEM's block with batch norm, LeakyReLU(0.2), [-1, 1] inputs.
+    "jempp-wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c, norm="batch", leak=0.2, block="jem"), "half"),
+    "jempp-wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c, norm="batch", leak=0.2, block="jem"), "half"),
     "cnn-small": (lambda k, c: SmallCNN(k, c, width=32), "cifar"),
     "cnn-medium": (lambda k, c: SmallCNN(k, c, width=64), "cifar"),
     "jem-cnn-small": (lambda k, c: SmallCNN(k, c, width=32, norm="none", leak=0.2), "half"),

@@ -1,8 +1,17 @@
 """Wide Residual Networks (Zagoruyko & Komodakis, 2016), pre-activation blocks.
 
-``WRN-d-k``: depth d = 6n + 4, widths (16, 16k, 32k, 64k). The JEAT paper uses WRN-28-10
-with batch norm and ReLU; JEM's variant drops normalisation and uses LeakyReLU(0.2),
-because batch norm makes SGLD samples depend on the batch.
+``WRN-d-k``: depth d = 6n + 4, widths (16, 16k, 32k, 64k). Two block layouts:
+
+- ``preact`` (:class:`WideBlock`, the standard robust-training WRN): the projection shortcut
+  takes the pre-activated input, the stride sits on the first conv, convs without bias under BN.
+- ``jem`` (:class:`JEMBlock`, JEM's and JEM++'s ``wide_basic``): the shortcut takes the raw
+  block input, the stride sits on the second conv, every conv has a bias. Parameter names follow
+  JEM's (``bn1, conv1, bn2, conv2, shortcut.0``); :func:`from_jem_state_dict` maps a JEM / JEM++
+  checkpoint's keys onto this model.
+
+JEM uses the ``jem`` layout without normalisation and with LeakyReLU(0.2) (batch norm makes SGLD
+samples depend on the batch); JEM++ uses it with batch norm and LeakyReLU(0.2). The JEAT paper
+does not say which WRN-28-10 it trains (docs/TRAINING.md).
 """
 
 from __future__ import annotations
@@ -42,6 +51,30 @@ class WideBlock(nn.Module):
         return out + skip
 
 
+class JEMBlock(nn.Module):
+    """JEM's ``wide_basic``: out = conv2(act(bn2(conv1(act(bn1(x)))))) + shortcut(x)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str, leak: float, dropout: float):
+        super().__init__()
+        self.act = _act(leak)
+        self.bn1 = _norm(norm, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=True)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.bn2 = _norm(norm, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, stride, 1, bias=True)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.drop(self.conv1(self.act(self.bn1(x))))
+        out = self.conv2(self.act(self.bn2(out)))
+        return out + self.shortcut(x)
+
+
+BLOCKS = {"preact": WideBlock, "jem": JEMBlock}
+
+
 class WideResNet(nn.Module):
     def __init__(
         self,
@@ -52,17 +85,22 @@ class WideResNet(nn.Module):
         norm: str = "batch",
         leak: float = 0.0,
         dropout: float = 0.0,
+        block: str = "preact",
     ):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n+4, got {depth}")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown WRN block {block!r}; choose {', '.join(BLOCKS)}")
+        self.depth = depth
         n = (depth - 4) // 6
         widths = [16, 16 * widen, 32 * widen, 64 * widen]
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=norm == "none")]
+        bias = norm == "none" or block == "jem"
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=bias)]
         c_in = widths[0]
         for group, stride in zip(widths[1:], (1, 2, 2), strict=True):
             for i in range(n):
-                layers.append(WideBlock(c_in, group, stride if i == 0 else 1, norm, leak, dropout))
+                layers.append(BLOCKS[block](c_in, group, stride if i == 0 else 1, norm, leak, dropout))
                 c_in = group
         layers += [_norm(norm, c_in), _act(leak), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
@@ -73,3 +111,30 @@ class WideResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
+
+
+def from_jem_state_dict(state: dict[str, Tensor], depth: int = 28, prefix: str = "backbone.") -> dict[str, Tensor]:
+    """Keys of JEM's / JEM++'s ``F`` model (``f.conv1``, ``f.layerG.I.*``, ``f.bn1``,
+    ``class_output``) renamed to a ``jem`` WideResNet inside a :class:`Classifier`. JEM's unused
+    heads (``energy_output``, ``f.linear``) are dropped. Raises ``KeyError`` naming a key it
+    cannot place."""
+    n = (depth - 4) // 6
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        k = key[len("module."):] if key.startswith("module.") else key
+        if k.startswith(("energy_output.", "f.linear.")):
+            continue
+        parts = k.split(".")
+        if k.startswith("class_output."):
+            new = "fc." + ".".join(parts[1:])
+        elif parts[:2] == ["f", "conv1"]:
+            new = "features.0." + ".".join(parts[2:])
+        elif parts[0] == "f" and parts[1].startswith("layer") and parts[1][5:].isdigit():
+            index = 1 + (int(parts[1][5:]) - 1) * n + int(parts[2])
+            new = f"features.{index}." + ".".join(parts[3:])
+        elif parts[:2] == ["f", "bn1"]:
+            new = f"features.{1 + 3 * n}." + ".".join(parts[2:])
+        else:
+            raise KeyError(f"JEM checkpoint key {key!r} has no place in a WRN-{depth} (jem block)")
+        out[prefix + new] = value
+    return out
