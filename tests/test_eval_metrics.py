@@ -142,3 +142,72 @@ def test_cw_attack_stays_in_ball_and_raises_margin():
     assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     with torch.no_grad():
         assert margin(net(x_adv), y).mean() > margin(net(x), y).mean()
+
+
+# ---------------------------------------------------------------------------- C&W l_2 (the paper's)
+
+
+def _trained_mlp(seed: int = 0):
+    """A small MLP fitted to a separable 4-class problem on 3x6x6 images: a trained model with
+    margins of all sizes, so C&W's outcome depends on c."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.rand(4, 3, 6, 6, generator=g)
+    y = torch.arange(256) % 4
+    x = (centers[y] + 0.15 * torch.randn(256, 3, 6, 6, generator=g)).clamp(0, 1)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(108, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval(), x, y
+
+
+def test_cw_l2_keeps_the_smallest_misclassified_example_or_the_image():
+    from jeat.attacks import cw_l2
+
+    net, x, y = _trained_mlp()
+    x_adv = cw_l2(net, x, y, c=5.0, steps=50)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        wrong = net(x_adv).argmax(1) != y
+        clean_ok = net(x).argmax(1) == y
+    unchanged = (x_adv == x).flatten(1).all(1)
+    assert bool((wrong | unchanged).all())  # every returned image is a success or the original
+    assert int((wrong & clean_ok).sum()) > 0
+    weak = cw_l2(net, x, y, c=0.01, steps=50)  # a tiny c: distortion dominates, fewer successes
+    with torch.no_grad():
+        assert int((net(weak).argmax(1) != y).sum()) < int(wrong.sum())
+    with pytest.raises(ValueError, match="c > 0"):
+        cw_l2(net, x, y, c=0.0)
+
+
+def test_cw_l2_agrees_with_torchattacks_cw():
+    torchattacks = pytest.importorskip("torchattacks")
+    from jeat.attacks import cw_l2
+
+    net, x, y = _trained_mlp(1)
+    # torchattacks' f takes its maxima over onehot-masked logits, i.e. max(0, .): on logits that
+    # are negative it loses its gradient. C&W's objective (ours) depends only on logit differences,
+    # so a constant shift that makes every logit positive changes nothing for us and removes the
+    # quirk for torchattacks: on that model the two implementations must agree.
+    shifted = nn.Sequential(net, _Shift(50.0)).eval()
+    for c in (0.2, 2.0):
+        ours = cw_l2(net, x, y, c=c, steps=50, lr=0.01)
+        torch.testing.assert_close(cw_l2(shifted, x, y, c=c, steps=50, lr=0.01), ours)  # shift-invariant
+        theirs = torchattacks.CW(shifted, c=c, kappa=0, steps=50, lr=0.01)(x, y)
+        with torch.no_grad():
+            acc_ours = (net(ours).argmax(1) == y).float().mean().item()
+            acc_theirs = (net(theirs).argmax(1) == y).float().mean().item()
+        assert abs(acc_ours - acc_theirs) <= 3 / len(y), (c, acc_ours, acc_theirs)
+    assert acc_ours < 1.0  # at c = 2 the attack does succeed on some images
+
+
+class _Shift(nn.Module):
+    def __init__(self, b: float):
+        super().__init__()
+        self.b = b
+
+    def forward(self, z):
+        return z + self.b

@@ -42,7 +42,7 @@ def _opts(tmp):
     return {"fid.size": "16", "fid.n_ref": "64", "fid.cache_dir": str(tmp / "fidcache"), "robustness.aa_n": "6",
             "robustness.pgd_steps": "3,5", "fisher.probes": "2", "landscape.grid": "5", "landscape.images": "2",
             "memorisation.n": "3", "memorisation.k": "4",
-            "robustness.cw_steps": "3", "robustness.energy_steps": "3"}  # fmt: skip
+            "robustness.cw_steps": "3", "robustness.energy_steps": "3", "robustness.cw_l2_steps": "5"}  # fmt: skip
 
 
 def test_every_suite_end_to_end(tiny_run, mock_inception, tmp_path):
@@ -53,8 +53,10 @@ def test_every_suite_end_to_end(tiny_run, mock_inception, tmp_path):
     s = m["suites"]
     assert set(s) == {"robustness", "fid", "fisher", "calibration", "landscape", "memorisation"}
     rob = s["robustness"]
-    for k in ("pgd3", "pgd5", "cw"):
+    for k in ("pgd3", "pgd5", "cw_linf"):
         assert rob[k]["n"] == 16 and rob[k]["max_linf"] <= EPS + 1e-6 and 0 <= rob[k]["accuracy"] <= 100
+    assert rob["cw"]["c"] == 0.2 and rob["cw"]["steps"] == 5 and "l_2" in rob["cw"]["loss"]  # the paper's C&W
+    assert rob["cw"]["accuracy"] <= rob["clean"]["accuracy"]
     assert rob["pgd5"]["accuracy"] <= rob["clean"]["accuracy"]
     ea = rob["energy_attack"]
     assert "E(x,y) only" in ea["energy_attack"]["loss"] and "cross-entropy" in ea["normal_attack"]["loss"]
