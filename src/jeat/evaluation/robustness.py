@@ -98,7 +98,7 @@ def run(ctx: EvalContext) -> dict:
             "random_start": a["kind"] != "cw_l2",
         }
         if a["kind"] == "cw_l2":
-            entry["loss"] = "Carlini-Wagner l_2 (minimum distortion, c = %g, Adam, no eps-ball): the paper's C&W" % a["c"]
+            entry["loss"] = f"Carlini-Wagner l_2 (minimum distortion, c = {a['c']:g}, Adam, no eps-ball), the paper's"
             entry["mean_l2_of_successes"] = float(l2_sum / max(int(flipped[k]), 1))
         elif a["kind"] == "cw_linf":
             entry["loss"] = "C&W margin max_{j!=y} f_j - f_y, l_inf PGD (not the paper's l_2 C&W)"
