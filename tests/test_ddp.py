@@ -83,8 +83,30 @@ class ToyJEM(Standard):
         self.buffer.load_state_dict(state["buffer"])
 
 
-if ToyJEM.name not in METHODS:
-    register_method(ToyJEM)
+class RankFault(Standard):
+    """A non-finite loss on rank 1 only, at its third step: the guard sees the mean over ranks, so
+    both ranks must trigger, roll back to the same checkpoint and go on together."""
+
+    name = "test-rank-fault"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.calls = 0
+
+    def loss(self, model, x, y):
+        import torch.distributed as dist
+
+        loss, metrics = super().loss(model, x, y)
+        self.calls += 1
+        if self.calls == 3 and dist.is_initialized() and dist.get_rank() == 1:
+            loss = loss * float("nan")
+            metrics["loss"] = loss.detach()
+        return loss, metrics
+
+
+for _m in (ToyJEM, RankFault):
+    if _m.name not in METHODS:
+        register_method(_m)
 
 
 def _free_port() -> int:
@@ -104,8 +126,9 @@ def _worker(rank: int, world: int, port: int, jobs: list[tuple[dict, str, int, b
     from jeat.config import TrainConfig
     from jeat.training import train
 
-    if ToyJEM.name not in METHODS:
-        register_method(ToyJEM)
+    for m in (ToyJEM, RankFault):
+        if m.name not in METHODS:
+            register_method(m)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         for cfg, run_dir, max_steps, resume in jobs:
@@ -125,7 +148,10 @@ def ddp_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     data = _npz(tmp / "data")
     toy = _cfg(data, tmp, 8, method=ToyJEM.name)
+    fault = _cfg(data, tmp, 8, method=RankFault.name)
+    fault.checkpoint_every, fault.guard.check_every = 2, 1
     _spawn([
+        (fault, tmp / "rollback", None, False),
         (_cfg(data, tmp, 8), tmp / "ddp", 3, False),  # 2 ranks x 8 = a global batch of 16
         (toy, tmp / "toy", 2, False),
         (toy, tmp / "toy", 4, True),  # resume at the same world size
@@ -176,6 +202,20 @@ def test_per_rank_buffers_checkpoint_and_resume_across_world_sizes(ddp_runs):
     t = Trainer(_cfg(data, tmp, 8, method=ToyJEM.name), run_dir=run, resume=True, progress=False)
     assert torch.equal(t.method.buffer.x, torch.cat([buf0, buf1]))
     assert t.global_step == 4
+
+
+def test_ranks_roll_back_together(ddp_runs):
+    tmp, _ = ddp_runs
+    run = tmp / "rollback"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "recovered" and summary["steps"] == 8 and summary["epochs"] == 2
+    (ev,) = summary["guard"]["events"]
+    assert (ev["reason"], ev["step"], ev["to_step"], ev["action"]) == ("nonfinite", 3, 2, "rollback-lr")
+    ck = load_checkpoint(run / "checkpoint.pt")
+    assert ck["global_step"] == 8 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    steps = [r["step"] for r in rows if r["kind"] == "step"]
+    assert steps == list(range(1, 9))
 
 
 def test_resplit_state_pools_and_splits():
