@@ -2,13 +2,14 @@
 
     x_adv = PGD-k on CE within eps      (paper: eps = 0.1 in its [-1, 1] units = 0.05 in [0, 1],
                                          15 steps; the step size is not stated, we use eps / 4)
-    x~_K  = K clipped SGLD steps inside [0, 1] from a class-conditional buffer seeded by the
-            class-conditional Gaussian of the training set (JEM++'s informative init)
-    loss  = CE(x_adv, y) + px_weight * [E(x) - E(x~_K)]       (E(x) on clean x, as in JEM++)
+    x~    = JEM++'s proximal sampler (m outer x n inner steps inside [0, 1], sampling/pyld.py)
+            from a replay buffer seeded by the class-conditional Gaussians of the training set
+            (JEM++'s informative init); Robust JEM trains with m = 10, n = 5
+    loss  = CE(x_adv, y) + px_weight * [E(x) - E(x~)]         (E(x) on clean x, as in JEM++)
 
-The sampler settings (``init=gaussian``, ``class_conditional_buffer``, ``clip_grad``,
-``clamp``) live in ``method.sgld`` and are set by the ``*-robust-jem`` presets; this class
-only fixes which inputs each term sees.
+The sampler settings (``sampler=pyld``, ``steps``, ``inner_steps``, ``init=gaussian``) live in
+``method.sgld`` and are set by the ``*-robust-jem`` presets; this class only fixes which inputs
+each term sees.
 """
 
 from __future__ import annotations
