@@ -153,3 +153,43 @@ def test_energy_l2_adds_igebm_penalty():
     m.mcfg.energy_l2 = 0.0
     loss0, metrics0 = m.loss(model, x, y)
     assert torch.isclose(loss0.detach(), metrics0["ce"] + 0.5 * metrics0["energy_gap"], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["batch", "running"])
+def test_sgld_bn_mode_decides_which_statistics_negatives_see(mode):
+    from jeat.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn-small", K, 3).train()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():  # non-trivial running statistics, different from any batch's
+        bn.running_mean.fill_(0.3)
+        bn.running_var.fill_(2.0)
+    cfg = TrainConfig(amp="none")
+    cfg.method.name, cfg.method.sgld.buffer_size, cfg.method.sgld.steps = "jem", 32, 2
+    cfg.method.sgld.bn = mode
+    m = build_method(cfg, model, fake_set(), "cpu")
+    before = bn.running_mean.clone()
+    x, y = batch(8)
+    m.loss(model, x, y)
+    x_neg = m.last_inputs["x_neg"]
+    after_loss = bn.running_mean.clone()
+    from jeat.models.utils import sgld_bn_context
+
+    with torch.no_grad(), sgld_bn_context(model, mode):
+        together = marginal_energy(model(x_neg))
+        alone = marginal_energy(model(x_neg[:2]))
+    assert torch.equal(bn.running_mean, after_loss)  # the negatives never move running statistics
+    assert not torch.equal(before, after_loss)  # (the data forward does, as in plain training)
+    if mode == "running":  # each negative's energy is its own, as at generation
+        torch.testing.assert_close(together[:2], alone)
+    else:  # normalised by the batch it is sampled in
+        assert not torch.allclose(together[:2], alone)
+    assert model.training and bn.training
+
+
+def test_unknown_sgld_bn_mode_is_refused():
+    cfg = TrainConfig(amp="none")
+    cfg.method.name, cfg.method.sgld.bn = "jem", "frozen"
+    with pytest.raises(ValueError, match="method.sgld.bn"):
+        build_method(cfg, linear(), fake_set(), "cpu")

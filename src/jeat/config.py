@@ -79,6 +79,10 @@ class SGLDConfig:
     class_conditional_buffer: bool = False
     clip_grad: float | None = None  # sgld: clip each per-pixel step to +-clip_grad
     clamp: bool = False  # sgld: keep samples inside [0, 1] (pyld always does)
+    # BN models: during SGLD (and the negatives' loss forward) normalise by the negatives' own batch
+    # statistics ("batch", JEM/JEM++ practice) or by the running statistics ("running", what
+    # generation uses). Running statistics are never updated by negatives either way.
+    bn: str = "batch"
     inner_steps: int = 5  # pyld: n inner proximal steps (JEM++ in_steps; Robust JEM n = 5)
     inner_step_size: float = 0.05  # pyld: JEM++'s pyld_lr = 0.2 in [-1, 1] units
     inner_clip: float = 0.1  # pyld: per-pixel bound of an inner step (pyld_lr * eps / 2, eps = 1)

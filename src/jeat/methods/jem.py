@@ -16,7 +16,7 @@ statistics frozen, so SGLD samples never leak into evaluation statistics.
 from __future__ import annotations
 
 from ..energy import cross_entropy, joint_energy, marginal_energy
-from ..models.utils import frozen_bn_stats, unwrap
+from ..models.utils import frozen_bn_stats, sgld_bn_context, unwrap
 from .base import Method, accuracy_metric
 from .negatives import SGLDNegatives
 
@@ -43,7 +43,7 @@ class JEM(Method):
                 logits_px = model(x).float()
         else:
             logits_px = logits
-        with frozen_bn_stats(model):
+        with sgld_bn_context(model, self.mcfg.sgld.bn):  # as the sampler saw them
             logits_neg = model(x_neg).float()
         ce = cross_entropy(logits, y).mean()
         e_pos_all, e_neg_all = marginal_energy(logits_px), marginal_energy(logits_neg)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..config import SGLDConfig
 from ..data import ImageSet
-from ..models.utils import frozen_bn_stats
+from ..models.utils import sgld_bn_context
 from ..sampling import ClassGaussian, ReplayBuffer, langevin, pyld, uniform_seeds
 
 SEED_KINDS = ("uniform", "gaussian")
@@ -52,6 +52,7 @@ class SGLDNegatives:
     def __init__(self, cfg: SGLDConfig, train_set: ImageSet, device: torch.device | str):
         if cfg.init not in SEED_KINDS:
             raise ValueError(f"unknown method.sgld.init {cfg.init!r}; choose {', '.join(SEED_KINDS)}")
+        sgld_bn_context(nn.Identity(), cfg.bn)  # validates the name
         if cfg.sampler not in SAMPLERS:
             raise ValueError(f"unknown method.sgld.sampler {cfg.sampler!r}; choose {', '.join(SAMPLERS)}")
         self.cfg = cfg
@@ -69,7 +70,7 @@ class SGLDNegatives:
         c = self.cfg
         x0, idx, labels = self.buffer.sample(n, c.reinit_prob)
         kind, y = ("joint", labels) if c.class_conditional_buffer else ("marginal", None)
-        with frozen_bn_stats(net):
+        with sgld_bn_context(net, c.bn):
             if c.sampler == "pyld":
                 x = pyld(net, x0, y, c.steps, c.inner_steps, c.step_size, c.inner_step_size, c.inner_clip, c.noise)
             else:

@@ -34,3 +34,27 @@ def frozen_bn_stats(model: nn.Module):
     finally:
         for m, mom in saved:
             m.momentum = mom
+
+
+@contextlib.contextmanager
+def running_bn_stats(model: nn.Module):
+    """Normalise with BN running statistics (eval-mode BN) inside a train-mode model, and leave
+    them untouched: what generation sees, applied to the SGLD negatives of training."""
+    switched = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in switched:
+        m.eval()
+    try:
+        yield model
+    finally:
+        for m in switched:
+            m.train()
+
+
+def sgld_bn_context(model: nn.Module, mode: str):
+    """``batch``: the negatives' own batch statistics (JEM/JEM++ train-mode practice), running
+    statistics frozen; ``running``: the running statistics, as at generation."""
+    if mode == "batch":
+        return frozen_bn_stats(model)
+    if mode == "running":
+        return running_bn_stats(model)
+    raise ValueError(f"unknown method.sgld.bn {mode!r}; choose batch or running")
