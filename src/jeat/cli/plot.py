@@ -133,7 +133,8 @@ DEFAULT_CURVES = ("loss", "energy_gap", "test_acc")
 def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str | Path | None = None) -> Path:
     """One panel per metric over optimizer steps, one line per run (step records; ``test_acc``
     and other epoch-only keys from the epoch records). Default keys: those of
-    :data:`DEFAULT_CURVES` that any run logged."""
+    :data:`DEFAULT_CURVES` that any run logged. Guard events (divergence triggers) are dashed
+    vertical lines in the run's colour, labelled with the trigger and what was done."""
     records = {str(r): read_metrics(r) for r in runs}
 
     def series(recs: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -152,7 +153,11 @@ def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str 
         for name, recs in records.items():
             xs, ys = series(recs, key)
             if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=run_dir(name).name)
+                (line,) = ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=run_dir(name).name)
+                for ev in (r for r in recs if r.get("kind") == "guard"):
+                    ax.axvline(ev["step"], color=line.get_color(), ls="--", lw=0.8)
+                    ax.annotate(f"{ev['reason']} -> {ev['action']}", (ev["step"], 0.98), rotation=90, va="top",
+                                xycoords=("data", "axes fraction"), ha="right", fontsize=6, color=line.get_color())
         ax.set_xlabel("step")
         ax.set_title(key)
     axes[0][0].legend(fontsize=8)
