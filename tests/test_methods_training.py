@@ -135,8 +135,8 @@ def test_plot_without_tracking_is_a_clear_error(npz_dir, tmp_path, capsys):
 def _fake_run(path, gap_key=True):
     path.mkdir()
     rows = [{"kind": "step", "step": s, "epoch": 0, "loss": 2.0 - s / 10, **({"energy_gap": -s} if gap_key else {})}
-            for s in (1, 2, 3)] + [{"kind": "epoch", "step": 3, "epoch": 1, "test_acc": 0.3},
-                                   {"kind": "guard", "step": 2, "reason": "energy_gap", "action": "rollback-lr"}]  # fmt: skip
+            for s in (1, 2, 3)] + [{"kind": "epoch", "step": 3, "epoch": 1, "test_acc": 0.3}]  # fmt: skip
+    rows.append({"kind": "guard", "step": 2, "reason": "energy_gap", "action": "rollback-lr"})
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
