@@ -57,3 +57,25 @@ class BatchStream:
                 continue
             x = self.data.images[idx].float().div_(255)
             yield augment(x, self.augmentation, bgen), self.data.labels[idx]
+
+
+def to_device(batches, device: torch.device, memory_format):
+    """Move batches to the device; on CUDA copy from pinned memory one batch ahead."""
+    if device.type != "cuda":
+        for x, y in batches:
+            yield x.to(device).contiguous(memory_format=memory_format), y.to(device)
+        return
+
+    def move(b):
+        x, y = b
+        x = x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        return x, y.pin_memory().to(device, non_blocking=True)
+
+    it = iter(batches)
+    nxt = next(it, None)
+    nxt = move(nxt) if nxt is not None else None
+    while nxt is not None:
+        cur = nxt
+        b = next(it, None)
+        nxt = move(b) if b is not None else None
+        yield cur

@@ -28,55 +28,25 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data import BatchStream, load_dataset
+from ..data.loader import to_device
 from ..methods import build_method
 from ..models import build_model
 from . import distributed as D
 from .checkpoint import (
-    atomic_link,
     atomic_write_bytes,
     atomic_write_json,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
-from .guard import DivergenceError, Guard, Trigger, absolute_trigger
+from .guard import Guard, absolute_trigger
 from .optim import build_optimizer, build_scheduler
+from .recovery import Recovery, RolledBack
 from .rundir import RunDir
+from .state import Checkpointing
 
 resolve_device = D.resolve_device
 dist_info = D.dist_info
-# A rollback's new noise seed: seed + stride * retry (far from the seeds users pick by hand).
-RESEED_STRIDE = 7919
 
 
-class _RolledBack(Exception):
-    """Internal: the epoch's batch stream is stale after a rollback; start it again."""
-
-
-def _to_device(batches, device: torch.device, memory_format):
-    """Move batches to the device; on CUDA copy from pinned memory one batch ahead."""
-    if device.type != "cuda":
-        for x, y in batches:
-            yield x.to(device).contiguous(memory_format=memory_format), y.to(device)
-        return
-
-    def move(b):
-        x, y = b
-        x = x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        return x, y.pin_memory().to(device, non_blocking=True)
-
-    it = iter(batches)
-    nxt = next(it, None)
-    nxt = move(nxt) if nxt is not None else None
-    while nxt is not None:
-        cur = nxt
-        b = next(it, None)
-        nxt = move(b) if b is not None else None
-        yield cur
-
-
-class Trainer:
+class Trainer(Checkpointing, Recovery):
     """Build everything a run needs from a :class:`TrainConfig`, then :meth:`fit`."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False,
@@ -138,160 +108,6 @@ class Trainer:
             self.run.start_fresh()
         self.run.save_config(cfg.to_dict())
 
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
-            "method": self.method.state_dict(),
-            "rng": rng_state(),
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "guard": {**self.guard.state_dict(), "events": self.events, "retries": self.retries,
-                      "lr_scale": self.lr_scale, "best_step": self.best_step},
-            "config": self.cfg.to_json(),
-            "num_classes": self.train_set.num_classes,
-            "image_shape": list(self.train_set.shape),
-            "class_names": list(self.train_set.classes),
-        }
-
-    def save(self, best: bool = False) -> None:
-        """Write a step checkpoint, point ``checkpoint.pt`` at it, prune old ones (rank 0); with
-        ``best`` also point ``checkpoints/best.pt`` at it. Under DDP every rank must call this:
-        the method states (replay buffers) and RNG states of all ranks are gathered into the file."""
-        if best:
-            self.best_step = self.global_step
-        path = self.run.step_checkpoint(self.global_step)
-        if self.world > 1:
-            D.sync_buffers(self.model)  # BN running statistics: rank 0's (DDP runs broadcast_buffers=False)
-            gathered = D.gather_to_main({"method": self.method.state_dict(), "rng": rng_state()})
-            if self.rank == 0:
-                state = self.state_dict()
-                state["dist"] = {"world_size": self.world, "method": [g["method"] for g in gathered[1:]],
-                                 "rng": [g["rng"] for g in gathered]}  # fmt: skip
-                self._write(path, state, best)
-            D.barrier()  # the file exists for every rank before anyone goes on (resume, rollback)
-        elif self.rank == 0:
-            self._write(path, self.state_dict(), best)
-        self.last_good = str(path)
-
-    def _write(self, path: Path, state: dict, best: bool) -> None:
-        save_checkpoint(path, state)
-        atomic_link(path, self.run.checkpoint)
-        if best:
-            atomic_link(path, self.run.best_checkpoint)
-        self.run.prune_checkpoints(self.cfg.guard.keep_checkpoints)
-
-    def _load(self, path: Path, keep_recovery: bool = False) -> None:
-        """Restore a checkpoint. ``keep_recovery`` (a rollback) keeps this run's guard events,
-        retry count and lr scale instead of the older ones stored in the file."""
-        s = load_checkpoint(path, map_location="cpu")  # every rank reads the file; move what it keeps
-        g = s.get("guard", {})
-        self.guard.load_state_dict(g)
-        if not keep_recovery:
-            # The log is the durable record of events (a stop happens after the last checkpoint).
-            self.events = self.run.records("guard") or list(g.get("events", []))
-            self.retries = g.get("retries", 0)
-            self.lr_scale, self.best_step = g.get("lr_scale", 1.0), g.get("best_step")
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["optimizer"])
-        self.sched.load_state_dict(s["scheduler"])
-        # The saved states carry the old base lr; the (possibly overridden) config decides, so that
-        # `--resume RUN --set optim.lr=...` takes effect, times the guard's lr scale after rollbacks.
-        # Unchanged lr and scale: the same values.
-        self._set_base_lr(self.cfg.optim.lr * self.lr_scale)
-        saved = s.get("dist", {"world_size": 1, "method": [], "rng": [s["rng"]]})
-        states = [s["method"], *saved["method"]]
-        if saved["world_size"] == self.world:
-            self.method.load_state_dict(states[self.rank])
-            rng = saved["rng"][self.rank]
-        else:  # a different world size: pool the saved chains and take this rank's share
-            self.method.load_state_dict(D.resplit_state(states, self.method.state_dict(), self.rank, self.world))
-            rng = None
-        if rng is not None:
-            set_rng_state({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in rng.items()})
-        else:  # per-rank streams cannot be carried over; derive new ones deterministically
-            torch.manual_seed(D.rank_seed(self.cfg.seed + s["global_step"], self.rank))
-        self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
-        self.last_good = str(path)
-
-    def _set_base_lr(self, lr: float) -> None:
-        self.sched.base_lrs = [lr for _ in self.opt.param_groups]
-        for group, fn in zip(self.opt.param_groups, self.sched.lr_lambdas, strict=True):
-            group["initial_lr"] = lr
-            group["lr"] = lr * fn(self.sched.last_epoch)
-
-    # ------------------------------------------------------------------ divergence recovery
-    def _on_trigger(self, trig: Trigger) -> None:
-        """Apply ``guard.policy`` to a trigger: log (warn), roll back (raises :class:`_RolledBack`)
-        or stop with :class:`DivergenceError`. Every rank sees the same trigger and acts alike."""
-        policy = self.cfg.guard.policy
-        event = {"kind": "guard", **trig.to_dict(), "epoch": self.epoch}
-        if policy == "warn":
-            if trig.epoch_level or trig.reason not in self._firing:  # log the onset, not every check
-                self._record({**event, "action": "warn"})
-                self._say(f"guard: {trig.describe()} (policy warn: training goes on)")
-            self._firing.add(trig.reason)
-            return
-        if policy == "stop" or self.retries >= self.cfg.guard.max_retries:
-            self._give_up(trig, event, self._rollback_target(trig, back=0))
-        target = self._rollback_target(trig, self._back + 1 if trig.step <= self._last_trigger_step else 0)
-        if target is None:
-            self._give_up(trig, event, None)
-        self._rollback(trig, event, target)
-
-    def _rollback_target(self, trig: Trigger, back: int) -> Path | None:
-        """The best epoch for a test-accuracy drop; else the newest kept checkpoint, or ``back``
-        older (one more for each repeated failure before the run got past the last trigger)."""
-        if trig.epoch_level and self.best_step is not None and self.run.best_checkpoint.exists():
-            return self.run.best_checkpoint
-        kept = [p for _, p in self.run.step_checkpoints()]
-        return kept[-1 - min(back, len(kept) - 1)] if kept else None
-
-    def _rollback(self, trig: Trigger, event: dict, target: Path) -> None:
-        c = self.cfg.guard
-        self._back = self._back + 1 if trig.step <= self._last_trigger_step else 0
-        self._last_trigger_step = max(self._last_trigger_step, trig.step)
-        self.retries += 1
-        if c.policy == "rollback-lr":
-            self.lr_scale *= c.lr_factor
-        self._load(target, keep_recovery=True)
-        noise_seed = self.cfg.seed + RESEED_STRIDE * self.retries
-        torch.manual_seed(D.rank_seed(noise_seed, self.rank))  # a new noise stream (SGLD, attacks, reinit)
-        D.barrier()  # every rank has read the target before rank 0 drops the abandoned branch
-        self.run.prune_checkpoints(c.keep_checkpoints, newer_than=self.global_step)
-        if self.best_step is not None and self.best_step > self.global_step:
-            self.best_step = None
-            if self.rank == 0:
-                self.run.best_checkpoint.unlink(missing_ok=True)
-        self.run.truncate_log(self.global_step, self.epoch)
-        self.last_good = str(target)
-        self._firing.clear()
-        self._record({**event, "action": c.policy, "to_step": self.global_step, "to_checkpoint": target.name,
-                      "retry": self.retries, "lr_scale": self.lr_scale, "noise_seed": noise_seed})  # fmt: skip
-        self._say(f"guard: {trig.describe()} -> rolled back to step {self.global_step} ({target.name}), "
-                  f"noise seed {noise_seed}, lr x{self.lr_scale:g} (retry {self.retries}/{c.max_retries})")  # fmt: skip
-        raise _RolledBack
-
-    def _give_up(self, trig: Trigger, event: dict, target: Path | None) -> None:
-        if target is not None and self.rank == 0:
-            atomic_link(target, self.run.checkpoint)  # `--resume RUN` continues from the good state
-        self._record({**event, "action": "stop", "last_good": str(target) if target else None})
-        self.write_summary(status="diverged")
-        D.barrier()
-        raise DivergenceError(trig.step, trig.quantity, trig.value, str(target) if target else None, trig.reason,
-                              self.retries)  # fmt: skip
-
-    def _record(self, event: dict) -> None:
-        self.events.append(event)
-        self.run.log(event)
-
-    def _say(self, text: str) -> None:
-        if self.rank == 0:
-            tqdm.write(text, file=sys.stderr)
-
     # ------------------------------------------------------------------ training
     def _autocast(self):
         if self.cfg.amp == "bf16":
@@ -318,17 +134,6 @@ class Trainer:
                    for k, v in values.items()}  # fmt: skip
         return D.mean_over_ranks(tensors)
 
-    def _guard_interval(self, sums: dict[str, torch.Tensor], n: int) -> None:
-        """The guard judges the mean of the steps since its last check (all ranks alike)."""
-        if n == 0 or not self.cfg.guard.enabled:
-            return
-        trig = self.guard.check(self._sync({k: v / n for k, v in sums.items()}), self.global_step)
-        if trig is None:
-            self._firing.clear()
-        else:
-            self._on_trigger(trig)
-        sums.clear()
-
     def evaluate(self, data, attack: dict | None = None, amp: bool = False) -> float:
         """Accuracy on ``data``, sharded over ranks and summed (every rank gets the result)."""
         from ..evaluation.accuracy import accuracy  # lazy: evaluation imports loading, which imports training
@@ -353,7 +158,7 @@ class Trainer:
             try:
                 if self._epoch(max_steps):
                     return {"stopped_at_step": self.global_step}
-            except _RolledBack:
+            except RolledBack:
                 continue  # the restored epoch/step regenerate their batch stream
         return self.finish()
 
@@ -369,7 +174,7 @@ class Trainer:
                    disable=not self.progress or self.rank != 0, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
         t_epoch, n_images = time.perf_counter(), 0
         try:
-            batches = _to_device(self.stream.epoch(self.epoch, self.step_in_epoch), self.device, self.memory_format)
+            batches = to_device(self.stream.epoch(self.epoch, self.step_in_epoch), self.device, self.memory_format)
             for x, y in batches:
                 metrics = self.train_step(x, y)
                 self.global_step += 1
