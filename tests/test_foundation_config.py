@@ -165,12 +165,7 @@ def test_paper_presets_follow_table_4():
 
 
 def test_paper_jeat_and_paper_jem_differ_only_in_the_method():
-    jem, jeat = get_preset("paper-jem").to_dict(), get_preset("paper-jeat").to_dict()
-    for d in (jem, jeat):
-        d.pop("preset")
-        d["method"].pop("name")
-        d["method"].pop("attack")
-    assert jem == jeat
+    assert _without_method("paper-jem") == _without_method("paper-jeat")
     assert get_preset("paper-jeat-bn").model.arch == "wrn-28-10"  # the BN/ReLU variant, as an option
 
 
@@ -188,14 +183,18 @@ def test_paper_robust_jem_follows_jempp_and_the_robust_jem_paper():
     assert (c.method.attack.steps, c.method.attack.eps) == (15, 0.05)
 
 
+def _without_method(name: str) -> dict:
+    d = get_preset(name).to_dict()
+    d.pop("preset")
+    d["method"].pop("name")
+    d["method"].pop("attack")
+    return d
+
+
 def test_cpu_jem_and_cpu_jeat_are_twins():
     # The study compares JEM and JEAT at CPU scale: they must differ only in the method (the attack).
-    jem, jeat = get_preset("cpu-jem").to_dict(), get_preset("cpu-jeat").to_dict()
-    for d in (jem, jeat):
-        d.pop("preset")
-        d["method"].pop("name")
-        d["method"].pop("attack")
-    assert jem == jeat
+    jem = _without_method("cpu-jem")
+    assert jem == _without_method("cpu-jeat")
     assert get_preset("cpu-jeat").method.sgld.buffer_size < 1_000  # chains must mature in a short run
     assert jem["method"]["energy_l2"] > 0  # the stabiliser (docs/TRAINING.md, "Stability")
 
