@@ -147,13 +147,16 @@ def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str 
     if missing or not keys:
         raise ValueError(f"no metric {missing or list(DEFAULT_CURVES)} in {', '.join(records)}; logged: "
                          f"{', '.join(sorted(k for k in logged if k not in ('kind', 'step', 'epoch')))}")  # fmt: skip
+    labels = {name: run_dir(name).name for name in records}
+    if len(set(labels.values())) < len(labels):  # same run name in different folders: show the folder too
+        labels = {name: "/".join(run_dir(name).parts[-2:]) for name in records}
     plt = _figure()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), constrained_layout=True, squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         for name, recs in records.items():
             xs, ys = series(recs, key)
             if xs:
-                (line,) = ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=run_dir(name).name)
+                (line,) = ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=labels[name])
                 for ev in (r for r in recs if r.get("kind") == "guard"):
                     ax.axvline(ev["step"], color=line.get_color(), ls="--", lw=0.8)
                     ax.annotate(f"{ev['reason']} -> {ev['action']}", (ev["step"], 0.98), rotation=90, va="top",
