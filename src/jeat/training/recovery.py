@@ -34,13 +34,15 @@ class Recovery:
     def _guard_interval(self, sums: dict[str, torch.Tensor], n: int) -> None:
         """The guard judges the mean of the steps since its last check (all ranks alike)."""
         if n == 0 or not self.cfg.guard.enabled:
+            sums.clear()
             return
-        trig = self.guard.check(self._sync({k: v / n for k, v in sums.items()}), self.global_step)
+        means = {k: v / n for k, v in sums.items()}
+        sums.clear()  # before a rollback, so the restarted stream starts a fresh interval
+        trig = self.guard.check(self._sync(means), self.global_step)
         if trig is None:
             self._firing.clear()
         else:
             self._on_trigger(trig)
-        sums.clear()
 
     def _on_trigger(self, trig: Trigger) -> None:
         """Apply ``guard.policy`` to a trigger: log (warn), roll back (raises :class:`RolledBack`)
