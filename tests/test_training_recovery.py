@@ -19,7 +19,7 @@ from jeat.training.guard import DivergenceError, Guard
 def _cfg(npz_dir, tmp_path, method="standard", **changes):
     cfg = tiny_config(npz_dir, tmp_path / "runs", name="r", **changes)
     cfg.method.name = method
-    cfg.guard.warmup_checks = 2
+    cfg.guard.warmup_checks, cfg.guard.gap_patience = 2, 1  # fire on the first bad check
     return cfg
 
 
@@ -90,6 +90,21 @@ def test_relative_triggers_wait_for_history_and_ignore_steady_drift():
     # Before warm-up, a CE spike alone is not judged relative to nothing.
     fresh = Guard(GuardConfig(warmup_checks=3))
     assert fresh.check({"ce": 50.0, "acc": 0.0}, 0) is None
+
+
+def test_gap_patience_ignores_a_single_excursion():
+    g = Guard(GuardConfig(warmup_checks=2, gap_patience=2))
+    ok = {"energy_gap": 0.1, "energy_x_data": -2.0, "energy_x_neg": -2.1}
+    for i in range(3):
+        assert g.check(ok, i) is None
+    assert g.check({**ok, "energy_gap": -7.0}, 3) is None and g.pending  # one excursion: wait
+    assert g.check(ok, 4) is None and not g.pending  # back in the band: forgotten
+    assert g.check({**ok, "energy_gap": -7.0}, 5) is None
+    t = g.check({**ok, "energy_gap": -9.0}, 6)  # the second check in a row fires
+    assert t is not None and t.reason == "energy_gap" and t.step == 6
+    restored = Guard(GuardConfig(warmup_checks=2, gap_patience=2))
+    restored.load_state_dict(g.state_dict())
+    assert restored.gap_out == g.gap_out  # checkpointed: a resumed run decides alike
 
 
 def test_test_acc_drop_fires_and_rolls_back_to_the_best_epoch(npz_dir, tmp_path, monkeypatch):

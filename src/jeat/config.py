@@ -112,6 +112,7 @@ class GuardConfig:
     window: int = 20
     warmup_checks: int = 5
     gap_band: float = 5.0  # |E(x_data) - E(x~)| above this: the negatives no longer track the data
+    gap_patience: int = 2  # ... on this many consecutive checks (single excursions recover by themselves)
     jump_factor: float = 10.0  # |E - recent median| > factor * max(recent range, jump_floor)
     jump_floor: float = 1.0
     ce_factor: float = 3.0  # CE above factor * recent median ...

@@ -10,7 +10,7 @@ docs/TRAINING.md):
 |---|---|
 | ``nonfinite`` | any metric is NaN or inf |
 | ``energy_bound`` | an energy's magnitude exceeds ``max_energy`` |
-| ``energy_gap`` | the -log p(x) term E(x_data) - E(x~) leaves the band ``+-gap_band`` |
+| ``energy_gap`` | E(x_data) - E(x~) stays outside ``+-gap_band`` for ``gap_patience`` checks in a row |
 | ``energy_jump`` | E(x_data) or E(x~) leaves its recent median by > ``jump_factor`` x max(range, ``jump_floor``) |
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
 | ``test_acc_drop`` | an epoch's test accuracy falls ``test_acc_drop`` below the run's best |
@@ -76,6 +76,8 @@ def validate(cfg: GuardConfig) -> None:
     for name in ("check_every", "window", "keep_checkpoints"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"guard.{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.gap_patience < 1:
+        raise ValueError(f"guard.gap_patience must be >= 1, got {cfg.gap_patience}")
     if cfg.max_retries < 0 or not 0 < cfg.lr_factor <= 1:
         raise ValueError(f"guard.max_retries must be >= 0 and 0 < guard.lr_factor <= 1, got "
                          f"{cfg.max_retries}, {cfg.lr_factor}")  # fmt: skip
@@ -100,6 +102,12 @@ class Guard:
         self.cfg = cfg
         self.history: dict[str, deque[float]] = {}
         self.best_test_acc: float | None = None
+        self.gap_out = 0  # consecutive checks with the gap outside the band
+
+    @property
+    def pending(self) -> bool:
+        """The gap is outside the band but within its patience: no checkpoint should be taken now."""
+        return self.gap_out > 0
 
     def _recent(self, key: str) -> list[float] | None:
         h = self.history.get(key)
@@ -108,8 +116,10 @@ class Guard:
     def relative_trigger(self, m: dict[str, float], step: int) -> Trigger | None:
         c = self.cfg
         # The first checks are a transient (fresh SGLD chains from noise): judged after warm-up too.
-        if GAP_KEY in m and self._recent(GAP_KEY) and abs(m[GAP_KEY]) > c.gap_band:
-            return Trigger("energy_gap", GAP_KEY, m[GAP_KEY], step, c.gap_band)
+        if GAP_KEY in m and self._recent(GAP_KEY):
+            self.gap_out = self.gap_out + 1 if abs(m[GAP_KEY]) > c.gap_band else 0
+            if self.gap_out >= c.gap_patience:
+                return Trigger("energy_gap", GAP_KEY, m[GAP_KEY], step, c.gap_band)
         for key in JUMP_KEYS:
             recent = self._recent(key)
             if key in m and recent:
@@ -150,8 +160,10 @@ class Guard:
         return self.best_test_acc is not None and test_acc >= self.best_test_acc
 
     def state_dict(self) -> dict:
-        return {"history": {k: list(v) for k, v in self.history.items()}, "best_test_acc": self.best_test_acc}
+        return {"history": {k: list(v) for k, v in self.history.items()}, "best_test_acc": self.best_test_acc,
+                "gap_out": self.gap_out}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.history = {k: deque(v, maxlen=self.cfg.window) for k, v in state.get("history", {}).items()}
         self.best_test_acc = state.get("best_test_acc")
+        self.gap_out = state.get("gap_out", 0)

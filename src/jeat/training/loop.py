@@ -205,7 +205,8 @@ class Trainer(Checkpointing, Recovery):
                 if stop or (cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0):
                     self._guard_interval(guard_sums, n_guard)  # a checkpoint only after a passing check
                     n_guard = 0
-                    self.save()
+                    if stop or not self.guard.pending:  # not while the gap is out of its band
+                        self.save()
                 if stop:
                     return True
             self._guard_interval(guard_sums, n_guard)
