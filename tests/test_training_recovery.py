@@ -174,6 +174,27 @@ def test_repeated_failures_go_further_back(npz_dir, tmp_path, monkeypatch):
     assert summary["status"] == "recovered" and summary["steps"] == 4
 
 
+def test_checkpoint_pt_follows_a_rollback(npz_dir, tmp_path, monkeypatch):
+    """Killed right after a rollback, `--resume` must continue from the rolled-back-to state, not
+    from the newest (abandoned) one."""
+    monkeypatch.setitem(METHODS, "test-faulty", _faulty(_set(energy_gap=50.0), first=3, last=4))
+    cfg = _cfg(npz_dir, tmp_path, "test-faulty", checkpoint_every=1, epochs=2)
+    epoch_fn = Trainer._epoch
+
+    def kill_after_two_rollbacks(self, max_steps):
+        if len(self.events) >= 2:
+            raise KeyboardInterrupt
+        return epoch_fn(self, max_steps)
+
+    monkeypatch.setattr(Trainer, "_epoch", kill_after_two_rollbacks)
+    t = Trainer(cfg, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        t.fit()
+    assert [e["to_step"] for e in t.events] == [2, 1]  # the second failure went one further back
+    assert load_checkpoint(t.run.checkpoint)["global_step"] == 1
+    assert [s for s, _ in t.run.step_checkpoints()] == [0, 1]
+
+
 def test_warn_policy_logs_the_onset_and_goes_on(npz_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(METHODS, "test-faulty", _faulty(_set(energy_gap=-40.0), first=3))
     cfg = _cfg(npz_dir, tmp_path, "test-faulty", epochs=2, guard__policy="warn")

@@ -57,10 +57,11 @@ class Recovery:
             return
         if policy == "stop" or self.retries >= self.cfg.guard.max_retries:
             self._give_up(trig, event, self._rollback_target(trig, back=0))
-        target = self._rollback_target(trig, self._back + 1 if trig.step <= self._last_trigger_step else 0)
+        back = self._back + 1 if trig.step <= self._last_trigger_step else 0  # failed again before passing
+        target = self._rollback_target(trig, back)
         if target is None:
             self._give_up(trig, event, None)
-        self._rollback(trig, event, target)
+        self._rollback(trig, event, target, back)
 
     def _rollback_target(self, trig: Trigger, back: int) -> Path | None:
         """The best epoch for a test-accuracy drop; else the newest kept checkpoint, or ``back``
@@ -70,9 +71,9 @@ class Recovery:
         kept = [p for _, p in self.run.step_checkpoints()]
         return kept[-1 - min(back, len(kept) - 1)] if kept else None
 
-    def _rollback(self, trig: Trigger, event: dict, target: Path) -> None:
+    def _rollback(self, trig: Trigger, event: dict, target: Path, back: int) -> None:
         c = self.cfg.guard
-        self._back = self._back + 1 if trig.step <= self._last_trigger_step else 0
+        self._back = back
         self._last_trigger_step = max(self._last_trigger_step, trig.step)
         self.retries += 1
         if c.policy == "rollback-lr":
@@ -82,6 +83,8 @@ class Recovery:
         torch.manual_seed(D.rank_seed(noise_seed, self.rank))  # a new noise stream (SGLD, attacks, reinit)
         D.barrier()  # every rank has read the target before rank 0 drops the abandoned branch
         self.run.prune_checkpoints(c.keep_checkpoints, newer_than=self.global_step)
+        if self.rank == 0:  # a run killed now resumes from the target, not from the abandoned branch
+            atomic_link(target, self.run.checkpoint)
         if self.best_step is not None and self.best_step > self.global_step:
             self.best_step = None
             if self.rank == 0:
