@@ -157,7 +157,7 @@ def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], c
         t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
         L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
 
-    ebm = [out / m for m in ("jem", "jeat", *checks, "jem-energy-l2") if (out / m / "metrics.jsonl").is_file()]
+    ebm = [out / m for m in ("jem", "jeat", *checks, "jem-no-l2") if (out / m / "metrics.jsonl").is_file()]
     if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
         r.img.mkdir(parents=True, exist_ok=True)
         png = plot_curves(ebm, ["ce", "energy_gap", "test_acc"], r.img / "ebm-training.png")
@@ -193,7 +193,7 @@ def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], c
         "| model | JFS | MFS |",
         "|---|---|---|",
     ]
-    for m in ("standard", "pgd", "jem", "jeat", "jem-energy-l2"):
+    for m in ("standard", "pgd", "jem", "jeat", "jem-no-l2"):
         f = r.suites(m).get("fisher", {})
         L.append(f"| {m} | {_score(f.get('jfs'))} | {_score(f.get('mfs'))} |")
 
@@ -220,7 +220,7 @@ def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], c
         ("pgd", "ce"),
         ("prejeat", "joint"),
         ("jem", "joint"),
-        ("jem-energy-l2", "joint"),
+        ("jem-no-l2", "joint"),
         ("jeat", "joint"),
     ):
         L.append(f"| {m} | {smp} | {r.fid(m, smp)} | {r.grid(m, smp)} |")
