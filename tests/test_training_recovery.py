@@ -19,7 +19,7 @@ from jeat.training.guard import DivergenceError, Guard
 def _cfg(npz_dir, tmp_path, method="standard", **changes):
     cfg = tiny_config(npz_dir, tmp_path / "runs", name="r", **changes)
     cfg.method.name = method
-    cfg.guard.warmup_checks, cfg.guard.gap_patience = 2, 1  # fire on the first bad check
+    cfg.guard.warmup_checks, cfg.guard.gap_patience, cfg.guard.gap_growth = 2, 1, 0.0  # fire on the first bad check
     return cfg
 
 
@@ -92,19 +92,51 @@ def test_relative_triggers_wait_for_history_and_ignore_steady_drift():
     assert fresh.check({"ce": 50.0, "acc": 0.0}, 0) is None
 
 
-def test_gap_patience_ignores_a_single_excursion():
-    g = Guard(GuardConfig(warmup_checks=2, gap_patience=2))
+def _gap_guard(**kw) -> tuple[Guard, dict]:
+    g = Guard(GuardConfig(warmup_checks=2, **kw))
     ok = {"energy_gap": 0.1, "energy_x_data": -2.0, "energy_x_neg": -2.1}
     for i in range(3):
         assert g.check(ok, i) is None
+    return g, ok
+
+
+def test_gap_fires_on_a_runaway_not_on_an_excursion():
+    g, ok = _gap_guard(gap_patience=3, gap_growth=1.0)
     assert g.check({**ok, "energy_gap": -7.0}, 3) is None and g.pending  # one excursion: wait
     assert g.check(ok, 4) is None and not g.pending  # back in the band: forgotten
-    assert g.check({**ok, "energy_gap": -7.0}, 5) is None
-    t = g.check({**ok, "energy_gap": -9.0}, 6)  # the second check in a row fires
-    assert t is not None and t.reason == "energy_gap" and t.step == 6
-    restored = Guard(GuardConfig(warmup_checks=2, gap_patience=2))
+    assert g.check({**ok, "energy_gap": -6.5}, 5) is None
+    assert g.check({**ok, "energy_gap": -7.0}, 6) is None
+    t = g.check({**ok, "energy_gap": -7.9}, 7)  # third check out, |gap| up 1.4 >= 1: a runaway
+    assert t is not None and t.reason == "energy_gap" and t.step == 7
+    restored = Guard(GuardConfig(warmup_checks=2, gap_patience=3, gap_growth=1.0))
     restored.load_state_dict(g.state_dict())
-    assert restored.gap_out == g.gap_out  # checkpointed: a resumed run decides alike
+    assert restored.gap_streak == g.gap_streak and restored.pending  # checkpointed: a resumed run decides alike
+
+
+def test_gap_that_settles_outside_the_band_does_not_fire():
+    # jeat CIFAR-10 seed 2 (stability_cpu.md): the energy L2 holds the gap near -1/alpha = -10 while
+    # test accuracy reaches the run's best. Settled, not running away.
+    g, ok = _gap_guard(gap_patience=3, gap_growth=1.0)
+    for i, gap in enumerate([-9.9, -9.9, -9.95, -9.9, -10.0, -10.0]):
+        assert g.check({**ok, "energy_gap": gap}, 3 + i) is None
+    assert g.pending  # still outside the band: no checkpoint is taken there
+
+
+def test_gap_beyond_the_hard_limit_fires_at_once():
+    g, ok = _gap_guard(gap_patience=3, gap_hard=20.0)
+    t = g.check({**ok, "energy_gap": -38.5}, 3)
+    assert t is not None and t.reason == "energy_gap" and t.reference == 20.0
+    with pytest.raises(ValueError, match="gap_hard"):
+        Guard(GuardConfig(gap_band=5.0, gap_hard=4.0))
+
+
+def test_test_acc_back_at_chance_fires_after_the_model_had_learned():
+    g = Guard(GuardConfig(test_acc_drop=0.10, chance_margin=0.02, chance_learned=0.05))
+    assert g.check_epoch(0.105, 93, chance=0.1) is None  # at chance before learning: early training
+    assert g.check_epoch(0.158, 186, chance=0.1) is None
+    t = g.check_epoch(0.113, 279, chance=0.1)  # 4.5 points below a low best: test_acc_drop misses it
+    assert t is not None and t.reason == "test_acc_chance" and t.epoch_level and t.reference == 0.1
+    assert Guard(GuardConfig()).check_epoch(0.113, 279) is None  # no chance level given: not judged
 
 
 def test_test_acc_drop_fires_and_rolls_back_to_the_best_epoch(npz_dir, tmp_path, monkeypatch):

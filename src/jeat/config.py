@@ -112,12 +112,21 @@ class GuardConfig:
     window: int = 20
     warmup_checks: int = 5
     gap_band: float = 5.0  # |E(x_data) - E(x~)| above this: the negatives no longer track the data
-    gap_patience: int = 2  # ... on this many consecutive checks (single excursions recover by themselves)
+    # ... and still growing: out of the band on gap_patience checks in a row and |gap| up by at least
+    # gap_growth over them. A gap that settles outside the band is not a runaway (the energy L2
+    # caps it near -1/alpha, and runs train there: benchmarks/results/stability_cpu.md).
+    gap_patience: int = 3
+    gap_growth: float = 1.0
+    gap_hard: float = 20.0  # |gap| beyond this fires at once
     jump_factor: float = 10.0  # |E - recent median| > factor * max(recent range, jump_floor)
     jump_floor: float = 1.0
     ce_factor: float = 3.0  # CE above factor * recent median ...
     acc_drop: float = 0.10  # ... while batch accuracy falls this far below its recent median
     test_acc_drop: float = 0.10  # an epoch's test accuracy this far below the run's best
+    # An epoch's test accuracy within chance_margin of chance (1/classes) after the run's best was
+    # chance_learned above it: a dead model, whose collapse from a low best test_acc_drop misses.
+    chance_margin: float = 0.02
+    chance_learned: float = 0.05
     # What a trigger does: stop | warn (log, go on) | rollback (last good checkpoint, new noise
     # seed) | rollback-lr (also lr *= lr_factor). After max_retries rollbacks the run stops.
     policy: str = "rollback-lr"

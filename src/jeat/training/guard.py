@@ -10,10 +10,11 @@ docs/TRAINING.md):
 |---|---|
 | ``nonfinite`` | any metric is NaN or inf |
 | ``energy_bound`` | an energy's magnitude exceeds ``max_energy`` |
-| ``energy_gap`` | E(x_data) - E(x~) stays outside ``+-gap_band`` for ``gap_patience`` checks in a row |
+| ``energy_gap`` | E(x_data) - E(x~) runs away: outside ``+-gap_band`` for ``gap_patience`` checks in a row and its magnitude up by ``gap_growth`` over them, or beyond ``+-gap_hard`` at once |
 | ``energy_jump`` | E(x_data) or E(x~) leaves its recent median by > ``jump_factor`` x max(range, ``jump_floor``) |
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
 | ``test_acc_drop`` | an epoch's test accuracy falls ``test_acc_drop`` below the run's best |
+| ``test_acc_chance`` | an epoch's test accuracy is back within ``chance_margin`` of chance after the run had learned |
 
 "Recent" is the last ``window`` checks; relative triggers wait for ``warmup_checks`` of them.
 What the loop does on a trigger is ``policy`` (``training/loop.py``): ``stop``, ``warn``,
@@ -76,8 +77,9 @@ def validate(cfg: GuardConfig) -> None:
     for name in ("check_every", "window", "keep_checkpoints"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"guard.{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.gap_patience < 1:
-        raise ValueError(f"guard.gap_patience must be >= 1, got {cfg.gap_patience}")
+    if cfg.gap_patience < 1 or cfg.gap_hard < cfg.gap_band:
+        raise ValueError(f"guard.gap_patience must be >= 1 and guard.gap_hard >= guard.gap_band, got "
+                         f"{cfg.gap_patience}, {cfg.gap_hard} < {cfg.gap_band}")  # fmt: skip
     if cfg.max_retries < 0 or not 0 < cfg.lr_factor <= 1:
         raise ValueError(f"guard.max_retries must be >= 0 and 0 < guard.lr_factor <= 1, got "
                          f"{cfg.max_retries}, {cfg.lr_factor}")  # fmt: skip
@@ -102,12 +104,24 @@ class Guard:
         self.cfg = cfg
         self.history: dict[str, deque[float]] = {}
         self.best_test_acc: float | None = None
-        self.gap_out = 0  # consecutive checks with the gap outside the band
+        self.gap_streak: list[float] = []  # |gap| of the consecutive checks outside the band
 
     @property
     def pending(self) -> bool:
-        """The gap is outside the band but within its patience: no checkpoint should be taken now."""
-        return self.gap_out > 0
+        """The gap is outside the band but not (yet) a runaway: no checkpoint should be taken now."""
+        return bool(self.gap_streak)
+
+    def _gap_trigger(self, gap: float, step: int) -> Trigger | None:
+        """A runaway gap: beyond ``gap_hard``, or out of the band ``gap_patience`` checks in a row
+        and still growing. One that settles outside the band is left alone (stability_cpu.md)."""
+        c, size = self.cfg, abs(gap)
+        self.gap_streak = [*self.gap_streak, size][-c.gap_patience:] if size > c.gap_band else []
+        if size > c.gap_hard:
+            return Trigger("energy_gap", GAP_KEY, gap, step, c.gap_hard)
+        s = self.gap_streak
+        if len(s) >= c.gap_patience and s[-1] - s[0] >= c.gap_growth:
+            return Trigger("energy_gap", GAP_KEY, gap, step, c.gap_band)
+        return None
 
     def _recent(self, key: str) -> list[float] | None:
         h = self.history.get(key)
@@ -117,9 +131,9 @@ class Guard:
         c = self.cfg
         # The first checks are a transient (fresh SGLD chains from noise): judged after warm-up too.
         if GAP_KEY in m and self._recent(GAP_KEY):
-            self.gap_out = self.gap_out + 1 if abs(m[GAP_KEY]) > c.gap_band else 0
-            if self.gap_out >= c.gap_patience:
-                return Trigger("energy_gap", GAP_KEY, m[GAP_KEY], step, c.gap_band)
+            trig = self._gap_trigger(m[GAP_KEY], step)
+            if trig:
+                return trig
         for key in JUMP_KEYS:
             recent = self._recent(key)
             if key in m and recent:
@@ -144,15 +158,19 @@ class Guard:
                 self.history.setdefault(k, deque(maxlen=self.cfg.window)).append(float(v))
         return trig
 
-    def check_epoch(self, test_acc: float, step: int) -> Trigger | None:
-        """End of an epoch: test accuracy against the run's best so far."""
-        if not self.cfg.enabled:
+    def check_epoch(self, test_acc: float, step: int, chance: float | None = None) -> Trigger | None:
+        """End of an epoch: test accuracy against the run's best so far and against ``chance``."""
+        c = self.cfg
+        if not c.enabled:
             return None
         if not math.isfinite(test_acc):
             return Trigger("nonfinite", "test_acc", test_acc, step, epoch_level=True)
         best = self.best_test_acc
-        if best is not None and test_acc < best - self.cfg.test_acc_drop:
+        if best is not None and test_acc < best - c.test_acc_drop:
             return Trigger("test_acc_drop", "test_acc", test_acc, step, best, epoch_level=True)
+        if (chance is not None and best is not None and best >= chance + c.chance_learned
+                and test_acc <= chance + c.chance_margin):  # fmt: skip
+            return Trigger("test_acc_chance", "test_acc", test_acc, step, chance, epoch_level=True)
         self.best_test_acc = test_acc if best is None else max(best, test_acc)
         return None
 
@@ -161,9 +179,9 @@ class Guard:
 
     def state_dict(self) -> dict:
         return {"history": {k: list(v) for k, v in self.history.items()}, "best_test_acc": self.best_test_acc,
-                "gap_out": self.gap_out}  # fmt: skip
+                "gap_streak": list(self.gap_streak)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.history = {k: deque(v, maxlen=self.cfg.window) for k, v in state.get("history", {}).items()}
         self.best_test_acc = state.get("best_test_acc")
-        self.gap_out = state.get("gap_out", 0)
+        self.gap_streak = list(state.get("gap_streak", []))

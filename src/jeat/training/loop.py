@@ -169,7 +169,7 @@ class Trainer(Checkpointing, Recovery):
         sums: dict[str, torch.Tensor] = {}
         guard_sums: dict[str, torch.Tensor] = {}
         epoch_sums: dict[str, torch.Tensor] = {}
-        n_acc, n_guard, epoch_n, t_log = 0, 0, 0, time.perf_counter()
+        n_acc, n_guard, epoch_n, t_log, save_due = 0, 0, 0, time.perf_counter(), False
         bar = tqdm(total=len(self.stream), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not self.progress or self.rank != 0, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
         t_epoch, n_images = time.perf_counter(), 0
@@ -190,7 +190,10 @@ class Trainer(Checkpointing, Recovery):
                             acc[k] = v.clone()
                 n_acc, n_guard, epoch_n = n_acc + 1, n_guard + 1, epoch_n + 1
                 bar.update(1)
-                if self.global_step % cfg.guard.check_every == 0:
+                stop = max_steps is not None and self.global_step >= max_steps
+                save_due |= bool(cfg.checkpoint_every) and self.global_step % cfg.checkpoint_every == 0
+                checked = stop or not cfg.guard.enabled or self.global_step % cfg.guard.check_every == 0
+                if checked:  # whole intervals only: a partial one is a noisy mean
                     self._guard_interval(guard_sums, n_guard)
                     n_guard = 0
                 if self.global_step % cfg.log_every == 0:
@@ -201,12 +204,11 @@ class Trainer(Checkpointing, Recovery):
                     self.run.log(rec)
                     bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "images_per_s") if k in rec})
                     sums, n_acc, t_log = {}, 0, now
-                stop = max_steps is not None and self.global_step >= max_steps
-                if stop or (cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0):
-                    self._guard_interval(guard_sums, n_guard)  # a checkpoint only after a passing check
-                    n_guard = 0
-                    if stop or not self.guard.pending:  # not while the gap is out of its band
-                        self.save()
+                # A checkpoint is written at the first passing check at or after its step, and not
+                # while the gap is out of its band: every kept checkpoint is a rollback target.
+                if checked and (stop or (save_due and not self.guard.pending)):
+                    self.save()
+                    save_due = False
                 if stop:
                     return True
             self._guard_interval(guard_sums, n_guard)
@@ -220,7 +222,8 @@ class Trainer(Checkpointing, Recovery):
                    test_acc=self.evaluate(self.test_set, amp=cfg.amp == "bf16"))  # fmt: skip
         if cfg.guard.enabled:
             trig = absolute_trigger({k: v for k, v in rec.items() if isinstance(v, float)}, self.global_step,
-                                    cfg.guard) or self.guard.check_epoch(rec["test_acc"], self.global_step)  # fmt: skip
+                                    cfg.guard) or self.guard.check_epoch(rec["test_acc"], self.global_step,
+                                                                  1 / self.train_set.num_classes)  # fmt: skip
             if trig is not None:  # a rollback drops this epoch; its test accuracy is in the event
                 trig.epoch_level = True
                 self._on_trigger(trig)  # warn returns: the epoch counts as done

@@ -1,0 +1,70 @@
+"""Replay the divergence guard over recorded runs: where would it have fired?
+
+    python benchmarks/guard_replay.py runs/stability/warn/* [--set guard.gap_patience=2 ...]
+
+The guard only reads metrics, so a run's ``metrics.jsonl`` is enough to judge thresholds without
+training again. A step record is one guard interval when the run logged every
+``guard.check_every`` steps (benchmarks/stability.py does); the guard's extra check on an epoch's
+last partial interval is not in the log, so this is close to, not exactly, what the loop sees.
+Only the first trigger is meaningful: after it a rollback changes the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from jeat.config import GuardConfig
+from jeat.training.guard import Guard, Trigger, absolute_trigger
+
+NOT_METRICS = {"kind", "step", "epoch", "lr", "images_per_s"}
+
+
+def first_trigger(metrics: Path, cfg: GuardConfig, chance: float = 0.1) -> Trigger | None:
+    guard = Guard(cfg)
+    for line in metrics.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "step":
+            values = {k: float(v) for k, v in rec.items() if k not in NOT_METRICS and isinstance(v, (int, float))}
+            trig = guard.check(values, rec["step"])
+        elif rec.get("kind") == "epoch":
+            trig = absolute_trigger({"test_acc": rec["test_acc"]}, rec["step"], cfg) or guard.check_epoch(
+                rec["test_acc"], rec["step"], chance
+            )
+        else:
+            continue  # guard events of the original run
+        if trig is not None:
+            return trig
+    return None
+
+
+def parse_overrides(pairs: list[str]) -> GuardConfig:
+    cfg = GuardConfig()
+    types = {f.name: f.type for f in dataclasses.fields(cfg)}
+    for pair in pairs:
+        key, _, value = pair.removeprefix("guard.").partition("=")
+        if key not in types:
+            raise SystemExit(f"unknown guard field {key!r}; fields: {', '.join(sorted(types))}")
+        kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(types[key], str)
+        setattr(cfg, key, kind(value))
+    return cfg
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="run directories holding metrics.jsonl")
+    p.add_argument("--set", action="append", default=[], metavar="guard.FIELD=VALUE")
+    p.add_argument("--chance", type=float, default=0.1, help="chance accuracy (1 / classes)")
+    args = p.parse_args()
+    cfg = parse_overrides(args.set)
+    for run in args.runs:
+        if not (run / "metrics.jsonl").is_file():
+            continue
+        trig = first_trigger(run / "metrics.jsonl", cfg, args.chance)
+        print(f"{run}: {trig.describe() if trig else 'no trigger'}")
+
+
+if __name__ == "__main__":
+    main()
