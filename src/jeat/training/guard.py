@@ -10,7 +10,7 @@ docs/TRAINING.md):
 |---|---|
 | ``nonfinite`` | any metric is NaN or inf |
 | ``energy_bound`` | an energy's magnitude exceeds ``max_energy`` |
-| ``energy_gap`` | E(x_data) - E(x~) runs away: outside ``+-gap_band`` for ``gap_patience`` checks in a row and its magnitude up by ``gap_growth`` over them, or beyond ``+-gap_hard`` at once |
+| ``energy_gap`` | E(x_data) - E(x~) runs away (see ``Guard._gap_trigger``) |
 | ``energy_jump`` | E(x_data) or E(x~) leaves its recent median by > ``jump_factor`` x max(range, ``jump_floor``) |
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
 | ``test_acc_drop`` | an epoch's test accuracy falls ``test_acc_drop`` below the run's best |
