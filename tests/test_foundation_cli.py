@@ -11,6 +11,7 @@ import pytest
 from conftest import make_npz_dir
 
 from jeat.cli import COMMANDS, build_parser, main
+from jeat.methods import METHODS
 from jeat.models import available_models
 from jeat.presets import available_presets
 
@@ -36,6 +37,9 @@ def test_train_help_explains_options(capsys):
     for flag in ("--preset", "--set", "--resume", "--data", "--print-config", "--device"):
         assert flag in out
     assert "JEAT_DATA" in out
+    # The choices are listed where the flags are, not only under `jeat info`.
+    assert all(name in out for name in available_presets())
+    assert all(f"  {name} " in out for name in METHODS)
 
 
 def test_no_command_prints_help(capsys):
@@ -71,6 +75,10 @@ def test_info_lists(capsys):
     assert all(name in out for name in available_presets())
     assert main(["info", "models"]) == 0
     assert capsys.readouterr().out.split() == available_models()
+    assert main(["info", "methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(ln.split()[0] for ln in lines) == sorted(METHODS)
+    assert all(len(ln.split()) > 2 for ln in lines)  # every method has a one-line description
 
 
 @pytest.mark.parametrize(
@@ -81,6 +89,12 @@ def test_info_lists(capsys):
         (["train", "--print-config", "--set", "optim.lr"], "must look like section.field=value"),
         (["train", "--print-config", "--set", "epochs=two"], "bad value for epochs"),
         (["train", "--resume", "/nonexistent/run"], "cannot resume"),
+        (["train", "--epochs", "-1"], "epochs must be > 0, got -1"),
+        (["train", "--batch-size", "0", "--print-config"], "data.batch_size must be > 0, got 0"),
+        (["train", "--set", "method.sgld.steps=0"], "method.sgld.steps must be > 0"),
+        (["train", "--set", "method.attack.eps=-0.1"], "method.attack.eps must be >= 0"),
+        (["train", "--set", "data.train_limit=0"], "data.train_limit must be >= 1 or none"),
+        (["train", "--set", "method.sgld.reinit_prob=1.5"], "reinit_prob must be in [0, 1]"),
     ],
 )
 def test_bad_input_returns_1_with_a_clear_message(capsys, argv, message):

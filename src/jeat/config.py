@@ -240,3 +240,44 @@ def apply_override(cfg: TrainConfig, assignment: str) -> None:
         setattr(obj, leaf, _parse(value.strip(), hints[leaf]))
     except ValueError as e:
         raise ValueError(f"bad value for {path}: {e}") from None
+
+
+# Bounds checked before a run starts, so that e.g. `--epochs -1` is refused instead of training nothing.
+POSITIVE = ("epochs", "log_every", "data.batch_size", "data.eval_batch_size", "optim.lr", "method.attack.steps",
+            "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps")  # fmt: skip
+NON_NEGATIVE = ("checkpoint_every", "eval_robust_n", "optim.weight_decay", "optim.warmup_steps", "optim.momentum",
+                "method.noise_sigma", "method.attack.eps", "method.attack.step_size", "method.sgld.step_size",
+                "method.sgld.noise", "method.sgld.inner_step_size", "method.sgld.inner_clip", "method.px_weight",
+                "method.energy_l2")  # fmt: skip
+AT_LEAST_ONE_OR_NONE = ("data.train_limit", "data.test_limit")
+UNIT_INTERVAL = ("method.sgld.reinit_prob",)
+
+
+def _get(cfg: TrainConfig, path: str):
+    obj = cfg
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse values no run can use, naming the field and how to fix it (ValueError)."""
+    bad = []
+    for path in POSITIVE:
+        if not _get(cfg, path) > 0:
+            bad.append(f"{path} must be > 0, got {_get(cfg, path)!r}")
+    for path in NON_NEGATIVE:
+        if not _get(cfg, path) >= 0:
+            bad.append(f"{path} must be >= 0, got {_get(cfg, path)!r}")
+    for path in AT_LEAST_ONE_OR_NONE:
+        value = _get(cfg, path)
+        if value is not None and value < 1:
+            bad.append(f"{path} must be >= 1 or none, got {value!r}")
+    for path in UNIT_INTERVAL:
+        if not 0 <= _get(cfg, path) <= 1:
+            bad.append(f"{path} must be in [0, 1], got {_get(cfg, path)!r}")
+    if cfg.amp not in ("bf16", "none"):
+        bad.append(f"amp must be 'bf16' or 'none', got {cfg.amp!r}")
+    if bad:
+        raise ValueError("invalid configuration: " + "; ".join(bad) + " (set with --set FIELD=VALUE)")
+

@@ -20,9 +20,10 @@ def run(args) -> int:
 
         print("\n".join(available_models()))
     elif args.what == "methods":
-        from ..methods import METHODS
+        from ..methods import describe_methods
 
-        print("\n".join(sorted(METHODS)))
+        for name, desc in describe_methods().items():
+            print(f"{name:18s} {desc}")
     else:
         from ..data import DATASETS
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
 
-from ..config import TrainConfig, apply_override
+from ..config import TrainConfig, apply_override, validate
 from ..presets import available_presets, get_preset
 
 
+def _epilog() -> str:
+    from ..methods import describe_methods
+
+    methods = "\n".join(f"  {k:18s} {v}" for k, v in describe_methods().items())
+    presets = "\n".join(f"  {k:18s} {v}" for k, v in available_presets().items())
+    return f"methods (--method):\n{methods}\n\npresets (--preset):\n{presets}"
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model (standard, noise, pgd, prejeat, jeat, jem, robust-jem)",
-                       description="Train from a named preset (see `jeat info presets`); any config field can be "
-                       "overridden with --set section.field=value, e.g. --set optim.lr=0.01.")  # fmt: skip
+    p = sub.add_parser("train", help="train a model with any method, from a preset plus overrides",
+                       description="Train from a named preset; any config field can be overridden with "
+                       "--set section.field=value, e.g. --set optim.lr=0.01. Values no run can use (e.g. "
+                       "--epochs 0) are refused.", epilog=_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--preset", default="cpu-standard", help="named configuration (default: cpu-standard)")
     p.add_argument("--method", help="training method (shortcut for --set method.name=...)")
     p.add_argument("--data", help="data root or file (shortcut for data.root; default $JEAT_DATA)")
@@ -58,6 +69,7 @@ def resolve_config(args) -> TrainConfig:
         cfg.data.download = True
     for o in args.overrides:
         apply_override(cfg, o)
+    validate(cfg)
     return cfg
 
 

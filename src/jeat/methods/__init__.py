@@ -36,6 +36,11 @@ for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT,
 METHODS["energy-pgd"] = PreJEAT  # the issue's name for Algorithm 2's training
 
 
+def describe_methods() -> dict[str, str]:
+    """name -> one-line summary (aliases say what they stand for)."""
+    return {name: cls.summary if name == cls.name else f"alias of {cls.name}" for name, cls in sorted(METHODS.items())}
+
+
 def build_method(cfg, model, train_set, device) -> Method:
     name = cfg.method.name
     if name not in METHODS:
@@ -43,4 +48,4 @@ def build_method(cfg, model, train_set, device) -> Method:
     return METHODS[name](cfg, model, train_set, device)
 
 
-__all__ = ["METHODS", "Method", "build_method", "register_method"]
+__all__ = ["METHODS", "Method", "build_method", "describe_methods", "register_method"]

@@ -27,6 +27,7 @@ from .tracking import EnergyTracker
 
 class Method:
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for `jeat info methods` and `jeat train --help`
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train_set: ImageSet, device: torch.device):
         self.cfg, self.mcfg, self.device = cfg, cfg.method, device

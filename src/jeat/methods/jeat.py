@@ -16,6 +16,7 @@ from .prejeat import ENERGY_ATTACK
 
 class JEAT(JEM):
     name = "jeat"
+    summary = "energy attack + SGLD replay buffer + the -log p(x) term (JEAT Alg. 1)"
     px_on_clean = False  # Algorithm 1: grad(E(x_adv) - E(x~_K))
 
     def inputs(self, model, x, y):

@@ -23,6 +23,7 @@ from .negatives import SGLDNegatives
 
 class JEM(Method):
     name = "jem"
+    summary = "JEM: cross-entropy + -log p(x) with SGLD negatives from a replay buffer"
     px_on_clean = True  # E(x) of the data term on clean x (JEM, Robust JEM) or on x_cls (JEAT)
 
     def __init__(self, cfg, model, train_set, device):

@@ -13,6 +13,7 @@ from .standard import Standard
 
 class NoiseInjection(Standard):
     name = "noise"
+    summary = "cross-entropy on images plus Gaussian noise (the blind adversary, Fig. 5)"
 
     def inputs(self, model, x, y):
         return (x + self.mcfg.noise_sigma * torch.randn_like(x)).clamp_(0.0, 1.0)

@@ -13,6 +13,7 @@ from .standard import Standard
 
 class PGDTraining(Standard):
     name = "pgd"
+    summary = "PGD adversarial training on the cross-entropy (Madry et al.)"
 
     def inputs(self, model, x, y):
         return self.attack(model, x, y)
@@ -20,6 +21,7 @@ class PGDTraining(Standard):
 
 class FGSMTraining(Standard):
     name = "fgsm"
+    summary = "FGSM with a random start (fast adversarial training)"
 
     def inputs(self, model, x, y):
         return self.attack(model, x, y, steps=1)  # one step whatever attack.steps says

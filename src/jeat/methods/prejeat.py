@@ -17,6 +17,7 @@ ENERGY_ATTACK = "joint"  # Eq. 18
 
 class PreJEAT(Standard):
     name = "prejeat"
+    summary = "cross-entropy on energy-attack examples, PGD on E(x,y) (JEAT Alg. 2)"
 
     def inputs(self, model, x, y):
         return self.attack(model, x, y, energy=ENERGY_ATTACK)

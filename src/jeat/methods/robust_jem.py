@@ -19,6 +19,7 @@ from .jem import JEM
 
 class RobustJEM(JEM):
     name = "robust-jem"
+    summary = "JEM on PGD examples with the JEM++ proximal sampler (Robust JEM)"
     px_on_clean = True
 
     def inputs(self, model, x, y):

@@ -12,6 +12,7 @@ from .base import Method, accuracy_metric
 
 class Standard(Method):
     name = "standard"
+    summary = "cross-entropy on clean images"
 
     def inputs(self, model, x, y):
         """The images the loss is computed on; subclasses perturb them."""

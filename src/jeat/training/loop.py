@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
+from ..config import TrainConfig, validate
 from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
 from ..methods import build_method
@@ -52,8 +52,7 @@ class Trainer(Checkpointing, Recovery):
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False,
                  reseed: int | None = None, progress: bool = True):  # fmt: skip
         self.cfg, self.progress = cfg, progress
-        if cfg.amp not in ("bf16", "none"):
-            raise ValueError(f"amp must be 'bf16' or 'none', got {cfg.amp!r}")
+        validate(cfg)
         # Under torchrun: join the process group (nccl/gloo), device cuda:LOCAL_RANK for cuda/auto.
         self.dist = D.setup(cfg.device)
         self.rank, self.world, self.device = self.dist.rank, self.dist.world, self.dist.device
