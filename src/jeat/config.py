@@ -136,6 +136,14 @@ class GuardConfig:
 
 
 @dataclass
+class EMAConfig:
+    """Exponential moving average of the weights (training/ema.py). Off when decay is 0."""
+
+    decay: float = 0.0  # e.g. 0.999; evaluation, sampling and model_ema.safetensors use the average
+    warmup: int = 10  # d_t = min(decay, (1 + t) / (warmup + t)); 1: no ramp
+
+
+@dataclass
 class TrainConfig:
     preset: str = "custom"
     epochs: int = 10
@@ -154,6 +162,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    tensorboard: bool = True  # also write TensorBoard events under RUN/tensorboard when it is importable
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -251,6 +261,7 @@ NON_NEGATIVE = ("checkpoint_every", "eval_robust_n", "optim.weight_decay", "opti
                 "method.energy_l2")  # fmt: skip
 AT_LEAST_ONE_OR_NONE = ("data.train_limit", "data.test_limit")
 UNIT_INTERVAL = ("method.sgld.reinit_prob",)
+HALF_OPEN_UNIT = ("ema.decay",)  # [0, 1)
 
 
 def _get(cfg: TrainConfig, path: str):
@@ -276,6 +287,11 @@ def validate(cfg: TrainConfig) -> None:
     for path in UNIT_INTERVAL:
         if not 0 <= _get(cfg, path) <= 1:
             bad.append(f"{path} must be in [0, 1], got {_get(cfg, path)!r}")
+    for path in HALF_OPEN_UNIT:
+        if not 0 <= _get(cfg, path) < 1:
+            bad.append(f"{path} must be in [0, 1), got {_get(cfg, path)!r}")
+    if cfg.ema.warmup < 1:
+        bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
     if cfg.amp not in ("bf16", "none"):
         bad.append(f"amp must be 'bf16' or 'none', got {cfg.amp!r}")
     if bad:

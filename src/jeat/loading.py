@@ -21,14 +21,20 @@ class TrainedModel:
     path: Path
     class_names: list[str]
     checkpoint: dict | None = None  # the full training state when loaded from checkpoint.pt
+    weights: str = "raw"  # raw | ema: which weights were loaded (training/ema.py)
 
     @property
     def run_dir(self) -> Path:
         return self.path if self.path.is_dir() else self.path.parent
 
 
-def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """Rebuild the architecture from the saved config and load weights (never pickled code)."""
+def load_trained(path: str | Path, device: str | torch.device = "cpu", weights: str = "auto") -> TrainedModel:
+    """Rebuild the architecture from the saved config and load weights (never pickled code).
+
+    ``weights``: ``ema`` (the run's weight average), ``raw`` (the trained weights) or ``auto``
+    (the average when the run kept one, as its evaluation did)."""
+    if weights not in ("auto", "ema", "raw"):
+        raise ValueError(f"weights must be auto, ema or raw, got {weights!r}")
     path = Path(path)
     ckpt_file = path / "checkpoint.pt" if path.is_dir() else path
     if path.is_dir() and not ckpt_file.exists() and (path / "model.safetensors").exists():
@@ -40,6 +46,12 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
         if not cfg_file.exists():
             raise CheckpointError(f"{ckpt_file} needs its config.json beside it to rebuild the model")
         cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+        ema_file = ckpt_file.with_name("model_ema.safetensors")
+        if ckpt_file.name == "model.safetensors" and weights != "raw" and ema_file.exists():
+            ckpt_file = ema_file
+        elif weights == "ema" and ckpt_file.name != ema_file.name:
+            raise CheckpointError(f"weights=ema: no model_ema.safetensors beside {ckpt_file} (trained without ema)")
+        used = "ema" if ckpt_file.name == ema_file.name else "raw"
         state, ckpt = load_file(str(ckpt_file), device=str(device)), None
         num_classes = state["backbone.fc.weight"].shape[0] if "backbone.fc.weight" in state else 10
         in_ch = _in_channels(state)
@@ -49,10 +61,16 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
         cfg = TrainConfig.from_dict(json.loads(ckpt["config"]))
         state, num_classes, in_ch = ckpt["model"], ckpt["num_classes"], ckpt["image_shape"][0]
         names = list(ckpt.get("class_names", [str(i) for i in range(num_classes)]))
+        ema = ckpt.get("ema")
+        if weights == "ema" and not ema:
+            raise CheckpointError(f"weights=ema: {ckpt_file} holds no weight average (trained without ema)")
+        used = "ema" if ema and weights != "raw" else "raw"
+        if used == "ema":
+            state = {k: v.to(state[k].dtype) for k, v in ema["shadow"].items()}
     model = build_model(cfg.model.arch, num_classes, in_ch, cfg.model.normalization)
     model.load_state_dict(state)
     model.to(device).eval()
-    return TrainedModel(model, cfg, ckpt_file, names, ckpt)
+    return TrainedModel(model, cfg, ckpt_file, names, ckpt, used)
 
 
 def _in_channels(state: dict) -> int:

@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output directory (default: RUN_DIR/denoise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
     p.set_defaults(func=run)
 
 
@@ -46,7 +48,7 @@ def run(args) -> int:
     res = denoise_from_checkpoint(
         ck, out=out, data=args.data, n=args.n, split=args.split, test_file=args.test_file, device=args.device,
         sigma=args.sigma, energy=args.energy, label=args.label, steps=args.steps, step_size=args.step_size,
-        noise=args.noise, clip_grad=args.clip_grad, clamp=args.clamp, seed=args.seed,
+        noise=args.noise, clip_grad=args.clip_grad, clamp=args.clamp, seed=args.seed, weights=args.weights,
     )  # fmt: skip
     summary = {k: v for k, v in res.metrics.items() if not k.endswith("_curve")}
     summary["out"] = str(out)

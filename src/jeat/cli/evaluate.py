@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
                    "landscape.radius=2.0, memorisation.n=10, memorisation.train_n=10000")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
     p.set_defaults(func=run)
 
 
@@ -55,7 +57,7 @@ def run(args) -> int:
     metrics = evaluate(args.checkpoint, suites=args.suite, n=args.n, batch_size=args.batch_size, device=args.device,
                        data=args.data, test_file=args.test_file, out_dir=args.out, samples=args.samples,
                        seed=args.seed, options=parse_options(args.options), progress=not args.no_progress,
-                       name=args.name)  # fmt: skip
+                       name=args.name, weights=args.weights)  # fmt: skip
     from ..evaluation.report import compare_table
 
     print(compare_table([metrics]))

@@ -53,6 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
     p.set_defaults(func=run)
 
 
@@ -72,7 +74,7 @@ def run(args) -> int:
         batch_size=args.batch_size, seed=args.seed, components=not args.no_component_trace,
         pgd_eps=ROBUST_JEM_INFERENCE_EPS if args.eps is None else args.eps, pgd_steps=args.pgd_steps,
         pgd_step_size=args.pgd_step_size, contrast=args.contrast, gmm_components=args.gmm_components,
-        gmm_rank=args.gmm_rank,
+        gmm_rank=args.gmm_rank, weights=args.weights,
     )  # fmt: skip
     summary = {k: v for k, v in res.extra.items()}
     if res.trace is not None and len(res.trace.energy):

@@ -38,12 +38,14 @@ def evaluate(
     options: dict | None = None,
     progress: bool = True,
     name: str | None = None,
+    weights: str = "auto",
 ) -> dict:
-    """Run ``suites`` on the first ``n`` test images (fixed shuffle); returns the merged metrics dict."""
+    """Run ``suites`` on the first ``n`` test images (fixed shuffle); returns the merged metrics dict.
+    ``weights``: auto | ema | raw (loading.load_trained); the report says which were used."""
     from ..loading import load_trained  # here, not at import: jeat.loading -> training -> evaluation
 
     dev = resolve_device(device)
-    trained = load_trained(checkpoint, device=dev)
+    trained = load_trained(checkpoint, device=dev, weights=weights)
     cfg = trained.config
     dataset = cfg.data.name if cfg.data.name in ("cifar10", "cifar100", "npz", "folder") else "cifar10"
     root = data or cfg.data.root or None
@@ -75,6 +77,7 @@ def evaluate(
             print(f"[jeat evaluate] {s} done in {timing[s]:.1f} s")
     header = {
         "checkpoint": str(trained.path),
+        "weights": trained.weights,
         "name": name or trained.run_dir.name,
         "method": cfg.method.name,
         "arch": cfg.model.arch,

@@ -82,7 +82,8 @@ def write_report(out_dir: Path, metrics: dict) -> Path:
     md = [
         f"# Evaluation of `{metrics.get('checkpoint')}`",
         "",
-        f"method `{metrics.get('method')}`, model `{metrics.get('arch')}`, data {metrics.get('data')}, "
+        f"method `{metrics.get('method')}`, model `{metrics.get('arch')}` ({metrics.get('weights', 'raw')} weights), "
+        f"data {metrics.get('data')}, "
         f"device {metrics.get('device')}, seed {metrics.get('seed')}. Every number lists the N it was measured on; "
         "all numbers and settings are in `metrics.json`.",
         "",

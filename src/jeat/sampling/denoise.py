@@ -135,7 +135,7 @@ def save_denoising(res: DenoiseResult, out_dir: str | Path, max_cols: int = 10, 
 
 def denoise_from_checkpoint(checkpoint: str | Path, out: str | Path | None = None, data: str | Path | None = None,
                             n: int = 100, split: str = "test", test_file: str | None = None, device: str = "cpu",
-                            **kw) -> DenoiseResult:  # fmt: skip
+                            weights: str = "auto", **kw) -> DenoiseResult:  # fmt: skip
     """Load a model, take the first ``n`` images of a split, denoise them (``**kw``: :class:`DenoiseConfig`
     fields) and (with ``out``) save the grid and metrics. Mirrors ``jeat denoise``."""
     from ..data import data_root, load_dataset
@@ -144,7 +144,7 @@ def denoise_from_checkpoint(checkpoint: str | Path, out: str | Path | None = Non
 
     cfg = DenoiseConfig(**kw)
     dev = _resolve_device(device)
-    trained = load_trained(checkpoint, device=dev)
+    trained = load_trained(checkpoint, device=dev, weights=weights)
     dc = trained.config.data
     root = data or dc.root
     if test_file is None and split == "test" and dc.name == "cifar10":
@@ -158,6 +158,7 @@ def denoise_from_checkpoint(checkpoint: str | Path, out: str | Path | None = Non
     clean = ds.images[:n].float().div(255).to(dev)
     y = ds.labels[:n].to(dev)
     res = denoise(trained.model, clean, y, cfg)
+    res.metrics["weights"] = trained.weights
     if out is not None:
         save_denoising(res, out, extra={"checkpoint": str(trained.path), "split": split, "test_file": test_file})
     return res

@@ -268,6 +268,7 @@ def generate_from_checkpoint(
     progress: bool = False,
     grid_cols: int = 10,
     scale: int = 1,
+    weights: str = "auto",
     **kw,
 ) -> GenerationResult:
     """Load a run directory / checkpoint, generate with :class:`GenerateConfig` fields ``**kw``,
@@ -278,7 +279,7 @@ def generate_from_checkpoint(
     cfg.validate()
     dev = _resolve_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        trained = load_trained(checkpoint, device=dev)  # building the model draws initial weights
+        trained = load_trained(checkpoint, device=dev, weights=weights)  # building the model draws initial weights
     model = trained.model
     k = len(trained.class_names)
     shape = _image_shape(trained)
@@ -292,6 +293,7 @@ def generate_from_checkpoint(
     )  # fmt: skip
     res = generate(model, k, shape, cfg, seeds, dev, progress)
     res.extra["checkpoint"] = str(trained.path)
+    res.extra["weights"] = trained.weights
     if out is not None:
         save_generation(res, out, trained.class_names, grid_cols, scale)
     return res

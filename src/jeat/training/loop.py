@@ -36,11 +36,13 @@ from .checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
 )
+from .ema import EMA
 from .guard import Guard, absolute_trigger
 from .optim import build_optimizer, build_scheduler
 from .recovery import Recovery, RolledBack
 from .rundir import RunDir
 from .state import Checkpointing
+from .tensorboard import open_sink
 
 resolve_device = D.resolve_device
 dist_info = D.dist_info
@@ -87,6 +89,7 @@ class Trainer(Checkpointing, Recovery):
         torch.manual_seed(D.rank_seed(cfg.seed, self.rank))
         method_cfg = D.per_rank_config(cfg, self.world, self.train_set.num_classes)
         self.method = build_method(method_cfg, self.model, self.train_set, self.device)
+        self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay > 0 else None
         self.opt = build_optimizer(self.model.parameters(), cfg.optim)
         self.sched = build_scheduler(self.opt, cfg.optim, len(self.stream), cfg.epochs)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -106,6 +109,9 @@ class Trainer(Checkpointing, Recovery):
         else:
             self.run.start_fresh()
         self.run.save_config(cfg.to_dict())
+        if cfg.tensorboard and self.rank == 0:
+            sink = open_sink(self.run.path, purge_step=self.global_step if resume else None)
+            self.run.sinks = [sink] if sink else []
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
@@ -124,6 +130,8 @@ class Trainer(Checkpointing, Recovery):
         loss.backward()
         self.opt.step()
         self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         metrics.update(self.method.after_update(self.model))
         return metrics
 
@@ -133,8 +141,17 @@ class Trainer(Checkpointing, Recovery):
                    for k, v in values.items()}  # fmt: skip
         return D.mean_over_ranks(tensors)
 
-    def evaluate(self, data, attack: dict | None = None, amp: bool = False) -> float:
-        """Accuracy on ``data``, sharded over ranks and summed (every rank gets the result)."""
+    @property
+    def weights(self) -> str:
+        """The weights evaluation and the saved model use: ``ema`` when the average is on."""
+        return "ema" if self.ema is not None else "raw"
+
+    def evaluate(self, data, attack: dict | None = None, amp: bool = False, weights: str = "raw") -> float:
+        """Accuracy on ``data`` with the ``weights`` (raw | ema), sharded over ranks and summed
+        (every rank gets the result)."""
+        if weights == "ema" and self.ema is not None:
+            with self.ema.applied(self.model):
+                return self.evaluate(data, attack, amp)
         from ..evaluation.accuracy import accuracy  # lazy: evaluation imports loading, which imports training
 
         if self.world == 1:
@@ -218,7 +235,9 @@ class Trainer(Checkpointing, Recovery):
         rec = {f"train_{k}": v for k, v in means.items()}
         rec.update(kind="epoch", step=self.global_step, epoch=self.epoch + 1, train_time_s=train_time,
                    images_per_s=n_images / max(train_time, 1e-9),
-                   test_acc=self.evaluate(self.test_set, amp=cfg.amp == "bf16"))  # fmt: skip
+                   test_acc=self.evaluate(self.test_set, amp=cfg.amp == "bf16", weights=self.weights))  # fmt: skip
+        if self.ema is not None:  # both, so the log shows what the average buys
+            rec["test_acc_raw"] = self.evaluate(self.test_set, amp=cfg.amp == "bf16", weights="raw")
         if cfg.guard.enabled:
             trig = absolute_trigger({k: v for k, v in rec.items() if isinstance(v, float)}, self.global_step,
                                     cfg.guard) or self.guard.check_epoch(rec["test_acc"], self.global_step,
@@ -253,6 +272,11 @@ class Trainer(Checkpointing, Recovery):
             "train_time_s": sum(r["train_time_s"] for r in epochs),
             "guard": {"policy": cfg.guard.policy, "retries": self.retries, "lr_scale": self.lr_scale,
                       "events": self.events},  # fmt: skip
+            # test_acc is measured with these weights (raw, or the EMA of training/ema.py)
+            "weights": self.weights,
+            **({"ema": {"decay": cfg.ema.decay, "warmup": cfg.ema.warmup, "updates": self.ema.updates,
+                        "test_acc_raw": epochs[-1].get("test_acc_raw") if epochs else None}}
+               if self.ema is not None else {}),  # fmt: skip
         }
 
     def write_summary(self, status: str | None = None, extra: dict | None = None) -> dict:
@@ -267,18 +291,25 @@ class Trainer(Checkpointing, Recovery):
         if cfg.eval_robust_n:  # sharded over ranks like the clean test accuracy
             sub = self.test_set.subset(cfg.eval_robust_n)
             attack = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20, "energy": "ce"}
-            extra["pgd20_acc"] = self.evaluate(sub, attack=attack)
+            extra["pgd20_acc"] = self.evaluate(sub, attack=attack, weights=self.weights)
             extra["pgd20_n"] = len(sub)
             extra["pgd20_settings"] = attack
         if self.rank == 0:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            atomic_write_bytes(self.run.path / "model.safetensors", lambda f: f.write(st_save(state)))
+            self._save_weights(self.model.state_dict(), "model.safetensors")
+            if self.ema is not None:
+                self._save_weights(self.ema.shadow, "model_ema.safetensors")
         summary = self.write_summary(extra=extra)
         D.barrier()
         return summary
 
+    def _save_weights(self, state: dict, name: str) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        atomic_write_bytes(self.run.path / name, lambda f: f.write(st_save(state)))
+
     def close(self) -> None:
         """Leave the process group if this trainer created it (``train()`` does this for you)."""
+        for sink in self.run.sinks:
+            sink.close()
         D.cleanup(self.dist)
 
 

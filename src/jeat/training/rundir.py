@@ -24,6 +24,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, write: bool = True):
         self.path = Path(path)
         self.write = write  # False on non-zero DDP ranks
+        self.sinks: list = []  # more places each logged record goes (TensorBoard)
         if write:
             self.path.mkdir(parents=True, exist_ok=True)
 
@@ -84,6 +85,8 @@ class RunDir:
         if self.write:
             with open(self.path / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            for sink in self.sinks:  # e.g. TensorBoard (training/tensorboard.py)
+                sink.log(record)
 
     def truncate_log(self, global_step: int, epoch: int | None = None) -> None:
         """On resume, drop lines logged after the checkpoint so the log has no duplicates.

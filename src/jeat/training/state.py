@@ -1,7 +1,7 @@
 """What a training checkpoint holds, and how the trainer writes and restores it.
 
 Mixed into :class:`~jeat.training.loop.Trainer`. A checkpoint is the whole training state: model,
-optimizer, scheduler, method state (replay buffers), RNG states, guard state and recovery record,
+optimizer, scheduler, method state (replay buffers), weight average (EMA), RNG states, guard state and recovery record,
 epoch/step. It is written atomically as ``RUN/checkpoints/step-N.pt`` and linked as
 ``RUN/checkpoint.pt`` (older step files pruned, ``best.pt`` kept); under DDP the method and RNG
 states of every rank are gathered into it, and restoring re-splits them when the world size changed.
@@ -15,6 +15,7 @@ import torch
 
 from . import distributed as D
 from .checkpoint import atomic_link, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .ema import EMA
 
 
 class Checkpointing:
@@ -24,6 +25,7 @@ class Checkpointing:
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "method": self.method.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": rng_state(),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
@@ -75,6 +77,11 @@ class Checkpointing:
             self.retries = g.get("retries", 0)
             self.lr_scale, self.best_step = g.get("lr_scale", 1.0), g.get("best_step")
         self.model.load_state_dict(s["model"])
+        if self.ema is not None:
+            if s.get("ema"):
+                self.ema.load_state_dict(s["ema"])
+            else:  # EMA switched on when resuming a run that had none: start it from these weights
+                self.ema = EMA(self.model, self.cfg.ema.decay, self.cfg.ema.warmup)
         self.opt.load_state_dict(s["optimizer"])
         self.sched.load_state_dict(s["scheduler"])
         # The saved states carry the old base lr; the (possibly overridden) config decides, so that
