@@ -97,3 +97,28 @@ def shared_data() -> Path:
 def no_jeat_data(monkeypatch):
     """Make sure an outer ``JEAT_DATA`` does not leak into a test about defaults or errors."""
     monkeypatch.delenv("JEAT_DATA", raising=False)
+
+
+def jem_state_keys(depth: int, k: int, norm: bool) -> dict[str, tuple[int, ...]]:
+    """The parameter names and shapes of JEM's ``F`` (wideresnet.py + class_output), written out
+    from JEM's architecture: conv3x3 stem with bias, ``wide_basic`` blocks, final bn1, heads."""
+    n, w = (depth - 4) // 6, [16, 16 * k, 32 * k, 64 * k]
+    keys = {"f.conv1.weight": (16, 3, 3, 3), "f.conv1.bias": (16,)}
+    c_in = 16
+    for g in (1, 2, 3):
+        for i in range(n):
+            c = w[g]
+            pre = f"f.layer{g}.{i}."
+            if norm:
+                keys |= {pre + "bn1.weight": (c_in,), pre + "bn1.bias": (c_in,), pre + "bn2.weight": (c,),
+                         pre + "bn2.bias": (c,)}  # fmt: skip
+            keys |= {pre + "conv1.weight": (c, c_in, 3, 3), pre + "conv1.bias": (c,),
+                     pre + "conv2.weight": (c, c, 3, 3), pre + "conv2.bias": (c,)}  # fmt: skip
+            if c_in != c or (i == 0 and g > 1):
+                keys |= {pre + "shortcut.0.weight": (c, c_in, 1, 1), pre + "shortcut.0.bias": (c,)}
+            c_in = c
+    if norm:
+        keys |= {"f.bn1.weight": (c_in,), "f.bn1.bias": (c_in,)}
+    keys |= {"f.linear.weight": (10, c_in), "f.linear.bias": (10,), "energy_output.weight": (1, c_in),
+             "energy_output.bias": (1,), "class_output.weight": (10, c_in), "class_output.bias": (10,)}  # fmt: skip
+    return keys

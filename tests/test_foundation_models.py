@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import jem_state_keys
 from torch import nn
 
 from jeat.models import _REGISTRY as REGISTRY
@@ -210,37 +211,12 @@ def test_unwrap_nested_wrappers():
 # ---------------------------------------------------------------------------- JEM's WRN block
 
 
-def _jem_keys(depth: int, k: int, norm: bool) -> dict[str, tuple[int, ...]]:
-    """The parameter names and shapes of JEM's ``F`` (wideresnet.py + class_output), written out
-    from JEM's architecture: conv3x3 stem with bias, ``wide_basic`` blocks, final bn1, heads."""
-    n, w = (depth - 4) // 6, [16, 16 * k, 32 * k, 64 * k]
-    keys = {"f.conv1.weight": (16, 3, 3, 3), "f.conv1.bias": (16,)}
-    c_in = 16
-    for g in (1, 2, 3):
-        for i in range(n):
-            c = w[g]
-            pre = f"f.layer{g}.{i}."
-            if norm:
-                keys |= {pre + "bn1.weight": (c_in,), pre + "bn1.bias": (c_in,), pre + "bn2.weight": (c,),
-                         pre + "bn2.bias": (c,)}  # fmt: skip
-            keys |= {pre + "conv1.weight": (c, c_in, 3, 3), pre + "conv1.bias": (c,),
-                     pre + "conv2.weight": (c, c, 3, 3), pre + "conv2.bias": (c,)}  # fmt: skip
-            if c_in != c or (i == 0 and g > 1):
-                keys |= {pre + "shortcut.0.weight": (c, c_in, 1, 1), pre + "shortcut.0.bias": (c,)}
-            c_in = c
-    if norm:
-        keys |= {"f.bn1.weight": (c_in,), "f.bn1.bias": (c_in,)}
-    keys |= {"f.linear.weight": (10, c_in), "f.linear.bias": (10,), "energy_output.weight": (1, c_in),
-             "energy_output.bias": (1,), "class_output.weight": (10, c_in), "class_output.bias": (10,)}  # fmt: skip
-    return keys
-
-
 @pytest.mark.parametrize(("arch", "norm"), [("jem-wrn-16-4", False), ("jempp-wrn-16-4", True)])
 def test_a_jem_checkpoint_loads_into_the_jem_wrn(arch, norm):
     from jeat.models.wrn import from_jem_state_dict
 
     model = build_model(arch)
-    jem = {k: torch.randn(s) for k, s in _jem_keys(16, 4, norm).items()}
+    jem = {k: torch.randn(s) for k, s in jem_state_keys(16, 4, norm).items()}
     mapped = from_jem_state_dict(jem, depth=16)
     missing, unexpected = model.load_state_dict(mapped, strict=False)
     assert not unexpected and all("running_" in k or "num_batches" in k or k.startswith("normalize") for k in missing)

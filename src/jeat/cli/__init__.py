@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Sub-command modules, in --help order. Later issues append to this list.
-COMMANDS = ["train", "info", "evaluate", "compare", "plot", "generate", "denoise"]
+COMMANDS = ["train", "info", "evaluate", "compare", "plot", "generate", "denoise", "importer"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from torch import nn
@@ -41,10 +42,29 @@ def register_model(name: str, factory: Callable[[int, int], nn.Module], normaliz
     _REGISTRY[name] = (factory, normalization)
 
 
+# Any depth/width of the three WRN families by name, e.g. "wrn-34-10", "jem-wrn-16-8" (imports).
+_WRN_NAME = re.compile(r"^(jem-|jempp-)?wrn-(\d+)-(\d+)$")
+_WRN_FAMILY = {"": ({}, "cifar"), "jem-": ({"norm": "none", "leak": 0.2, "block": "jem"}, "half"),
+               "jempp-": ({"norm": "batch", "leak": 0.2, "block": "jem"}, "half")}  # fmt: skip
+
+
+def _lookup(name: str) -> tuple[Callable[[int, int], nn.Module], str] | None:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    m = _WRN_NAME.match(name)
+    if m is None:
+        return None
+    kw, norm = _WRN_FAMILY[m.group(1) or ""]
+    depth, widen = int(m.group(2)), int(m.group(3))
+    return (lambda k, c: WideResNet(depth, widen, k, c, **kw)), norm
+
+
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3, normalization: str | None = None) -> Classifier:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    factory, default_norm = _REGISTRY[name]
+    entry = _lookup(name)
+    if entry is None:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())} "
+                         "(and any [jem-|jempp-]wrn-DEPTH-WIDTH)")
+    factory, default_norm = entry
     mean, std = normalization_stats(normalization or default_norm, in_channels)
     return Classifier(factory(num_classes, in_channels), Normalize(mean, std), in_channels, num_classes)
 

@@ -14,8 +14,24 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+def custom_normalization(mean, std) -> str:
+    """The config string of explicit statistics (imported models): ``mean=a,b,c;std=d,e,f``."""
+    return "mean=" + ",".join(f"{float(m):.6g}" for m in mean) + ";std=" + ",".join(f"{float(s):.6g}" for s in std)
+
+
 def normalization_stats(kind: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``cifar``: dataset mean/std; ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``."""
+    """``cifar``: dataset mean/std; ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``; or
+    explicit ``mean=a,b,c;std=d,e,f`` (one value per channel)."""
+    if kind.startswith("mean="):
+        try:
+            parts = dict(p.split("=", 1) for p in kind.split(";"))
+            mean = tuple(float(v) for v in parts["mean"].split(","))
+            std = tuple(float(v) for v in parts["std"].split(","))
+        except (KeyError, ValueError):
+            raise ValueError(f"bad normalisation {kind!r}; expected mean=a,b,c;std=d,e,f") from None
+        if len(mean) != channels or len(std) != channels or min(std) <= 0:
+            raise ValueError(f"normalisation {kind!r} needs {channels} means and {channels} positive stds")
+        return mean, std
     if kind == "cifar":
         if channels == 3:
             return CIFAR10_MEAN, CIFAR10_STD
@@ -24,7 +40,7 @@ def normalization_stats(kind: str, channels: int) -> tuple[tuple[float, ...], tu
         return (0.5,) * channels, (0.5,) * channels
     if kind == "none":
         return (0.0,) * channels, (1.0,) * channels
-    raise ValueError(f"unknown normalisation {kind!r}; choose cifar, half or none")
+    raise ValueError(f"unknown normalisation {kind!r}; choose cifar, half, none or mean=...;std=...")
 
 
 class Normalize(nn.Module):

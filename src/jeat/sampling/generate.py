@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..training.checkpoint import atomic_write_json
@@ -284,8 +285,12 @@ def generate_from_checkpoint(
     k = len(trained.class_names)
     shape = _image_shape(trained)
     method_state = (trained.checkpoint or {}).get("method") if cfg.seed_dist == "buffer" else None
+    imported = trained.run_dir / "replay_buffer.safetensors"  # written by `jeat import`
     if cfg.seed_dist == "buffer" and trained.checkpoint is None:
-        raise ValueError(f"{trained.path} is a weights-only file; --seed-dist buffer needs a checkpoint.pt")
+        if not imported.is_file():
+            raise ValueError(f"{trained.path} is a weights-only file; --seed-dist buffer needs a checkpoint.pt "
+                             "or an imported replay_buffer.safetensors")  # fmt: skip
+        method_state = {"buffer": load_file(str(imported))}
     seeds = seed_fn(
         cfg.seed_dist, shape, k, run_dir=trained.run_dir, data=lambda: _train_set(trained, data),
         method_state=method_state, gmm_components=cfg.gmm_components, gmm_rank=cfg.gmm_rank,
