@@ -10,8 +10,9 @@ import argparse
 import importlib
 import sys
 
-# Sub-command modules, in --help order. Later issues append to this list.
-COMMANDS = ["train", "info", "evaluate", "compare", "plot", "generate", "denoise", "importer"]
+# Sub-command -> its module, in --help order ("import" is a Python keyword, hence importer.py).
+COMMANDS = {name: name for name in ("train", "info", "evaluate", "compare", "plot", "generate", "denoise")}
+COMMANDS["import"] = "importer"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(JEAT, JEM, PGD-AT, ...). Run `jeat COMMAND --help` for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"jeat.cli.{name}").add_parser(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(f"jeat.cli.{module}").add_parser(sub)
     return parser
 
 
