@@ -14,7 +14,8 @@ from jeat.training import Trainer
 from jeat.training.checkpoint import load_checkpoint
 from jeat.training.guard import DivergenceError
 
-ALL = ["standard", "noise", "pgd", "fgsm", "prejeat", "jeat", "jem", "robust-jem"]
+ALL = ["standard", "noise", "pgd", "fgsm", "prejeat", "jeat", "jem", "robust-jem", "jempp", "trades", "weat"]
+BUFFERED = ("jeat", "jem", "robust-jem", "jempp")
 
 
 def cfg_for(npz_dir, tmp_path, method, **changes):
@@ -22,7 +23,7 @@ def cfg_for(npz_dir, tmp_path, method, **changes):
     cfg.method.name = method
     cfg.method.attack.steps = 2
     cfg.method.sgld.steps, cfg.method.sgld.buffer_size = 2, 64
-    if method == "robust-jem":
+    if method in ("robust-jem", "jempp"):
         s = cfg.method.sgld
         s.init, s.sampler, s.inner_steps = "gaussian", "pyld", 2  # JEM++'s proximal sampler, as the presets
     return cfg
@@ -46,14 +47,17 @@ def test_each_method_trains_two_steps(npz_dir, tmp_path, method):
     for key in ("loss", "acc", "dx_energy_xy_mean", "dtheta_energy_x_std"):
         assert all(key in r and r[key] == r[key] for r in rows), key
     state = load_checkpoint(t.run.checkpoint)
-    if method in ("jeat", "jem", "robust-jem"):
+    if method in BUFFERED:
         assert state["method"]["buffer"]["x"].shape == (64, 3, 16, 16)
         assert "energy_x_neg" in rows[-1]
 
 
-@pytest.mark.parametrize("method", ["jeat", "robust-jem"])
+@pytest.mark.parametrize("method", ["jeat", "robust-jem", "jempp", "jem+sam", "trades", "weat"])
 def test_resume_is_exact_with_the_replay_buffer(npz_dir, tmp_path, method):
+    method, _, sam = method.partition("+")
     cfg = cfg_for(npz_dir, tmp_path, method, epochs=2)  # 4 steps per epoch: crosses an epoch
+    if sam:  # SADA-JEM's optimiser: adaptive SAM
+        cfg.optim.sam_rho, cfg.optim.sam_adaptive = 2.0, True
     straight = Trainer(cfg, tmp_path / "a", progress=False)
     straight.fit(max_steps=6)
     Trainer(cfg, tmp_path / "b", progress=False).fit(max_steps=3)
@@ -61,6 +65,8 @@ def test_resume_is_exact_with_the_replay_buffer(npz_dir, tmp_path, method):
     resumed.fit(max_steps=6)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+    if method not in BUFFERED:
+        return
     assert torch.equal(straight.method.negatives.buffer.x, resumed.method.negatives.buffer.x)
     assert torch.equal(straight.method.negatives.buffer.labels, resumed.method.negatives.buffer.labels)
 

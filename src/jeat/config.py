@@ -42,10 +42,14 @@ class OptimConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "multistep"  # constant | multistep | cyclic | cosine
+    schedule: str = "multistep"  # constant | multistep | cyclic | cosine | onecycle
     milestones: tuple[int, ...] = ()  # epochs, for multistep
     gamma: float = 0.1  # multistep decay factor
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps (JEM: 1000)
+    pct_start: float = 0.25  # onecycle: fraction of the run spent warming up (WEAT: 0.25)
+    # Sharpness-aware minimisation (training/sam.py; SADA-JEM): 0 = off. adaptive: ASAM.
+    sam_rho: float = 0.0
+    sam_adaptive: bool = False
 
 
 @dataclass
@@ -90,7 +94,7 @@ class SGLDConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = "standard"  # standard | noise | pgd | fgsm | prejeat | jeat | jem | robust-jem
+    name: str = "standard"  # `jeat info methods`
     noise_sigma: float = 8 / 255  # 'noise': delta ~ N(0, sigma^2) (Fig. 5)
     attack: AttackConfig = field(default_factory=AttackConfig)
     sgld: SGLDConfig = field(default_factory=SGLDConfig)
@@ -99,6 +103,8 @@ class MethodConfig:
     # against runaway energies. Not in JEM/JEAT: 0 (off) in every preset.
     energy_l2: float = 0.0
     track_energy: bool = False  # log Delta_x and Delta_theta energy changes (Fig. 3)
+    trades_beta: float = 6.0  # trades / weat: weight of the KL term (TRADES' 6, WEAT's --beta default)
+    weat_variant: str = "nat"  # weat: nat (CE on x, WEAT_nat) | adv (CE on x', WEAT_adv)
 
 
 @dataclass
@@ -256,9 +262,10 @@ def apply_override(cfg: TrainConfig, assignment: str) -> None:
 POSITIVE = ("epochs", "log_every", "data.batch_size", "data.eval_batch_size", "optim.lr", "method.attack.steps",
             "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps")  # fmt: skip
 NON_NEGATIVE = ("checkpoint_every", "eval_robust_n", "optim.weight_decay", "optim.warmup_steps", "optim.momentum",
+                "optim.sam_rho",
                 "method.noise_sigma", "method.attack.eps", "method.attack.step_size", "method.sgld.step_size",
                 "method.sgld.noise", "method.sgld.inner_step_size", "method.sgld.inner_clip", "method.px_weight",
-                "method.energy_l2")  # fmt: skip
+                "method.energy_l2", "method.trades_beta")  # fmt: skip
 AT_LEAST_ONE_OR_NONE = ("data.train_limit", "data.test_limit")
 UNIT_INTERVAL = ("method.sgld.reinit_prob",)
 HALF_OPEN_UNIT = ("ema.decay",)  # [0, 1)

@@ -66,7 +66,7 @@ def _jem_sgld(steps: int = 20, buffer_size: int = 10_000) -> SGLDConfig:
 
 def _jempp_sgld(steps: int = 10, buffer_size: int = 10_000) -> SGLDConfig:
     # JEM++ (train_jempp.py + scripts/jempp_cifar10.sh) as Robust JEM uses it: the proximal sampler
-    # (sampling/pyld.py) with m outer steps (Robust JEM trains with m = 10; JEM++'s script 5) and
+    # (sampling/pyld.py) with m outer steps (JEM++'s script and Robust JEM's training: m = 10) and
     # n = 5 inner steps, sgld_lr 1, pyld_lr 0.2, clip eps 1, no noise, samples kept in the box,
     # unconditional (logsumexp) chains seeded by the class-conditional Gaussians; buffer 10k, rho 0.05.
     return SGLDConfig(sampler="pyld", steps=steps, inner_steps=JEMPP_INNER_STEPS, step_size=JEMPP_STEP,
@@ -226,6 +226,79 @@ register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal samp
         augment="jem",
         train_limit=4_000,
     )
+)
+
+# ------------------------------------------------------------------ newer hybrids (issue 12)
+# TRADES (Zhang et al. 2019, train_trades_cifar10.py): WRN-34-10, SGD 0.1 (momentum 0.9), wd 2e-4,
+# batch 128, 76 epochs with lr x0.1 at 75; KL attack eps 0.031, 10 steps of 0.007; beta 6.
+TRADES_ATTACK = AttackConfig("ce", 0.031, 0.007, 10)  # energy unused: the KL attack has its own objective
+register("paper-trades", "TRADES: WRN-34-10, KL attack 10 x 0.007 at eps 0.031, beta 6, SGD 0.1, 76 epochs")(
+    lambda: _paper(MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0),
+                   OptimConfig("sgd", lr=0.1, weight_decay=2e-4, milestones=(75,), gamma=0.1), 128, 76,
+                   arch="wrn-34-10")  # fmt: skip
+)
+
+
+# WEAT (Mirza et al. 2024; OmnAI-Lab code, Adversarial ML/): PreAct ResNet-18 on [0, 1] inputs,
+# flip-crop, SGD 0.1 (momentum 0.9), wd 5e-4, batch 128, one-cycle (pct_start 0.25) over 100 epochs,
+# TRADES' KL attack eps 8/255, 10 steps of 2/255, beta 6. Their script also mixes generated
+# images into training (a path left as a placeholder in the code); jeat trains on CIFAR-10 only.
+def _weat(variant: str) -> TrainConfig:
+    return _paper(MethodConfig("weat", attack=AttackConfig("ce", 8 / 255, 2 / 255, 10), trades_beta=6.0,
+                               weat_variant=variant),
+                  OptimConfig("sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle", pct_start=0.25), 128, 100,
+                  arch="preact-resnet18")  # fmt: skip
+
+
+register("paper-weat", "WEAT_nat: energy-weighted TRADES, PreAct ResNet-18, one-cycle SGD 0.1, 100 epochs")(
+    lambda: _weat("nat")
+)
+register("paper-weat-adv", "WEAT_adv: as paper-weat with CE on the adversarial images")(lambda: _weat("adv"))
+
+
+# JEM++ (scripts/jempp_cifar10.sh): BN WRN-28-10 with JEM's block, sigma 0.03 noise + flip-crop,
+# SGD 0.1 wd 4e-4, batch 64, warm-up 1000, x0.2 at 50/100/125 of 150 epochs, proximal sampler
+# m = 10, n = 5, pyld_lr 0.2.
+register("paper-jempp", "JEM++: BN WRN-28-10, proximal sampler m=10 n=5, SGD 0.1, 150 epochs")(
+    lambda: _paper(MethodConfig("jempp", sgld=_jempp_sgld(10)), _sgd_jempp(), 64, 150, arch="jempp-wrn-28-10",
+                   augment="jem")  # fmt: skip
+)
+
+
+# SADA-JEM (scripts/sadajem_cifar10.sh, train_sadajem.py): JEM++'s model and data, trained with
+# adaptive SAM (rho 2; the script switches to the adaptive form for rho >= 0.5), SGD 0.1 wd 5e-4,
+# batch 64, warm-up 1000, x0.2 at 60/120/180 of 200 epochs; its sampler is clipped SGLD, 5 steps
+# of sgld_lr 1 with the gradient clipped to +-1 and no noise ([-1, 1] units: step 1/4, clip 1/2
+# here), chains in the box, Gaussian-seeded, 10k buffer. Not reproduced: SADA-JEM feeds the
+# -log p(x) term an un-augmented, separately shuffled batch; here both terms see the same batch.
+def _sada_sgld(steps: int = 5, buffer_size: int = 10_000) -> SGLDConfig:
+    return SGLDConfig(steps=steps, step_size=1.0 * TO_UNIT_STEP, clip_grad=1.0 * TO_UNIT_NOISE, noise=0.0,
+                      clamp=True, init="gaussian", buffer_size=buffer_size, reinit_prob=0.05)  # fmt: skip
+
+
+register("paper-sadajem", "SADA-JEM: JEM++'s WRN-28-10 + adaptive SAM (rho 2), clipped SGLD 5 steps, 200 epochs")(
+    lambda: _paper(MethodConfig("jem", sgld=_sada_sgld()),
+                   OptimConfig("sgd", lr=0.1, weight_decay=5e-4, milestones=(60, 120, 180), gamma=0.2,
+                               warmup_steps=1000, sam_rho=2.0, sam_adaptive=True),
+                   64, 200, arch="jempp-wrn-28-10", augment="flip-crop")  # fmt: skip
+)
+# CPU twins of the hybrids: the small CNN, 10k images (TRADES/WEAT: 3 KL steps) or 4k (the
+# SGLD ones, with the energy L2 the other CPU EBM presets carry), 3 epochs.
+_CPU_KL = AttackConfig("ce", 8 / 255, 3 / 255, 3)
+register("cpu-trades", "small CNN, TRADES (KL attack 3 x 3/255, beta 6), 10k images, 3 epochs")(
+    lambda: _cpu(MethodConfig("trades", attack=_CPU_KL), epochs=3, train_limit=10_000)
+)
+register("cpu-weat", "small CNN, WEAT_nat (energy-weighted TRADES, 3 KL steps), 10k images, 3 epochs")(
+    lambda: _cpu(MethodConfig("weat", attack=_CPU_KL), epochs=3, train_limit=10_000)
+)
+register("cpu-jempp", "small CNN, JEM++ (proximal sampler 5x5, Gaussian seeds), energy L2 0.1, 4k images, 3 epochs")(
+    lambda: _cpu(MethodConfig("jempp", sgld=_jempp_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2), epochs=3,
+                 augment="jem", train_limit=4_000)  # fmt: skip
+)
+register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5 steps), energy L2 0.1, 4k images")(
+    lambda: _cpu(MethodConfig("jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2), epochs=3,
+                 train_limit=4_000, optim=OptimConfig("sgd", lr=0.05, nesterov=True, weight_decay=5e-4,
+                                                      schedule="cyclic", sam_rho=2.0, sam_adaptive=True))  # fmt: skip
 )
 register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
     lambda: TrainConfig(

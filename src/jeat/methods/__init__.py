@@ -10,18 +10,24 @@
 | jeat | energy attack on E(x,y) (Alg. 1) | E(x_adv) - E(x~) (SGLD buffer) |
 | jem | x | E(x) - E(x~) (SGLD buffer) |
 | robust-jem | PGD-k on CE | E(x) - E(x~) (JEM++ sampler) |
+| jempp | x | E(x) - E(x~) (JEM++ sampler, Gaussian-seeded chains) |
+| trades | x | beta KL(p(x) || p(x')), x' from the KL attack |
+| weat | x (nat) or x' (adv), energy-weighted | beta KL, energy-weighted |
+
+Any method can be trained with SAM (``optim.sam_rho``; SADA-JEM = jempp + SAM).
 """
 
 from __future__ import annotations
 
 from .base import Method
 from .jeat import JEAT
-from .jem import JEM
+from .jem import JEM, JEMPP
 from .noise import NoiseInjection
 from .pgd import FGSMTraining, PGDTraining
 from .prejeat import PreJEAT
 from .robust_jem import RobustJEM
 from .standard import Standard
+from .trades import TRADES, WEAT
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -31,7 +37,7 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM):
+for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM, JEMPP, TRADES, WEAT):
     register_method(_cls)
 METHODS["energy-pgd"] = PreJEAT  # the issue's name for Algorithm 2's training
 

@@ -34,6 +34,18 @@ class Method:
         self.num_classes = train_set.num_classes
         self.image_shape = train_set.shape
         self.tracker = EnergyTracker(cfg.amp) if cfg.method.track_energy else None
+        # SAM (training/sam.py) evaluates the loss twice per step; the second pass, at perturbed
+        # weights, must see the same crafted inputs (attacks, noise, SGLD negatives) and must not
+        # sample again (the replay buffer would move twice).
+        self.reuse_crafted = False
+        self._crafted: dict[str, Tensor] = {}
+
+    def crafted(self, key: str, make) -> Tensor:
+        """``make()`` for this batch, or, on SAM's second pass, what it returned on the first."""
+        if self.reuse_crafted:
+            return self._crafted[key]
+        self._crafted[key] = value = make()
+        return value
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return (scalar loss to minimise, metrics). ``model`` may be DDP-wrapped."""
@@ -55,8 +67,11 @@ class Method:
                        a.random_start)  # fmt: skip
 
     def track(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, logits_adv: Tensor) -> dict[str, Tensor]:
-        """Delta_x energy metrics when ``method.track_energy`` is on (see :mod:`.tracking`)."""
-        return self.tracker.before(model, x, x_adv, y, logits_adv) if self.tracker is not None else {}
+        """Delta_x energy metrics when ``method.track_energy`` is on (see :mod:`.tracking`); not on
+        SAM's second pass (its weights are perturbed)."""
+        if self.tracker is None or self.reuse_crafted:
+            return {}
+        return self.tracker.before(model, x, x_adv, y, logits_adv)
 
     def state_dict(self) -> dict:
         return {}

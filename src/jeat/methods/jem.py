@@ -36,8 +36,8 @@ class JEM(Method):
         return x
 
     def loss(self, model, x, y):
-        x_cls = self.inputs(model, x, y)
-        x_neg, _ = self.negatives.sample(unwrap(model), len(x))
+        x_cls = self.crafted("x_cls", lambda: self.inputs(model, x, y))
+        x_neg = self.crafted("x_neg", lambda: self.negatives.sample(unwrap(model), len(x))[0])
         logits = model(x_cls).float()  # CE and energies in fp32 from (bf16) logits
         if self.px_on_clean and x_cls is not x:
             with frozen_bn_stats(model):
@@ -72,3 +72,18 @@ class JEM(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self.negatives.load_state_dict(state)
+
+
+class JEMPP(JEM):
+    """JEM++ (Yang & Ji 2021) as its own method: JEM's objective with JEM++'s proximal sampler
+    (``sampling/pyld.py``) and informative (Gaussian) chain seeds, the sampler Robust JEM shares."""
+
+    name = "jempp"
+    summary = "JEM++: JEM with the proximal (PYLD) sampler and Gaussian-seeded chains"
+
+    def __init__(self, cfg, model, train_set, device):
+        if cfg.method.sgld.sampler != "pyld":
+            raise ValueError("jempp samples with JEM++'s proximal sampler: set method.sgld.sampler=pyld "
+                             "(or train --method jem for plain SGLD)")  # fmt: skip
+        super().__init__(cfg, model, train_set, device)
+

@@ -19,7 +19,7 @@ class Standard(Method):
         return x
 
     def loss(self, model, x, y):
-        x_in = self.inputs(model, x, y)
+        x_in = self.crafted("x_in", lambda: self.inputs(model, x, y))
         logits = model(x_in).float()  # CE in fp32: bf16 logits lose the true-class gradient
         loss = cross_entropy(logits, y).mean()
         metrics = {

@@ -31,6 +31,7 @@ from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
 from ..methods import build_method
 from ..models import build_model
+from ..models.utils import frozen_bn_stats
 from . import distributed as D
 from .checkpoint import (
     atomic_write_bytes,
@@ -41,6 +42,7 @@ from .guard import Guard, absolute_trigger
 from .optim import build_optimizer, build_scheduler
 from .recovery import Recovery, RolledBack
 from .rundir import RunDir
+from .sam import SAM
 from .state import Checkpointing
 from .tensorboard import open_sink
 
@@ -91,6 +93,8 @@ class Trainer(Checkpointing, Recovery):
         self.method = build_method(method_cfg, self.model, self.train_set, self.device)
         self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay > 0 else None
         self.opt = build_optimizer(self.model.parameters(), cfg.optim)
+        o = cfg.optim
+        self.sam = SAM(self.model.parameters(), o.sam_rho, o.sam_adaptive) if o.sam_rho > 0 else None
         self.sched = build_scheduler(self.opt, cfg.optim, len(self.stream), cfg.epochs)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.last_good: str | None = None
@@ -128,12 +132,27 @@ class Trainer(Checkpointing, Recovery):
             loss, metrics = self.method.loss(self.net, x, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.sam is not None:
+            self._sam_second_pass(x, y)
         self.opt.step()
         self.sched.step()
         if self.ema is not None:
             self.ema.update(self.model)
         metrics.update(self.method.after_update(self.model))
         return metrics
+
+    def _sam_second_pass(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """SAM: the gradient at w + e(w) on the same crafted inputs replaces the one at w."""
+        self.sam.perturb()
+        self.opt.zero_grad(set_to_none=True)
+        self.method.reuse_crafted = True
+        try:
+            with frozen_bn_stats(self.model), self._autocast():
+                loss, _ = self.method.loss(self.net, x, y)
+            loss.backward()
+        finally:
+            self.method.reuse_crafted = False
+            self.sam.restore()
 
     def _sync(self, values: dict[str, torch.Tensor | float]) -> dict[str, float]:
         """Average over ranks (one host sync) and return host floats; every rank gets the same."""

@@ -14,7 +14,7 @@ import torch
 
 from ..config import OptimConfig
 
-SCHEDULES = ("constant", "multistep", "cyclic", "cosine")
+SCHEDULES = ("constant", "multistep", "cyclic", "cosine", "onecycle")
 
 
 def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -39,11 +39,27 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, total_steps: in
         f = max(f, 0.0)
     elif cfg.schedule == "cosine":
         f = 0.5 * (1 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+    elif cfg.schedule == "onecycle":
+        f = onecycle(step, total_steps, cfg.pct_start)
     else:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose {', '.join(SCHEDULES)}")
     if cfg.warmup_steps and step < cfg.warmup_steps:
         f *= (step + 1) / cfg.warmup_steps
     return f
+
+
+def onecycle(step: int, total_steps: int, pct_start: float, div: float = 25.0, final_div: float = 1e4) -> float:
+    """torch's OneCycleLR (cosine, two phases) as a factor of the peak lr: from 1/div up to 1 over
+    the first pct_start of the steps, then down to 1/(div * final_div). WEAT trains with it."""
+
+    def cos(start: float, end: float, t: float) -> float:
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * t))
+
+    peak = float(pct_start * total_steps) - 1
+    if step <= peak:
+        return cos(1 / div, 1.0, step / peak if peak > 0 else 1.0)
+    last = total_steps - 1
+    return cos(1.0, 1 / (div * final_div), min((step - peak) / max(last - peak, 1e-12), 1.0))
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int):

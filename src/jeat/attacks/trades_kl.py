@@ -1,0 +1,36 @@
+"""TRADES' inner maximisation (Zhang et al. 2019): the l_inf point whose prediction is farthest,
+in KL divergence, from the clean prediction. Labels are not used.
+
+    x' <- Proj_{B(x, eps) & [0,1]}( x' + step * sign grad_x' KL(p(.|x) || p(.|x')) ),
+    x'_0 = x + start_std * N(0, I)
+
+as TRADES' and WEAT's code do (start_std 0.001, 10 steps of 2/255 at eps 8/255 for CIFAR-10).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .pgd import project
+
+
+def kl_to_clean(logits_adv: Tensor, p_clean: Tensor) -> Tensor:
+    """Per-example KL(p_clean || softmax(logits_adv))."""
+    return F.kl_div(F.log_softmax(logits_adv.float(), 1), p_clean, reduction="none").sum(1)
+
+
+def trades_kl(model: nn.Module, x: Tensor, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
+              start_std: float = 0.001) -> Tensor:  # fmt: skip
+    if eps < 0 or steps < 0:
+        raise ValueError(f"eps and steps must be non-negative, got eps={eps}, steps={steps}")
+    x = x.detach()
+    with torch.no_grad():
+        p_clean = F.softmax(model(x).float(), 1)
+    x_adv = x + start_std * torch.randn_like(x)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(kl_to_clean(model(x_adv), p_clean).sum(), x_adv)
+        x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps)
+    return project(x_adv.detach(), x, eps)

@@ -1,0 +1,42 @@
+"""Pre-activation ResNet-18 (He et al. 2016, "Identity mappings"), the CIFAR variant: 3x3 stem,
+four stages of two blocks (64, 128, 256, 512 channels; stride 2 from the second stage), BN and
+ReLU before each conv, a 1x1 projection on the pre-activated input where the shape changes,
+final BN-ReLU, global average pool, linear. WEAT (Mirza et al. 2024) trains this network.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.act = nn.ReLU()
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.act(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv2(self.act(self.bn2(self.conv1(out))))
+        return out + skip
+
+
+class PreActResNet18(nn.Module):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)]
+        c_in = 64
+        for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [PreActBlock(c_in, c_out, stride), PreActBlock(c_out, c_out, 1)]
+            c_in = c_out
+        layers += [nn.BatchNorm2d(c_in), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x))
