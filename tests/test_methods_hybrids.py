@@ -150,3 +150,36 @@ def test_sam_reuses_the_crafted_inputs(npz_dir, tmp_path, monkeypatch):
     t.fit(max_steps=3)
     assert _Counting.calls == 3  # one attack per step, though the loss ran twice per step
     assert not t.method.reuse_crafted
+
+
+def test_ebjdat_attack_stays_in_the_box_and_within_its_unprojected_reach():
+    from jeat.attacks.ebjdat import ebjdat_attack
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4))
+    x, y = torch.rand(16, 3, 2, 2), torch.randint(0, 4, (16,))
+    x_adv = ebjdat_attack(model, x, y, start_eps=4 / 255, step_size=1 / 255, steps=5)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv - x).abs().max() <= 9 / 255 + 1e-6  # start 4/255 + 5 steps of 1/255, no ball
+
+
+def test_ebjdat_loss_gradient_matches_the_hand_derived_one():
+    cfg = TrainConfig()
+    cfg.method.name, cfg.method.sgld.sampler, cfg.method.sgld.init = "eb-jdat", "pyld", "uniform"
+    cfg.method.sgld.buffer_size = 8
+    a, b = cfg.method.ebjdat_px_weight, cfg.method.ebjdat_ce_weight
+    m = METHODS["eb-jdat"](cfg, None, _Data(), torch.device("cpu"))
+    model = Linear()
+    x, y = torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 3, 0, 1])
+    xn, xa = torch.rand(6, 3, 2, 2), (x + 0.02).clamp(0, 1)
+    m.reuse_crafted, m._crafted = True, {"x_cls": x, "x_neg": xn, "x_adv": xa}  # fixed crafted inputs
+    loss, metrics = m.loss(model, x, y)
+    gw, gb = torch.autograd.grad(loss, [model.fc.weight, model.fc.bias])
+    # L = CE(x) + E(x) - E(x~) + a (E(x) - E(x')) + b CE(x'), E = -logsumexp: dE/dz = -softmax(z)
+    n, onehot = 6, F.one_hot(y, 4).float()
+    p, pn, pa = model(x).softmax(1), model(xn).softmax(1), model(xa).softmax(1)
+    dz, dzn, dza = (p - onehot - (1 + a) * p) / n, pn / n, (a * pa + b * (pa - onehot)) / n
+    hw = dz.T @ x.flatten(1) + dzn.T @ xn.flatten(1) + dza.T @ xa.flatten(1)
+    hb = dz.sum(0) + dzn.sum(0) + dza.sum(0)
+    assert torch.allclose(gw, hw.detach(), atol=1e-5) and torch.allclose(gb, hb.detach(), atol=1e-5)
+    assert {"ce_adv", "energy_gap_adv"} <= metrics.keys()

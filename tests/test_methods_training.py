@@ -14,8 +14,9 @@ from jeat.training import Trainer
 from jeat.training.checkpoint import load_checkpoint
 from jeat.training.guard import DivergenceError
 
-ALL = ["standard", "noise", "pgd", "fgsm", "prejeat", "jeat", "jem", "robust-jem", "jempp", "trades", "weat"]
-BUFFERED = ("jeat", "jem", "robust-jem", "jempp")
+ALL = ["standard", "noise", "pgd", "fgsm", "prejeat", "jeat", "jem", "robust-jem", "jempp", "trades", "weat",
+       "eb-jdat"]  # fmt: skip
+BUFFERED = ("jeat", "jem", "robust-jem", "jempp", "eb-jdat")
 
 
 def cfg_for(npz_dir, tmp_path, method, **changes):
@@ -23,7 +24,7 @@ def cfg_for(npz_dir, tmp_path, method, **changes):
     cfg.method.name = method
     cfg.method.attack.steps = 2
     cfg.method.sgld.steps, cfg.method.sgld.buffer_size = 2, 64
-    if method in ("robust-jem", "jempp"):
+    if method in ("robust-jem", "jempp", "eb-jdat"):
         s = cfg.method.sgld
         s.init, s.sampler, s.inner_steps = "gaussian", "pyld", 2  # JEM++'s proximal sampler, as the presets
     return cfg
@@ -52,7 +53,7 @@ def test_each_method_trains_two_steps(npz_dir, tmp_path, method):
         assert "energy_x_neg" in rows[-1]
 
 
-@pytest.mark.parametrize("method", ["jeat", "robust-jem", "jempp", "jem+sam", "trades", "weat"])
+@pytest.mark.parametrize("method", ["jeat", "robust-jem", "jempp", "jem+sam", "trades", "weat", "eb-jdat"])
 def test_resume_is_exact_with_the_replay_buffer(npz_dir, tmp_path, method):
     method, _, sam = method.partition("+")
     cfg = cfg_for(npz_dir, tmp_path, method, epochs=2)  # 4 steps per epoch: crosses an epoch

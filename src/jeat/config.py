@@ -105,6 +105,8 @@ class MethodConfig:
     track_energy: bool = False  # log Delta_x and Delta_theta energy changes (Fig. 3)
     trades_beta: float = 6.0  # trades / weat: weight of the KL term (TRADES' 6, WEAT's --beta default)
     weat_variant: str = "nat"  # weat: nat (CE on x, WEAT_nat) | adv (CE on x', WEAT_adv)
+    ebjdat_px_weight: float = 0.1  # eb-jdat: weight of E(x) - E(x_adv) (their p_x_xadv_weight)
+    ebjdat_ce_weight: float = 1.0  # eb-jdat: weight of CE(x_adv) (their p_y_given_xadv_weight)
 
 
 @dataclass

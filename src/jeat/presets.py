@@ -300,6 +300,21 @@ register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5
                  train_limit=4_000, optim=OptimConfig("sgd", lr=0.05, nesterov=True, weight_decay=5e-4,
                                                       schedule="cyclic", sam_rho=2.0, sam_adaptive=True))  # fmt: skip
 )
+
+# EB-JDAT on JEM++ (EB-JDAT-JEM++/train.sh): JEM++'s model, data and sampler, SGD 0.01 (!), wd 4e-4,
+# batch 64, warm-up 1000, x0.2 at 40/80/120 of 150 epochs (decay rate: JEM++'s default 0.2);
+# adversarial sampler 5 steps of 1/255 from a 4/255 uniform start ([-1, 1] units: 8/255, 2/255).
+EBJDAT_ATTACK = AttackConfig("joint", 4 / 255, 1 / 255, 5)
+register("paper-eb-jdat", "EB-JDAT on JEM++: BN WRN-28-10, PYLD m=10 n=5, adversarial joint term, SGD 0.01")(
+    lambda: _paper(MethodConfig("eb-jdat", attack=EBJDAT_ATTACK, sgld=_jempp_sgld(10)),
+                   OptimConfig(**{**_sgd_jempp().__dict__, "lr": 0.01, "milestones": (40, 80, 120)}), 64, 150,
+                   arch="jempp-wrn-28-10", augment="jem")  # fmt: skip
+)
+register("cpu-eb-jdat", "small CNN, EB-JDAT on JEM++ (PYLD 5x5, 3-step adversarial sampler), energy L2 0.1, 4k images")(
+    lambda: _cpu(MethodConfig("eb-jdat", attack=AttackConfig("joint", 4 / 255, 2 / 255, 3),
+                              sgld=_jempp_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2), epochs=3,
+                 augment="jem", train_limit=4_000)  # fmt: skip
+)
 register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
     lambda: TrainConfig(
         epochs=1,

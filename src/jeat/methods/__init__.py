@@ -13,6 +13,7 @@
 | jempp | x | E(x) - E(x~) (JEM++ sampler, Gaussian-seeded chains) |
 | trades | x | beta KL(p(x) || p(x')), x' from the KL attack |
 | weat | x (nat) or x' (adv), energy-weighted | beta KL, energy-weighted |
+| eb-jdat | x and x' (energy + perception attack) | E(x) - E(x~) + 0.1 (E(x) - E(x')) (JEM++ sampler) |
 
 Any method can be trained with SAM (``optim.sam_rho``; SADA-JEM = jempp + SAM).
 """
@@ -20,6 +21,7 @@ Any method can be trained with SAM (``optim.sam_rho``; SADA-JEM = jempp + SAM).
 from __future__ import annotations
 
 from .base import Method
+from .ebjdat import EBJDAT
 from .jeat import JEAT
 from .jem import JEM, JEMPP
 from .noise import NoiseInjection
@@ -37,7 +39,8 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM, JEMPP, TRADES, WEAT):
+for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM,
+             JEMPP, TRADES, WEAT, EBJDAT):  # fmt: skip
     register_method(_cls)
 METHODS["energy-pgd"] = PreJEAT  # the issue's name for Algorithm 2's training
 

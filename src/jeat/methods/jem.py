@@ -15,6 +15,8 @@ statistics frozen, so SGLD samples never leak into evaluation statistics.
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from ..energy import cross_entropy, joint_energy, marginal_energy
 from ..models.utils import frozen_bn_stats, sgld_bn_context, unwrap
 from .base import Method, accuracy_metric
@@ -35,6 +37,10 @@ class JEM(Method):
         """The classifier's inputs; JEM trains on clean x."""
         return x
 
+    def extra_terms(self, model, x, y, e_data: Tensor) -> tuple[Tensor | float, dict[str, Tensor]]:
+        """More loss terms of a hybrid built on JEM (EB-JDAT); ``e_data`` = E(x_data), with graph."""
+        return 0.0, {}
+
     def loss(self, model, x, y):
         x_cls = self.crafted("x_cls", lambda: self.inputs(model, x, y))
         x_neg = self.crafted("x_neg", lambda: self.negatives.sample(unwrap(model), len(x))[0])
@@ -53,6 +59,7 @@ class JEM(Method):
         loss = ce + self.mcfg.px_weight * px
         if self.mcfg.energy_l2:
             loss = loss + self.mcfg.energy_l2 * (e_pos_all.square().mean() + e_neg_all.square().mean())
+        extra, extra_metrics = self.extra_terms(model, x, y, e_pos_all)
         self.last_inputs = {"x_cls": x_cls.detach(), "x_neg": x_neg.detach()}
         metrics = {
             "loss": loss.detach(),
@@ -63,7 +70,10 @@ class JEM(Method):
             "energy_x_data": e_pos.detach(),
             "energy_x_neg": e_neg.detach(),
             "energy_gap": px.detach(),  # E(x_data) - E(x~): the -log p(x) term
+            **extra_metrics,
         }
+        loss = loss + extra
+        metrics["loss"] = loss.detach()
         metrics.update(self.track(model, x, x_cls, y, logits))
         return loss, metrics
 

@@ -1,0 +1,45 @@
+"""EB-JDAT (energy-based joint-distribution adversarial training; arXiv 2505.19459, code
+jkcjkc/EB-JDAT, the JEM++ variant its README recommends): JEM++'s objective plus the joint
+distribution of clean and adversarial data,
+
+    L = CE(x) + [E(x) - E(x~)]                    (JEM++: SGLD/PYLD negatives x~)
+          + a * [E(x) - E(x')] + b * CE(x')       (x' from attacks/ebjdat.py)
+
+with a = ``method.ebjdat_px_weight`` (their p_x_xadv_weight, 0.1) and b =
+``method.ebjdat_ce_weight`` (p_y_given_xadv_weight, 1). The attack runs with BN running
+statistics (the reference calls ``f.eval()``); its steps and sizes come from ``method.attack``
+(steps, step_size, and eps as the random start's half-width).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..attacks.ebjdat import ebjdat_attack
+from ..energy import cross_entropy, marginal_energy
+from ..models.utils import frozen_bn_stats, running_bn_stats, unwrap
+from .base import accuracy_metric
+from .jem import JEMPP
+
+
+class EBJDAT(JEMPP):
+    name = "eb-jdat"
+    summary = "EB-JDAT: JEM++ + E(x) - E(x') and CE(x') on EB-JDAT's energy/perception adversarial samples"
+    px_on_clean = True
+
+    def adv_attack(self, model, x: Tensor, y: Tensor) -> Tensor:
+        a, net = self.mcfg.attack, unwrap(model)
+        with running_bn_stats(net):
+            return ebjdat_attack(net, x, y, a.eps, a.step_size, a.steps)
+
+    def extra_terms(self, model, x, y, e_data):
+        x_adv = self.crafted("x_adv", lambda: self.adv_attack(model, x, y))
+        with frozen_bn_stats(model):
+            logits_adv = model(x_adv).float()
+        e_adv = marginal_energy(logits_adv)
+        ce_adv = cross_entropy(logits_adv, y).mean()
+        gap_adv = e_data.mean() - e_adv.mean()
+        extra = self.mcfg.ebjdat_px_weight * gap_adv + self.mcfg.ebjdat_ce_weight * ce_adv
+        metrics = {"ce_adv": ce_adv.detach(), "acc_adv": accuracy_metric(logits_adv.detach(), y),
+                   "energy_x_adv": e_adv.mean().detach(), "energy_gap_adv": gap_adv.detach()}  # fmt: skip
+        return extra, metrics
