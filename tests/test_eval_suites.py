@@ -144,3 +144,25 @@ def test_autoattack_runs_the_official_standard_attacks(tmp_path):
     assert (tmp_path / "autoattack_state.json").is_file()
     again = run_autoattack(ctx, eps=1e-6)  # resumes from the state file: nothing left to run
     assert again["resumed"] and again["accuracy"] == 100.0
+
+
+def test_autoattack_rand_version_uses_eot(tmp_path):
+    """The rand version (stochastic models): APGD-CE and APGD-DLR with 20 EOT draws per gradient."""
+    pytest.importorskip("pyautoattack")
+    from jeat.data import ImageSet
+    from jeat.evaluation.autoattack import RAND, run_autoattack
+    from jeat.evaluation.common import EvalContext
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10)).eval()
+    images = torch.randint(0, 256, (3, 3, 4, 4), dtype=torch.uint8)
+    with torch.no_grad():
+        labels = model(images.float() / 255).argmax(1)
+    ctx = EvalContext(model, ImageSet(images, labels, [str(i) for i in range(10)]), tmp_path, progress=False,
+                      options={"robustness.aa_version": "rand"})  # fmt: skip
+    res = run_autoattack(ctx, eps=1e-6)
+    assert res["version"] == "rand" and res["settings"] == RAND and res["accuracy"] == 100.0
+    assert list(res["robust_accuracy_after"]) == ["clean", "apgd-ce", "apgd-dlr"]
+    bad = EvalContext(model, ctx.test, tmp_path, progress=False, options={"robustness.aa_version": "plus"})
+    with pytest.raises(ValueError, match="aa_version"):
+        run_autoattack(bad, eps=1e-6)

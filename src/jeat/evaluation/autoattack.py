@@ -1,10 +1,13 @@
-"""AutoAttack "standard" through the ``pyautoattack`` package (the official code of Croce & Hein).
+"""AutoAttack "standard" and "rand" through the ``pyautoattack`` package (the official code of Croce & Hein).
 
 Why this package and not ``torchattacks.AutoAttack``: the latter runs 10 APGD iterations instead
 of 100, so its numbers are not AutoAttack numbers. Before running we check that the object is
 configured as the official standard version (l_inf): APGD-CE (100 iterations, 1 restart),
 APGD-T (100 iterations, 9 target classes), FAB-T (100 iterations, 9 target classes), Square
-(5000 queries, p_init 0.8) - and refuse to report a number otherwise.
+(5000 queries, p_init 0.8) - and refuse to report a number otherwise. ``rand``
+(``--set robustness.aa_version=rand``) is the official version for models whose prediction is
+stochastic (e.g. sampling-based purification): APGD-CE and APGD-DLR, 100 iterations, 1 restart,
+each gradient the mean over 20 draws (EOT); reports say which version produced the number.
 The run is resumable per attack: ``autoattack_state.json`` in the output directory records which
 attacks of the chain ran and which images are still robust; rerunning picks it up.
 """
@@ -31,6 +34,26 @@ STANDARD = {
     "square.n_queries": 5000,
     "square.p_init": 0.8,
 }
+
+
+RAND = {"attacks": ["apgd-ce", "apgd-dlr"], "apgd.n_iter": 100, "apgd.n_restarts": 1, "apgd.eot_iter": 20}
+VERSIONS = {"standard": STANDARD, "rand": RAND}
+
+
+def check_version(adversary, version: str, num_classes: int = 10) -> dict:
+    """The settings found on the object, compared with the official version's."""
+    if version == "standard":
+        return check_standard(adversary, num_classes)
+    expected = VERSIONS[version]
+    found = {"attacks": list(adversary.attacks_to_run)}
+    for key in expected:
+        if "." in key:
+            obj, attr = key.split(".")
+            found[key] = getattr(getattr(adversary, obj), attr)
+    bad = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
+    if bad:
+        raise RuntimeError(f"pyautoattack is not configured as AutoAttack {version}: {bad} (found, expected)")
+    return found
 
 
 def check_standard(adversary, num_classes: int = 10) -> dict:
@@ -72,16 +95,19 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
         from pyautoattack import AutoAttack
     except ImportError as e:
         return {"skipped": f"AutoAttack needs the pyautoattack package ({e}); pip install --no-deps pyautoattack"}
+    version = str(ctx.opt("robustness", "aa_version", "standard"))
+    if version not in VERSIONS:
+        raise ValueError(f"robustness.aa_version must be one of {', '.join(VERSIONS)}, got {version!r}")
     n = min(len(ctx.test), int(ctx.opt("robustness", "aa_n", len(ctx.test))))
     x, y = ctx.test.images[:n].float().div(255), ctx.test.labels[:n]
-    adversary = AutoAttack(ctx.model.eval(), norm="Linf", eps=eps, version="standard", device=ctx.device,
+    adversary = AutoAttack(ctx.model.eval(), norm="Linf", eps=eps, version=version, device=ctx.device,
                            seed=ctx.seed)  # fmt: skip
-    settings = check_standard(adversary, ctx.test.num_classes)
+    settings = check_version(adversary, version, ctx.test.num_classes)
     chain = list(adversary.attacks_to_run)
     # Our own resume state, written after every attack. pyautoattack 0.2.0's state_path cannot resume:
     # it stores the attack set with json's default=str and its resumed branch never defines y_adv.
     state_file = ctx.out_dir / "autoattack_state.json"
-    key = {"n": n, "eps": eps, "seed": ctx.seed, "attacks": chain}
+    key = {"n": n, "eps": eps, "seed": ctx.seed, "attacks": chain, "version": version}
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     resumed = bool(state) and state.get("key") == key
     if not resumed:
@@ -114,7 +140,7 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)
-    return {"accuracy": 100.0 * float(robust.sum()) / max(n, 1), "n": n, "eps": eps, "version": "standard",
+    return {"accuracy": 100.0 * float(robust.sum()) / max(n, 1), "n": n, "eps": eps, "version": version,
             "package": "pyautoattack", "settings": settings, "robust_accuracy_after": state["after"],
             "max_linf": max_linf, "state_file": str(state_file), "resumed": resumed,
             "log": [s for s in handler.lines if "robust accuracy" in s or "initial" in s]}  # fmt: skip

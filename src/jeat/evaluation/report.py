@@ -50,7 +50,8 @@ def summary_row(m: dict) -> dict[str, str]:
         "PGD-50": _pm(rob.get("pgd50")),
         "C&W l2 (c=0.2, paper)": _pm(rob.get("cw")),
         "C&W-inf (margin PGD)": _pm(rob.get("cw_linf")),
-        "AutoAttack (standard)": _pm(aa) if "accuracy" in aa else ("not run" if aa else "-"),
+        "AutoAttack": (_pm(aa) + f" ({aa.get('version', 'standard')})") if "accuracy" in aa
+        else ("not run" if aa else "-"),
         "Table 1 CE attack": _pm(ea.get("normal_attack")),
         "Table 1 energy attack": _pm(ea.get("energy_attack")),
         "JFS ↓": _pm(fis.get("jfs"), "score", ""),
