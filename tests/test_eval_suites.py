@@ -92,6 +92,33 @@ def test_fid_of_a_set_with_itself_is_zero_and_cached(tiny_run, mock_inception, t
     assert cache[0].stat().st_mtime_ns == before  # reused, not recomputed
 
 
+def test_fid_of_replay_buffer_states_beside_fresh_samples(tiny_run, mock_inception, tmp_path):
+    import shutil
+
+    import numpy as np
+    from safetensors.torch import save_file
+
+    run, data, samples = tiny_run
+    imported = tmp_path / "imported"  # weights + buffer, as `jeat import` writes them
+    imported.mkdir()
+    shutil.copy(run / "config.json", imported / "config.json")
+    from jeat.loading import load_trained
+
+    state = {k: v.contiguous() for k, v in load_trained(run).model.state_dict().items()}
+    save_file(state, str(imported / "model.safetensors"))
+    train_x = torch.from_numpy(np.load(data / "train.npz")["x"]).permute(0, 3, 1, 2).float() / 255
+    save_file({"x": train_x.contiguous()}, str(imported / "replay_buffer.safetensors"))
+    opts = {**_opts(tmp_path), "fid.buffer": "true"}
+    m = evaluate(imported / "model.safetensors", suites="fid", n=8, device="cpu", data=str(data),
+                 out_dir=tmp_path / "e", samples=samples, options=opts, progress=False)  # fmt: skip
+    f = m["suites"]["fid"]
+    assert f["buffer"]["n"] == 64 and abs(f["buffer"]["fid"]) < 1e-6  # the buffer holds the reference set
+    assert f["n"] == 12 and f["fid"] > 0  # fresh samples, reported beside it with their own N
+    with pytest.raises(ValueError, match="no replay buffer"):  # a standard run keeps none
+        evaluate(run, suites="fid", n=8, device="cpu", data=str(data), out_dir=tmp_path / "e2",
+                 options=opts, progress=False)  # fmt: skip
+
+
 def test_suites_without_samples_say_so_and_cli_compare(tiny_run, tmp_path, capsys):
     run, data, _ = tiny_run
     out = tmp_path / "ev"

@@ -32,6 +32,7 @@ class EvalContext:
     dataset: str = "cifar10"
     samples: Path | None = None  # .npz of generated images (x uint8 NHWC, y) for fid / memorisation
     options: dict = field(default_factory=dict)  # per-suite settings from the CLI (--set suite.key=value)
+    buffer: Tensor | None = None  # replay-buffer states in [0, 1] (NCHW) for fid's buffer FID
     _train: ImageSet | None = None
 
     def opt(self, suite: str, key: str, default):

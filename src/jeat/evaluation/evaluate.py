@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..data import load_dataset
 from .common import EvalContext
@@ -22,6 +23,18 @@ def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def run_buffer(trained) -> Tensor:
+    """The replay-buffer states of a run (its checkpoint, or an imported replay_buffer.safetensors)."""
+    from safetensors.torch import load_file
+
+    from ..sampling.generate import find_buffer
+
+    imported = trained.run_dir / "replay_buffer.safetensors"
+    if trained.checkpoint is None and imported.is_file():
+        return load_file(str(imported))["x"]
+    return find_buffer((trained.checkpoint or {}).get("method"))["x"]
 
 
 def evaluate(
@@ -67,6 +80,8 @@ def evaluate(
         dict(options or {}),
     )
     names = parse_suites(suites) if isinstance(suites, str) else list(suites)
+    if "fid" in names and str(ctx.opt("fid", "buffer", "")).lower() in ("1", "true", "yes", "on"):
+        ctx.buffer = run_buffer(trained)
     results, timing = {}, {}
     for s in names:
         torch.manual_seed(seed)  # each suite reproducible on its own, whatever ran before it

@@ -150,30 +150,39 @@ def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
 
 
 def run(ctx: EvalContext) -> dict:
+    """FID (and IS) of ``--samples``; with ``--set fid.buffer=true`` also the FID of the run's
+    replay-buffer states, the two numbers JEM-style papers report (fresh samples vs buffer)."""
     size = ctx.opt("fid", "size", 299)
     default_ref = 50_000 if ctx.device.type == "cuda" else 2_000
     n_ref = ctx.opt("fid", "n_ref", default_ref)
     res: dict = {"features": FEATURES}
-    if ctx.samples is None:
+    if ctx.samples is None and ctx.buffer is None:
         res["is"] = "not computed: no generated images"
         res["skipped"] = "no generated images: pass --samples FILE.npz (x uint8 NHWC, y), e.g. from `jeat generate`"
         return res
-    gen = load_npz(ctx.samples)
-    n_gen = min(len(gen), ctx.opt("fid", "n", len(gen)))
     net = load_inception(ctx.device)
     ref = reference_stats(ctx, net, n_ref, size)
-    bar = ctx.bar(n_gen, "FID samples")
-    mu, sigma = stats(features(net, gen.images[:n_gen], ctx.batch_size, ctx.device, size, bar))
-    bar.close()
-    res.update(
-        fid=frechet_distance(mu, sigma, ref["mu"], ref["sigma"]),
-        n=n_gen,
-        n_ref=ref["n"],
-        samples=str(ctx.samples),
-        reference=f"{ctx.dataset} train (first {ref['n']} of a fixed shuffle)",
-        reference_cache=ref["cache"],
-        note="FID is biased upward at small N; compare only at equal N",
-    )
+
+    def fid_of(images: Tensor, what: str) -> float:
+        bar = ctx.bar(len(images), f"FID {what}")
+        mu, sigma = stats(features(net, images, ctx.batch_size, ctx.device, size, bar))
+        bar.close()
+        return frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
+
+    res.update(n_ref=ref["n"], reference=f"{ctx.dataset} train (first {ref['n']} of a fixed shuffle)",
+               reference_cache=ref["cache"],
+               note="FID is biased upward at small N; compare only at equal N")  # fmt: skip
+    if ctx.buffer is not None:
+        states = ctx.buffer[: ctx.opt("fid", "n_buffer", len(ctx.buffer))]
+        images = (states.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        res["buffer"] = {"fid": fid_of(images, "buffer"), "n": len(images),
+                         "what": "replay-buffer states (the chains as training left them), not fresh samples"}
+    if ctx.samples is None:
+        res["is"] = "not computed: no fresh samples (--samples)"
+        return res
+    gen = load_npz(ctx.samples)
+    n_gen = min(len(gen), ctx.opt("fid", "n", len(gen)))
+    res.update(fid=fid_of(gen.images[:n_gen], "samples"), n=n_gen, samples=str(ctx.samples))
     logits = inception_logits(ctx, gen.images[:n_gen])
     if isinstance(logits, str):
         res["is"] = logits
