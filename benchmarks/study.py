@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from stages import ROOT, Stages
 
 # Training budgets: every model sees the same images and epochs within a scale.
 SCALES = {
@@ -71,22 +68,10 @@ class Study:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = self.out / "study.log"
+        self.stages = Stages(self.log, "study")
 
     def sh(self, cmd: list[str], done: Path, skip_done: bool = True) -> bool:
-        """Run a stage unless ``done`` exists; returns whether it succeeded and wrote ``done``."""
-        if skip_done and done.exists():
-            return True
-        line = shlex.join(cmd)
-        print(f"[study] {line}", flush=True)
-        t = time.time()
-        with open(self.log, "a") as f:
-            f.write(f"$ {line}\n")
-            f.flush()
-            rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-            f.write(f"# exit {rc}, {time.time() - t:.0f} s\n")
-        if rc != 0:
-            print(f"[study] FAILED ({rc}): {line} (see {self.log})", flush=True)
-        return rc == 0 and done.exists()
+        return self.stages.sh(cmd, done, skip_done)
 
     def run_dir(self, name: str) -> Path:
         return self.out / name

@@ -1,0 +1,205 @@
+"""One leaderboard for every method: the same CPU budget, the same evaluation (issue 12).
+
+    python benchmarks/leaderboard.py --data ../shared/data [--out runs/leaderboard] [--seeds 0 1]
+    python benchmarks/leaderboard.py --report-only
+
+Every method trains from its ``cpu-*`` preset with the budget overridden to the same data and
+epochs (BUDGET), then goes through the same stages: ``jeat evaluate`` (clean, PGD-20, C&W-inf,
+AutoAttack standard on AA_N images, ECE), ``jeat generate`` (Eq. 17 SGLD from the class Gaussians,
+PER_CLASS per class) and ``jeat evaluate --suite fid`` at that fixed N. Resumable: each stage is
+skipped once its output exists (benchmarks/stages.py), a killed training resumes from its
+checkpoint. docs/LEADERBOARD.md is rewritten from the finished stages after every model, with
+mean ± sd over seeds, wall time and a sample grid per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+from pathlib import Path
+
+from stages import ROOT, Stages
+
+# method -> preset (its algorithm and hyper-parameters; the budget below replaces data and epochs)
+METHODS = {
+    "standard": "cpu-standard",
+    "noise": "cpu-noise-8",
+    "pgd": "cpu-pgd",
+    "fgsm": "cpu-fgsm",
+    "trades": "cpu-trades",
+    "weat": "cpu-weat",
+    "prejeat": "cpu-prejeat",
+    "jeat": "cpu-jeat",
+    "jem": "cpu-jem",
+    "jempp": "cpu-jempp",
+    "sadajem": "cpu-sadajem",
+    "robust-jem": "cpu-robust-jem",
+    "eb-jdat": "cpu-eb-jdat",
+}
+TRAIN_LIMIT, EPOCHS = 10_000, 3
+BUDGET = ["--epochs", str(EPOCHS), "--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "eval_robust_n=0"]
+N_EVAL, AA_N, PER_CLASS, N_REF = 500, 100, 50, 1000
+SAMPLING = ["--sampler", "joint", "--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0",
+            "--noise", "0.01"]  # fmt: skip
+PAGE = ROOT / "docs" / "LEADERBOARD.md"
+IMG = ROOT / "docs" / "img" / "leaderboard"
+COLUMNS = [("clean", "clean"), ("pgd20", "PGD-20"), ("cw_linf", "C&W-inf"), ("autoattack", "AutoAttack"),
+           ("fid", "FID ↓"), ("ece", "ECE ↓")]  # fmt: skip
+
+
+class Leaderboard:
+    def __init__(self, args):
+        self.args, self.out = args, Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stages = Stages(self.out / "leaderboard.log", "leaderboard")
+
+    def run_dir(self, method: str, seed: int) -> Path:
+        return self.out / f"{method}-s{seed}"
+
+    def train(self, method: str, seed: int) -> bool:
+        run = self.run_dir(method, seed)
+        if (run / "checkpoint.pt").exists() and not (run / "summary.json").exists():
+            cmd = ["jeat", "train", "--resume", str(run), "--no-progress"]
+        else:
+            cmd = ["jeat", "train", "--preset", METHODS[method], "--seed", str(seed), "--data", self.args.data,
+                   "--out", str(self.out), "--name", run.name, "--no-progress", *BUDGET]  # fmt: skip
+        return self.stages.sh(cmd, run / "summary.json")
+
+    def evaluate(self, method: str, seed: int) -> bool:
+        run = self.run_dir(method, seed)
+        cmd = ["jeat", "evaluate", str(run), "--suite", "robustness,calibration", "--n", str(N_EVAL), "--data",
+               self.args.data, "--no-progress", "--name", run.name, "--set", f"robustness.aa_n={AA_N}",
+               "--set", "robustness.pgd_steps=20"]  # fmt: skip
+        return self.stages.sh(cmd, run / "eval" / "metrics.json")
+
+    def generate_and_fid(self, method: str, seed: int) -> bool:
+        run = self.run_dir(method, seed)
+        gen = run / "gen-joint"
+        cmd = ["jeat", "generate", str(run), *SAMPLING, "--per-class", str(PER_CLASS), "--data", self.args.data,
+               "--out", str(gen), "--no-progress"]  # fmt: skip
+        if not self.stages.sh(cmd, gen / "samples.npz"):
+            return False
+        cmd = ["jeat", "evaluate", str(run), "--suite", "fid", "--samples", str(gen / "samples.npz"), "--data",
+               self.args.data, "--out", str(gen / "eval"), "--no-progress", "--set", f"fid.n_ref={N_REF}",
+               "--set", f"fid.cache_dir={self.out / 'fid-cache'}"]  # fmt: skip
+        return self.stages.sh(cmd, gen / "eval" / "metrics.json")
+
+    def run(self) -> None:
+        for seed in self.args.seeds:
+            for method in self.args.methods:
+                if self.train(method, seed):
+                    self.evaluate(method, seed)
+                    self.generate_and_fid(method, seed)
+                report(self.out, self.args.methods, self.args.seeds)
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def measures(run: Path) -> dict[str, float]:
+    """The leaderboard's numbers of one run (percent, FID, ECE percent), where measured."""
+    ev = _load(run / "eval" / "metrics.json").get("suites", {})
+    rob, cal = ev.get("robustness", {}), ev.get("calibration", {})
+    fid = _load(run / "gen-joint" / "eval" / "metrics.json").get("suites", {}).get("fid", {})
+    out = {k: rob[k]["accuracy"] for k in ("clean", "pgd20", "cw_linf", "autoattack") if "accuracy" in rob.get(k, {})}
+    if "fid" in fid:
+        out["fid"] = fid["fid"]
+    if "clean" in cal:
+        out["ece"] = 100 * cal["clean"]["ece"]
+    summary = _load(run / "summary.json")
+    if summary:
+        out["train_min"] = summary.get("train_time_s", 0) / 60
+        out["status"] = summary.get("status")
+    return out
+
+
+def stage_minutes(log: Path) -> dict[str, float]:
+    """Wall minutes of all stages per run directory name, from the stage log."""
+    out: dict[str, float] = {}
+    if not log.is_file():
+        return out
+    run = None
+    for line in log.read_text().splitlines():
+        if line.startswith("$ "):
+            m = re.search(r"\b([a-z][a-z-]*-s\d+)(?:/|\s|$)", line)
+            run = m.group(1) if m else None
+        elif line.startswith("# exit") and run:
+            out[run] = out.get(run, 0.0) + float(line.rsplit(",", 1)[1].split()[0]) / 60
+    return out
+
+
+def _cell(values: list[float], unit: str = "") -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}{unit} (1 seed)"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}{unit}"
+
+
+def report(out: Path, methods: list[str], seeds: list[int]) -> str:
+    rows, table = {}, []
+    wall = stage_minutes(out / "leaderboard.log")
+    for m in methods:
+        per_seed = [measures(out / f"{m}-s{s}") for s in seeds]
+        rows[m] = {k: [r[k] for r in per_seed if isinstance(r.get(k), float)] for k, _ in COLUMNS + [("train_min", "")]}
+        cells = [_cell(rows[m][k], "" if k == "fid" else "%") for k, _ in COLUMNS]
+        statuses = sorted({r.get("status") for r in per_seed if r.get("status")})
+        grid = out / f"{m}-s{seeds[0]}" / "gen-joint" / "grid.png"
+        if grid.is_file():
+            IMG.mkdir(parents=True, exist_ok=True)
+            shutil.copy(grid, IMG / f"{m}.png")
+        img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() else "-"
+        walls = [wall[f"{m}-s{s}"] for s in seeds if f"{m}-s{s}" in wall]
+        table.append(f"| {m} | `{METHODS[m]}` | {' | '.join(cells)} | {_cell(rows[m]['train_min'], ' min')} | "
+                     f"{_cell(walls, ' min')} | "
+                     f"{', '.join(statuses) or 'not run'} | {img} |")  # fmt: skip
+    L = [
+        "# Leaderboard: every method, one CPU budget, one evaluation",
+        "",
+        "Produced by `python benchmarks/leaderboard.py --data ../shared/data` (resumable; this page is rewritten "
+        "from the finished stages). Commands and wall times: `runs/leaderboard/leaderboard.log`.",
+        "",
+        f"Budget: each method's `cpu-*` preset (small CNN) on the same {TRAIN_LIMIT:,} CIFAR-10 training images for "
+        f"{EPOCHS} epochs, seeds {', '.join(map(str, seeds))}; mean ± sd over seeds. Evaluation, the same for all: "
+        f"clean / PGD-20 / C&W-inf (l_inf margin PGD) accuracy on N={N_EVAL} test images (`test_jpeg.npz`), "
+        f"AutoAttack standard on N={AA_N}, eps 8/255; ECE (20 bins) on the clean N={N_EVAL}; FID of "
+        f"{PER_CLASS * 10} samples (Eq. 17 SGLD, 100 steps from the class Gaussians) against {N_REF} training "
+        "images (biased upward at this N: compare only within this page). 2 CPU cores, one job at a time.",
+        "",
+        "| method | preset | " + " | ".join(name for _, name in COLUMNS)
+        + " | train time | wall time, all stages | status | samples |",
+        "|---" * (len(COLUMNS) + 6) + "|",
+        *table,
+        "",
+    ]
+    text = "\n".join(L)
+    notes = PAGE.with_name("LEADERBOARD_notes.md")
+    if notes.exists():
+        text += "\n" + notes.read_text()
+    tmp = PAGE.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(PAGE)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", default="runs/leaderboard")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--report-only", action="store_true")
+    a = p.parse_args()
+    if a.report_only:
+        print(report(Path(a.out), a.methods, a.seeds))
+        return
+    Leaderboard(a).run()
+    print(report(Path(a.out), a.methods, a.seeds))
+
+
+if __name__ == "__main__":
+    main()
