@@ -18,6 +18,7 @@ from .wrn import WideResNet
 # name -> (factory(num_classes, in_channels) -> backbone, default input normalisation)
 _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], str]] = {
     "wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c), "cifar"),
+    "wrn-34-10": (lambda k, c: WideResNet(34, 10, k, c), "cifar"),  # TRADES
     "wrn-28-2": (lambda k, c: WideResNet(28, 2, k, c), "cifar"),
     "wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c), "cifar"),
     "wrn-16-2": (lambda k, c: WideResNet(16, 2, k, c), "cifar"),

@@ -1,0 +1,71 @@
+"""The end of a run: ``summary.json`` and the saved weights (mixed into the Trainer).
+
+``summary()`` is what `jeat train` prints and writes: status (ok / recovered / warned /
+diverged), steps, the last and best test accuracy, training time, guard events, which weights
+the accuracy was measured with (raw, or the EMA) and the optional PGD-20 check. ``finish()``
+writes ``model.safetensors`` (and ``model_ema.safetensors``) atomically on rank 0.
+"""
+
+from __future__ import annotations
+
+from safetensors.torch import save as st_save
+
+from . import distributed as D
+from .checkpoint import atomic_write_bytes, atomic_write_json
+
+
+class Summary:
+    def summary(self, status: str | None = None) -> dict:
+        cfg = self.cfg
+        epochs = self.run.records("epoch")
+        rollbacks = [e for e in self.events if e.get("action", "").startswith("rollback")]
+        if status is None:
+            status = "recovered" if rollbacks else ("warned" if self.events else "ok")
+        return {
+            "preset": cfg.preset,
+            "method": cfg.method.name,
+            "arch": cfg.model.arch,
+            "status": status,  # ok | recovered (rolled back) | warned (policy warn) | diverged (stopped)
+            "epochs": self.epoch,
+            "steps": self.global_step,
+            "train_images": len(self.train_set),
+            "test_images": len(self.test_set),
+            "test_acc": epochs[-1]["test_acc"] if epochs else None,
+            "best_test_acc": self.guard.best_test_acc,
+            "train_time_s": sum(r["train_time_s"] for r in epochs),
+            "guard": {"policy": cfg.guard.policy, "retries": self.retries, "lr_scale": self.lr_scale,
+                      "events": self.events},  # fmt: skip
+            # test_acc is measured with these weights (raw, or the EMA of training/ema.py)
+            "weights": self.weights,
+            **({"ema": {"decay": cfg.ema.decay, "warmup": cfg.ema.warmup, "updates": self.ema.updates,
+                        "test_acc_raw": epochs[-1].get("test_acc_raw") if epochs else None}}
+               if self.ema is not None else {}),  # fmt: skip
+        }
+
+    def write_summary(self, status: str | None = None, extra: dict | None = None) -> dict:
+        summary = {**self.summary(status), **(extra or {})}
+        if self.rank == 0:
+            atomic_write_json(self.run.path / "summary.json", summary)
+        return summary
+
+    def finish(self) -> dict:
+        cfg = self.cfg
+        extra: dict = {}
+        if cfg.eval_robust_n:  # sharded over ranks like the clean test accuracy
+            sub = self.test_set.subset(cfg.eval_robust_n)
+            attack = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20, "energy": "ce"}
+            extra["pgd20_acc"] = self.evaluate(sub, attack=attack, weights=self.weights)
+            extra["pgd20_n"] = len(sub)
+            extra["pgd20_settings"] = attack
+        if self.rank == 0:
+            self._save_weights(self.model.state_dict(), "model.safetensors")
+            if self.ema is not None:
+                self._save_weights(self.ema.shadow, "model_ema.safetensors")
+        summary = self.write_summary(extra=extra)
+        D.barrier()
+        return summary
+
+    def _save_weights(self, state: dict, name: str) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        atomic_write_bytes(self.run.path / name, lambda f: f.write(st_save(state)))
+
