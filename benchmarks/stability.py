@@ -11,6 +11,9 @@ on first use under --out). Arms:
   a default run without any guard event *is* its warn twin, and only runs with events are rerun.
   Conversely, a default run is not trained again when the current guard, replayed over its warn
   twin's metrics (benchmarks/guard_replay.py), does not fire: that warn run *is* the default run;
+- ``bn-running``: cpu-jem and cpu-jeat (BN CNN) with ``method.sgld.bn=running`` (SGLD and the
+  negatives' loss forward see BN running statistics, as generation does), seeds 0-1, CIFAR-10:
+  against ``default`` (``batch``), the measurement issue 15 asks for;
 - ``old``: cpu-jem without the stabiliser (``method.energy_l2=0``, the preset before the
   stability issue) under ``warn`` and under ``rollback-lr``: what detection and recovery do on a
   run that really collapses.
@@ -68,6 +71,8 @@ def plan(arms: list[str], seeds: list[int], methods: list[str], datasets: list[s
             jobs += [("old-warn", "jem", "cifar10", s), ("old-rollback", "jem", "cifar10", s)]
     if "warn" in arms:
         jobs += [("warn", m, d, s) for s in seeds for d in datasets for m in methods]
+    if "bn-running" in arms:  # issue 15: SGLD on the BN CNN with running instead of batch statistics
+        jobs += [("bn-running", m, "cifar10", s) for s in seeds[:2] for m in ("jem", "jeat")]
     if "old" in arms:
         jobs += [(a, "jem", d, s) for d in datasets for s in seeds for a in ("old-warn", "old-rollback")
                  if (d, s) != ("cifar10", seeds[0])]  # fmt: skip
@@ -85,6 +90,8 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, gray: Pat
         cmd += ["--set", "guard.policy=warn"]
     if arm.startswith("old"):
         cmd += ["--set", "method.energy_l2=0"]
+    if arm == "bn-running":
+        cmd += ["--set", "method.sgld.bn=running"]
     return cmd
 
 
@@ -199,7 +206,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("JEAT_DATA"), help="CIFAR-10 root (default $JEAT_DATA)")
     p.add_argument("--out", default="runs/stability")
-    p.add_argument("--arms", nargs="+", default=["default", "warn", "old"], choices=["default", "warn", "old"])
+    p.add_argument("--arms", nargs="+", default=["default", "warn", "bn-running", "old"],
+                   choices=["default", "warn", "bn-running", "old"])  # fmt: skip
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
