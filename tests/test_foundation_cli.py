@@ -137,3 +137,17 @@ def test_train_end_to_end_and_resume(capsys, tmp_path):
     steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 3, 4, 5, 6, 6]  # three step lines and one epoch line per epoch
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
+
+
+def test_package_metadata_does_not_cap_torch():
+    """GPU users pick their torch; CPU installs pin it with constraints.txt (README, .ci/run)."""
+    from importlib.metadata import requires
+
+    torch_req = [r for r in requires("jeat") if r.split(";")[0].strip().startswith("torch")]
+    assert torch_req and all("<" not in r for r in torch_req), torch_req
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert "torch==" in (root / "constraints.txt").read_text()
+    for f in ("README.md", ".ci/run"):  # the install path pins it, the metadata does not
+        assert "-c constraints.txt" in (root / f).read_text(), f
