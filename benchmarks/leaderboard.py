@@ -23,6 +23,8 @@ from pathlib import Path
 
 from stages import ROOT, Stages
 
+from jeat.training.checkpoint import atomic_write_text
+
 # method -> preset (its algorithm and hyper-parameters; the budget below replaces data and epochs)
 METHODS = {
     "standard": "cpu-standard",
@@ -180,9 +182,7 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
     notes = PAGE.with_name("LEADERBOARD_notes.md")
     if notes.exists():
         text += "\n" + notes.read_text()
-    tmp = PAGE.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(PAGE)
+    atomic_write_text(PAGE, text)
     return text
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from guard_replay import first_trigger
 
 from jeat.config import GuardConfig
+from jeat.training.checkpoint import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "stability_cpu.md"
@@ -196,9 +197,7 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
     if notes.exists():
         text += "\n" + notes.read_text()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(RESULTS)
+    atomic_write_text(RESULTS, text)
     return text
 
 

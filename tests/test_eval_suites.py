@@ -150,12 +150,10 @@ def test_our_pgd_matches_torchattacks(tiny_run):
     assert torch.equal(model(ours).argmax(1), model(theirs).argmax(1))
 
 
-def test_autoattack_runs_the_official_standard_attacks(tmp_path):
-    """A linear model labelled by its own predictions (clean accuracy 100%) and an eps too small to
-    flip anything, so all four attacks of the standard version really run on every image."""
+def _aa_context(tmp_path, options=None):
+    """A linear model on 3 images labelled by its own predictions (clean accuracy 100 %)."""
     pytest.importorskip("pyautoattack")
     from jeat.data import ImageSet
-    from jeat.evaluation.autoattack import STANDARD, run_autoattack
     from jeat.evaluation.common import EvalContext
 
     torch.manual_seed(0)
@@ -163,7 +161,16 @@ def test_autoattack_runs_the_official_standard_attacks(tmp_path):
     images = torch.randint(0, 256, (3, 3, 4, 4), dtype=torch.uint8)
     with torch.no_grad():
         labels = model(images.float() / 255).argmax(1)
-    ctx = EvalContext(model, ImageSet(images, labels, [str(i) for i in range(10)]), tmp_path, progress=False)
+    return EvalContext(model, ImageSet(images, labels, [str(i) for i in range(10)]), tmp_path, progress=False,
+                       options=dict(options or {}))  # fmt: skip
+
+
+def test_autoattack_runs_the_official_standard_attacks(tmp_path):
+    """A linear model labelled by its own predictions (clean accuracy 100%) and an eps too small to
+    flip anything, so all four attacks of the standard version really run on every image."""
+    from jeat.evaluation.autoattack import STANDARD, run_autoattack
+
+    ctx = _aa_context(tmp_path)
     res = run_autoattack(ctx, eps=1e-6)
     assert res["accuracy"] == 100.0 and res["n"] == 3 and res["max_linf"] <= 1e-6 + 1e-9
     assert res["settings"] == {k: v for k, v in STANDARD.items()} | {"attacks": STANDARD["attacks"]}
@@ -175,21 +182,11 @@ def test_autoattack_runs_the_official_standard_attacks(tmp_path):
 
 def test_autoattack_rand_version_uses_eot(tmp_path):
     """The rand version (stochastic models): APGD-CE and APGD-DLR with 20 EOT draws per gradient."""
-    pytest.importorskip("pyautoattack")
-    from jeat.data import ImageSet
     from jeat.evaluation.autoattack import RAND, run_autoattack
-    from jeat.evaluation.common import EvalContext
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10)).eval()
-    images = torch.randint(0, 256, (3, 3, 4, 4), dtype=torch.uint8)
-    with torch.no_grad():
-        labels = model(images.float() / 255).argmax(1)
-    ctx = EvalContext(model, ImageSet(images, labels, [str(i) for i in range(10)]), tmp_path, progress=False,
-                      options={"robustness.aa_version": "rand"})  # fmt: skip
+    ctx = _aa_context(tmp_path, {"robustness.aa_version": "rand"})
     res = run_autoattack(ctx, eps=1e-6)
     assert res["version"] == "rand" and res["settings"] == RAND and res["accuracy"] == 100.0
     assert list(res["robust_accuracy_after"]) == ["clean", "apgd-ce", "apgd-dlr"]
-    bad = EvalContext(model, ctx.test, tmp_path, progress=False, options={"robustness.aa_version": "plus"})
     with pytest.raises(ValueError, match="aa_version"):
-        run_autoattack(bad, eps=1e-6)
+        run_autoattack(_aa_context(tmp_path, {"robustness.aa_version": "plus"}), eps=1e-6)

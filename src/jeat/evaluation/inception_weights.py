@@ -13,7 +13,6 @@ is used, and otherwise IS is reported as not computed, with this explanation.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -23,6 +22,8 @@ import types
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from ..data.download import file_digest
 
 URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 SHA256_PREFIX = "6726825d"  # the hash in the file name (torch.hub's check_hash convention)
@@ -41,11 +42,7 @@ def cache_dir() -> Path:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _urlopen(url: str):
