@@ -122,3 +122,26 @@ def jem_state_keys(depth: int, k: int, norm: bool) -> dict[str, tuple[int, ...]]
     keys |= {"f.linear.weight": (10, c_in), "f.linear.bias": (10,), "energy_output.weight": (1, c_in),
              "energy_output.bias": (1,), "class_output.weight": (10, c_in), "class_output.bias": (10,)}  # fmt: skip
     return keys
+
+
+def counting_method():
+    """A Standard method that counts its loss calls and passes (loss, metrics) through
+    ``self.corrupt`` (identity here): the fault-injection tests override it."""
+    from jeat.methods import Standard
+
+    class Counting(Standard):
+        name = "test-counting"
+
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.calls = 0
+
+        def corrupt(self, loss, metrics):
+            return loss, metrics
+
+        def loss(self, model, x, y):
+            loss, metrics = super().loss(model, x, y)
+            self.calls += 1
+            return self.corrupt(loss, metrics)
+
+    return Counting

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import counting_method
 
 from jeat import get_preset
 from jeat.energy import marginal_energy
@@ -83,21 +84,15 @@ class ToyJEM(Standard):
         self.buffer.load_state_dict(state["buffer"])
 
 
-class RankFault(Standard):
+class RankFault(counting_method()):
     """A non-finite loss on rank 1 only, at its third step: the guard sees the mean over ranks, so
     both ranks must trigger, roll back to the same checkpoint and go on together."""
 
     name = "test-rank-fault"
 
-    def __init__(self, *a):
-        super().__init__(*a)
-        self.calls = 0
-
-    def loss(self, model, x, y):
+    def corrupt(self, loss, metrics):
         import torch.distributed as dist
 
-        loss, metrics = super().loss(model, x, y)
-        self.calls += 1
         if self.calls == 3 and dist.is_initialized() and dist.get_rank() == 1:
             loss = loss * float("nan")
             metrics["loss"] = loss.detach()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import counting_method, tiny_config
 
 from jeat.cli import main as cli_main
-from jeat.methods import METHODS, Standard
+from jeat.methods import METHODS
 from jeat.training import Trainer
 from jeat.training.checkpoint import load_checkpoint
 from jeat.training.guard import DivergenceError
@@ -72,16 +72,10 @@ def test_resume_is_exact_with_the_replay_buffer(npz_dir, tmp_path, method):
     assert torch.equal(straight.method.negatives.buffer.labels, resumed.method.negatives.buffer.labels)
 
 
-class _InfAfterTwo(Standard):
+class _InfAfterTwo(counting_method()):
     name = "test-inf"
 
-    def __init__(self, *a):
-        super().__init__(*a)
-        self.calls = 0
-
-    def loss(self, model, x, y):
-        loss, metrics = super().loss(model, x, y)
-        self.calls += 1
+    def corrupt(self, loss, metrics):
         if self.calls >= 3:
             loss = loss * float("inf")
             metrics["loss"] = loss.detach()

@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import counting_method, tiny_config
 
 from jeat.config import GuardConfig
-from jeat.methods import METHODS, Standard
+from jeat.methods import METHODS
 from jeat.training import Trainer
 from jeat.training.checkpoint import load_checkpoint
 from jeat.training.guard import DivergenceError, Guard
@@ -26,16 +26,10 @@ def _cfg(npz_dir, tmp_path, method="standard", **changes):
 def _faulty(fault, first: int, last: int = 10**9):
     """A Standard method whose metrics (or loss) go bad on calls first..last (1-based)."""
 
-    class Faulty(Standard):
+    class Faulty(counting_method()):
         name = "test-faulty"
 
-        def __init__(self, *a):
-            super().__init__(*a)
-            self.calls = 0
-
-        def loss(self, model, x, y):
-            loss, m = super().loss(model, x, y)
-            self.calls += 1
+        def corrupt(self, loss, m):
             m.update(energy_gap=torch.tensor(0.1), energy_x_data=torch.tensor(-2.0 + 0.01 * self.calls),
                      energy_x_neg=torch.tensor(-2.1), ce=torch.tensor(2.0))  # fmt: skip
             if first <= self.calls <= last:
