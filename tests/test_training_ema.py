@@ -159,3 +159,14 @@ def test_no_tensorboard_package_means_no_sink(data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import raises ImportError
     t = _fit(tiny_config(data, tmp_path, epochs=1), tmp_path / "run")
     assert t.run.sinks == [] and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_tensorboard_event_file_is_written_with_the_real_package(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _fit(tiny_config(data, tmp_path, epochs=1), tmp_path / "run")
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert "epoch/test_acc" in acc.Tags()["scalars"]
