@@ -151,3 +151,26 @@ def test_package_metadata_does_not_cap_torch():
     assert "torch==" in (root / "constraints.txt").read_text()
     for f in ("README.md", ".ci/run"):  # the install path pins it, the metadata does not
         assert "-c constraints.txt" in (root / f).read_text(), f
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_train_method_shortcut_gives_a_runnable_config(capsys, method):
+    """`jeat train --method NAME` works for every method: what a method implies (JEM++'s sampler
+    for jempp, robust-jem and eb-jdat) is set in the config, where --set can still change it."""
+    assert main(["train", "--preset", "tiny", "--method", method, "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["method"]["name"] == method
+    if method in ("jempp", "robust-jem", "eb-jdat"):
+        assert cfg["method"]["sgld"]["sampler"] == "pyld" and cfg["method"]["sgld"]["init"] == "gaussian"
+    assert main(["train", "--preset", "tiny", "--method", method, "--print-config",
+                 "--set", "method.sgld.init=uniform"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["method"]["sgld"]["init"] == "uniform"
+
+
+def test_train_eb_jdat_from_the_command_line(tmp_path, capsys):
+    data = make_npz_dir(tmp_path / "data", n_train=32, n_test=16, size=8)
+    rc = main(["train", "--preset", "tiny", "--method", "eb-jdat", "--dataset", "npz", "--data", str(data),
+               "--out", str(tmp_path / "runs"), "--no-progress", "--batch-size", "16", "--set", "method.sgld.steps=1",
+               "--set", "method.sgld.inner_steps=1", "--set", "method.sgld.buffer_size=16",
+               "--set", "method.sgld.init=uniform", "--set", "method.attack.steps=1"])  # fmt: skip
+    assert rc == 0 and json.loads(capsys.readouterr().out)["method"] == "eb-jdat"

@@ -65,6 +65,11 @@ def resolve_config(args) -> TrainConfig:
         value = getattr(args, attr)
         if value is not None:
             apply_override(cfg, f"{key}={value}")
+    if args.method:  # what the method implies (e.g. JEM++'s sampler), before the user's --set
+        from ..methods import METHODS
+
+        for key, value in getattr(METHODS.get(args.method), "implies", {}).items():
+            apply_override(cfg, f"{key}={value}")
     if args.download:
         cfg.data.download = True
     for o in args.overrides:

@@ -28,6 +28,9 @@ from .tracking import EnergyTracker
 class Method:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for `jeat info methods` and `jeat train --help`
+    # Settings the method implies, applied by `jeat train --method NAME` before any --set (so they
+    # show in config.json and can still be overridden), e.g. JEM++'s sampler.
+    implies: ClassVar[dict[str, str]] = {}
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train_set: ImageSet, device: torch.device):
         self.cfg, self.mcfg, self.device = cfg, cfg.method, device

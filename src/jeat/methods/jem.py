@@ -90,6 +90,8 @@ class JEMPP(JEM):
 
     name = "jempp"
     summary = "JEM++: JEM with the proximal (PYLD) sampler and Gaussian-seeded chains"
+    implies = {"method.sgld.sampler": "pyld", "method.sgld.init": "gaussian", "method.sgld.clamp": "true",
+               "method.sgld.noise": "0"}  # fmt: skip
 
     def __init__(self, cfg, model, train_set, device):
         if cfg.method.sgld.sampler != "pyld":

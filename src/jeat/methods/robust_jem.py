@@ -14,11 +14,12 @@ each term sees.
 
 from __future__ import annotations
 
-from .jem import JEM
+from .jem import JEM, JEMPP
 
 
 class RobustJEM(JEM):
     name = "robust-jem"
+    implies = JEMPP.implies  # Robust JEM samples with JEM++'s sampler
     summary = "JEM on PGD examples with the JEM++ proximal sampler (Robust JEM)"
     px_on_clean = True
 
