@@ -14,6 +14,9 @@ on first use under --out). Arms:
 - ``bn-running``: cpu-jem and cpu-jeat (BN CNN) with ``method.sgld.bn=running`` (SGLD and the
   negatives' loss forward see BN running statistics, as generation does), seeds 0-1, CIFAR-10:
   against ``default`` (``batch``), the measurement issue 15 asks for;
+- ``stab-*`` (``--arms stabilisers``): the unpenalised cpu-jem of ``old``, seed 0, CIFAR-10,
+  recovery off, with one other stabiliser each (STABILISERS): which of them alone prevents the
+  collapse the energy L2 prevents;
 - ``old``: cpu-jem without the stabiliser (``method.energy_l2=0``, the preset before the
   stability issue) under ``warn`` and under ``rollback-lr``: what detection and recovery do on a
   run that really collapses.
@@ -55,6 +58,16 @@ BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "-
           "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
 COLLAPSE_DROP = 0.10
 CHANCE, CHANCE_MARGIN, CHANCE_LEARNED = 0.1, 0.02, 0.05  # both data sets have 10 classes
+# One stabiliser at a time on cpu-jem without the energy L2 (the `old` arm's JEM, which collapses),
+# recovery off: JEM++'s proximal sampler with Gaussian seeds (cpu-robust-jem's 5 x 5), SADA-JEM's
+# adaptive SAM (rho 2), JEM's Adam 1e-4 with warm-up (100 steps: JEM's 1000 exceed this budget).
+STABILISERS = {
+    "stab-pyld": ["method.sgld.sampler=pyld", "method.sgld.init=gaussian", "method.sgld.clamp=true",
+                  "method.sgld.noise=0", "method.sgld.steps=5", "method.sgld.inner_steps=5"],
+    "stab-sam": ["optim.sam_rho=2", "optim.sam_adaptive=true"],
+    "stab-adam": ["optim.name=adam", "optim.lr=1e-4", "optim.weight_decay=0", "optim.schedule=constant",
+                  "optim.warmup_steps=100"],
+}  # fmt: skip
 
 
 def run_name(arm: str, method: str, dataset: str, seed: int) -> str:
@@ -72,6 +85,8 @@ def plan(arms: list[str], seeds: list[int], methods: list[str], datasets: list[s
             jobs += [("old-warn", "jem", "cifar10", s), ("old-rollback", "jem", "cifar10", s)]
     if "warn" in arms:
         jobs += [("warn", m, d, s) for s in seeds for d in datasets for m in methods]
+    if "stabilisers" in arms:  # each stabiliser alone on the unpenalised JEM that collapses (seed 0), no recovery
+        jobs += [(a, "jem", "cifar10", seeds[0]) for a in STABILISERS]
     if "bn-running" in arms:  # issue 15: SGLD on the BN CNN with running instead of batch statistics
         jobs += [("bn-running", m, "cifar10", s) for s in seeds[:2] for m in ("jem", "jeat")]
     if "old" in arms:
@@ -93,6 +108,9 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, gray: Pat
         cmd += ["--set", "method.energy_l2=0"]
     if arm == "bn-running":
         cmd += ["--set", "method.sgld.bn=running"]
+    if arm in STABILISERS:
+        cmd += ["--set", "method.energy_l2=0", "--set", "guard.policy=warn"]
+        cmd += [a for kv in STABILISERS[arm] for a in ("--set", kv)]
     return cmd
 
 
@@ -205,8 +223,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("JEAT_DATA"), help="CIFAR-10 root (default $JEAT_DATA)")
     p.add_argument("--out", default="runs/stability")
-    p.add_argument("--arms", nargs="+", default=["default", "warn", "bn-running", "old"],
-                   choices=["default", "warn", "bn-running", "old"])  # fmt: skip
+    arms = ["default", "warn", "bn-running", "stabilisers", "old"]
+    p.add_argument("--arms", nargs="+", default=arms, choices=arms)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
