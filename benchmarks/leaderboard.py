@@ -41,6 +41,7 @@ METHODS = {
     "robust-jem": "cpu-robust-jem",
     "eb-jdat": "cpu-eb-jdat",
 }
+BUFFERED = {"jeat", "jem", "jempp", "sadajem", "robust-jem", "eb-jdat"}  # methods with a replay buffer
 TRAIN_LIMIT, EPOCHS = 10_000, 3
 BUDGET = ["--epochs", str(EPOCHS), "--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "eval_robust_n=0"]
 N_EVAL, AA_N, PER_CLASS, N_REF = 500, 100, 50, 1000
@@ -49,7 +50,7 @@ SAMPLING = ["--sampler", "joint", "--seed-dist", "gaussian", "--steps", "100", "
 PAGE = ROOT / "docs" / "LEADERBOARD.md"
 IMG = ROOT / "docs" / "img" / "leaderboard"
 COLUMNS = [("clean", "clean"), ("pgd20", "PGD-20"), ("cw_linf", "C&W-inf"), ("autoattack", "AutoAttack"),
-           ("fid", "FID ↓"), ("ece", "ECE ↓")]  # fmt: skip
+           ("fid", "FID ↓"), ("fid_buffer", "FID buffer ↓"), ("ece", "ECE ↓")]  # fmt: skip
 
 
 class Leaderboard:
@@ -74,7 +75,8 @@ class Leaderboard:
         run = self.run_dir(method, seed)
         cmd = ["jeat", "evaluate", str(run), "--suite", "robustness,calibration", "--n", str(N_EVAL), "--data",
                self.args.data, "--no-progress", "--name", run.name, "--set", f"robustness.aa_n={AA_N}",
-               "--set", "robustness.pgd_steps=20"]  # fmt: skip
+               "--set", "robustness.pgd_steps=20", "--set", "robustness.attacks=pgd20,cw_linf",
+               "--set", "robustness.torchattacks=0"]  # fmt: skip
         return self.stages.sh(cmd, run / "eval" / "metrics.json")
 
     def generate_and_fid(self, method: str, seed: int) -> bool:
@@ -87,6 +89,8 @@ class Leaderboard:
         cmd = ["jeat", "evaluate", str(run), "--suite", "fid", "--samples", str(gen / "samples.npz"), "--data",
                self.args.data, "--out", str(gen / "eval"), "--no-progress", "--set", f"fid.n_ref={N_REF}",
                "--set", f"fid.cache_dir={self.out / 'fid-cache'}"]  # fmt: skip
+        if method in BUFFERED:  # the replay buffer's states too, as the JEM-family papers report both
+            cmd += ["--set", "fid.buffer=true", "--set", f"fid.n_buffer={PER_CLASS * 10}"]
         return self.stages.sh(cmd, gen / "eval" / "metrics.json")
 
     def run(self) -> None:
@@ -110,6 +114,8 @@ def measures(run: Path) -> dict[str, float]:
     out = {k: rob[k]["accuracy"] for k in ("clean", "pgd20", "cw_linf", "autoattack") if "accuracy" in rob.get(k, {})}
     if "fid" in fid:
         out["fid"] = fid["fid"]
+    if "fid" in fid.get("buffer", {}):
+        out["fid_buffer"] = fid["buffer"]["fid"]
     if "clean" in cal:
         out["ece"] = 100 * cal["clean"]["ece"]
     summary = _load(run / "summary.json")
@@ -148,7 +154,7 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
     for m in methods:
         per_seed = [measures(out / f"{m}-s{s}") for s in seeds]
         rows[m] = {k: [r[k] for r in per_seed if isinstance(r.get(k), float)] for k, _ in COLUMNS + [("train_min", "")]}
-        cells = [_cell(rows[m][k], "" if k == "fid" else "%") for k, _ in COLUMNS]
+        cells = [_cell(rows[m][k], "" if k.startswith("fid") else "%") for k, _ in COLUMNS]
         statuses = sorted({r.get("status") for r in per_seed if r.get("status")})
         grid = out / f"{m}-s{seeds[0]}" / "gen-joint" / "grid.png"
         if grid.is_file():
@@ -169,8 +175,10 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         f"{EPOCHS} epochs, seeds {', '.join(map(str, seeds))}; mean ± sd over seeds. Evaluation, the same for all: "
         f"clean / PGD-20 / C&W-inf (l_inf margin PGD) accuracy on N={N_EVAL} test images (`test_jpeg.npz`), "
         f"AutoAttack standard on N={AA_N}, eps 8/255; ECE (20 bins) on the clean N={N_EVAL}; FID of "
-        f"{PER_CLASS * 10} samples (Eq. 17 SGLD, 100 steps from the class Gaussians) against {N_REF} training "
-        "images (biased upward at this N: compare only within this page). 2 CPU cores, one job at a time.",
+        f"{PER_CLASS * 10} fresh samples (Eq. 17 SGLD, 100 steps from the class Gaussians) and, for methods with a "
+        f"replay buffer, of its states (up to {PER_CLASS * 10}; the CPU presets keep 256 chains, so N=256), "
+        f"against {N_REF} training images (biased upward at this "
+        "N: compare only within this page). 2 CPU cores, one job at a time.",
         "",
         "| method | preset | " + " | ".join(name for _, name in COLUMNS)
         + " | train time | wall time, all stages | status | samples |",

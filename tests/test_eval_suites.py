@@ -190,3 +190,16 @@ def test_autoattack_rand_version_uses_eot(tmp_path):
     assert list(res["robust_accuracy_after"]) == ["clean", "apgd-ce", "apgd-dlr"]
     with pytest.raises(ValueError, match="aa_version"):
         run_autoattack(_aa_context(tmp_path, {"robustness.aa_version": "plus"}), eps=1e-6)
+
+
+def test_robustness_can_run_only_the_attacks_asked_for(tiny_run, tmp_path):
+    run, data, _ = tiny_run
+    opts = {**_opts(tmp_path), "robustness.attacks": "pgd3,cw_linf", "robustness.autoattack": "0",
+            "robustness.torchattacks": "0"}  # fmt: skip
+    m = evaluate(run, suites="robustness", n=8, device="cpu", data=str(data), out_dir=tmp_path / "e",
+                 options=opts, progress=False)  # fmt: skip
+    rob = m["suites"]["robustness"]
+    assert {"pgd3", "cw_linf"} <= rob.keys() and not {"pgd5", "cw", "energy_attack"} & rob.keys()
+    with pytest.raises(ValueError, match="unknown robustness.attacks"):
+        evaluate(run, suites="robustness", n=8, device="cpu", data=str(data), out_dir=tmp_path / "e",
+                 options={**opts, "robustness.attacks": "pgd99"}, progress=False)  # fmt: skip
