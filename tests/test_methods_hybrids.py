@@ -183,3 +183,19 @@ def test_ebjdat_loss_gradient_matches_the_hand_derived_one():
     hb = dz.sum(0) + dzn.sum(0) + dza.sum(0)
     assert torch.allclose(gw, hw.detach(), atol=1e-5) and torch.allclose(gb, hb.detach(), atol=1e-5)
     assert {"ce_adv", "energy_gap_adv"} <= metrics.keys()
+
+
+def test_px_data_clean_draws_unaugmented_training_images(npz_dir, tmp_path):
+    cfg = tiny_config(npz_dir, tmp_path, epochs=1)
+    cfg.method.name, cfg.method.px_data = "jem", "clean"
+    cfg.method.sgld.steps, cfg.method.sgld.buffer_size = 1, 16
+    t = Trainer(cfg, progress=False)
+    t.fit(max_steps=1)
+    x_px = t.method._crafted["x_px"]
+    assert x_px.shape[0] == cfg.data.batch_size
+    as_bytes = (x_px * 255).round().to(torch.uint8).cpu()
+    train = t.train_set.images
+    assert all(any(torch.equal(img, other) for other in train) for img in as_bytes)  # exact, not augmented
+    cfg.method.name = "jeat"
+    with pytest.raises(ValueError, match="px_data=clean"):
+        Trainer(cfg, tmp_path / "jeat", progress=False)

@@ -57,8 +57,8 @@ def test_each_method_trains_two_steps(npz_dir, tmp_path, method):
 def test_resume_is_exact_with_the_replay_buffer(npz_dir, tmp_path, method):
     method, _, sam = method.partition("+")
     cfg = cfg_for(npz_dir, tmp_path, method, epochs=2)  # 4 steps per epoch: crosses an epoch
-    if sam:  # SADA-JEM's optimiser: adaptive SAM
-        cfg.optim.sam_rho, cfg.optim.sam_adaptive = 2.0, True
+    if sam:  # SADA-JEM: adaptive SAM, and the data term on its own un-augmented batch
+        cfg.optim.sam_rho, cfg.optim.sam_adaptive, cfg.method.px_data = 2.0, True, "clean"
     straight = Trainer(cfg, tmp_path / "a", progress=False)
     straight.fit(max_steps=6)
     Trainer(cfg, tmp_path / "b", progress=False).fit(max_steps=3)

@@ -99,6 +99,9 @@ class MethodConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     sgld: SGLDConfig = field(default_factory=SGLDConfig)
     px_weight: float = 1.0  # weight of the -log p(x) term (JEAT, JEM)
+    # Data images of that term: the (augmented) batch, or `clean`, an un-augmented batch drawn
+    # apart from the CE batch, as SADA-JEM feeds it.
+    px_data: str = "batch"
     # alpha * mean(E(x_data)^2 + E(x~)^2): IGEBM's (Du & Mordatch 2019) energy-magnitude penalty
     # against runaway energies. Not in JEM/JEAT: 0 (off) in every preset.
     energy_l2: float = 0.0

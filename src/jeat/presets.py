@@ -269,15 +269,15 @@ register("paper-jempp", "JEM++: BN WRN-28-10, proximal sampler m=10 n=5, SGD 0.1
 # adaptive SAM (rho 2; the script switches to the adaptive form for rho >= 0.5), SGD 0.1 wd 5e-4,
 # batch 64, warm-up 1000, x0.2 at 60/120/180 of 200 epochs; its sampler is clipped SGLD, 5 steps
 # of sgld_lr 1 with the gradient clipped to +-1 and no noise ([-1, 1] units: step 1/4, clip 1/2
-# here), chains in the box, Gaussian-seeded, 10k buffer. Not reproduced: SADA-JEM feeds the
-# -log p(x) term an un-augmented, separately shuffled batch; here both terms see the same batch.
+# here), chains in the box, Gaussian-seeded, 10k buffer; the -log p(x) term reads an un-augmented
+# batch drawn apart from the CE batch (method.px_data = clean).
 def _sada_sgld(steps: int = 5, buffer_size: int = 10_000) -> SGLDConfig:
     return SGLDConfig(steps=steps, step_size=1.0 * TO_UNIT_STEP, clip_grad=1.0 * TO_UNIT_NOISE, noise=0.0,
                       clamp=True, init="gaussian", buffer_size=buffer_size, reinit_prob=0.05)  # fmt: skip
 
 
 register("paper-sadajem", "SADA-JEM: JEM++'s WRN-28-10 + adaptive SAM (rho 2), clipped SGLD 5 steps, 200 epochs")(
-    lambda: _paper(MethodConfig("jem", sgld=_sada_sgld()),
+    lambda: _paper(MethodConfig("jem", sgld=_sada_sgld(), px_data="clean"),
                    OptimConfig("sgd", lr=0.1, weight_decay=5e-4, milestones=(60, 120, 180), gamma=0.2,
                                warmup_steps=1000, sam_rho=2.0, sam_adaptive=True),
                    64, 200, arch="jempp-wrn-28-10", augment="flip-crop")  # fmt: skip
@@ -296,7 +296,8 @@ register("cpu-jempp", "small CNN, JEM++ (proximal sampler 5x5, Gaussian seeds), 
                  augment="jem", train_limit=4_000)  # fmt: skip
 )
 register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5 steps), energy L2 0.1, 4k images")(
-    lambda: _cpu(MethodConfig("jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2), epochs=3,
+    lambda: _cpu(MethodConfig("jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2, px_data="clean"),
+                 epochs=3,
                  train_limit=4_000, optim=OptimConfig("sgd", lr=0.05, nesterov=True, weight_decay=5e-4,
                                                       schedule="cyclic", sam_rho=2.0, sam_adaptive=True))  # fmt: skip
 )

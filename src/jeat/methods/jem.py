@@ -15,6 +15,7 @@ statistics frozen, so SGLD samples never leak into evaluation statistics.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..energy import cross_entropy, joint_energy, marginal_energy
@@ -32,6 +33,17 @@ class JEM(Method):
         super().__init__(cfg, model, train_set, device)
         self.negatives = SGLDNegatives(cfg.method.sgld, train_set, device)
         self.last_inputs: dict = {}  # x_cls and x_neg of the latest step (tests, tracking)
+        if cfg.method.px_data not in ("batch", "clean"):
+            raise ValueError(f"method.px_data must be batch or clean, got {cfg.method.px_data!r}")
+        if cfg.method.px_data == "clean" and not self.px_on_clean:
+            raise ValueError(f"method.px_data=clean needs a data term on clean images; {self.name}'s is on x_adv")
+        self.train_images = train_set.images  # px_data=clean draws its own un-augmented batch
+
+    def px_batch(self, n: int) -> Tensor:
+        """SADA-JEM's data term: n training images, un-augmented, drawn apart from the CE batch
+        (with the global RNG, which checkpoints carry, so a resumed run draws the same)."""
+        idx = torch.randint(len(self.train_images), (n,))
+        return self.train_images[idx].to(self.device).float().div_(255)
 
     def inputs(self, model, x, y):
         """The classifier's inputs; JEM trains on clean x."""
@@ -45,9 +57,10 @@ class JEM(Method):
         x_cls = self.crafted("x_cls", lambda: self.inputs(model, x, y))
         x_neg = self.crafted("x_neg", lambda: self.negatives.sample(unwrap(model), len(x))[0])
         logits = model(x_cls).float()  # CE and energies in fp32 from (bf16) logits
-        if self.px_on_clean and x_cls is not x:
+        x_px = x if self.mcfg.px_data == "batch" else self.crafted("x_px", lambda: self.px_batch(len(x)))
+        if self.px_on_clean and x_cls is not x_px:
             with frozen_bn_stats(model):
-                logits_px = model(x).float()
+                logits_px = model(x_px).float()
         else:
             logits_px = logits
         with sgld_bn_context(model, self.mcfg.sgld.bn):  # as the sampler saw them
