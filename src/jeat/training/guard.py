@@ -14,7 +14,7 @@ docs/TRAINING.md):
 | ``energy_jump`` | E(x_data) or E(x~) leaves its recent median by > ``jump_factor`` x max(range, ``jump_floor``) |
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
 | ``test_acc_drop`` | an epoch's test accuracy falls ``test_acc_drop`` below the run's best |
-| ``test_acc_chance`` | an epoch's test accuracy is back within ``chance_margin`` of chance after the run had learned |
+| ``test_acc_lost`` | an epoch's test accuracy lost ``learned_lost`` of the run's best gain over chance |
 
 "Recent" is the last ``window`` checks; relative triggers wait for ``warmup_checks`` of them.
 What the loop does on a trigger is ``policy`` (``training/loop.py``): ``stop``, ``warn``,
@@ -168,9 +168,10 @@ class Guard:
         best = self.best_test_acc
         if best is not None and test_acc < best - c.test_acc_drop:
             return Trigger("test_acc_drop", "test_acc", test_acc, step, best, epoch_level=True)
-        if (chance is not None and best is not None and best >= chance + c.chance_learned
-                and test_acc <= chance + c.chance_margin):  # fmt: skip
-            return Trigger("test_acc_chance", "test_acc", test_acc, step, chance, epoch_level=True)
+        if chance is not None and best is not None and best - chance >= c.chance_learned:
+            lost = (best - test_acc) / (best - chance)  # share of what the run had learned above chance
+            if lost > c.learned_lost:
+                return Trigger("test_acc_lost", "test_acc", test_acc, step, best, epoch_level=True)
         self.best_test_acc = test_acc if best is None else max(best, test_acc)
         return None
 
