@@ -37,7 +37,8 @@ class JEM(Method):
             raise ValueError(f"method.px_data must be batch or clean, got {cfg.method.px_data!r}")
         if cfg.method.px_data == "clean" and not self.px_on_clean:
             raise ValueError(f"method.px_data=clean needs a data term on clean images; {self.name}'s is on x_adv")
-        self.train_images = train_set.images  # px_data=clean draws its own un-augmented batch
+        # px_data=clean draws its own un-augmented batch from these
+        self.train_images = train_set.images if cfg.method.px_data == "clean" else None
 
     def px_batch(self, n: int) -> Tensor:
         """SADA-JEM's data term: n training images, un-augmented, drawn apart from the CE batch
