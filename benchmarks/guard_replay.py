@@ -12,11 +12,10 @@ Only the first trigger is meaningful: after it a rollback changes the run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
-from jeat.config import GuardConfig
+from jeat.config import GuardConfig, TrainConfig, apply_override
 from jeat.training.guard import Guard, Trigger, absolute_trigger
 
 NOT_METRICS = {"kind", "step", "epoch", "lr", "images_per_s"}
@@ -41,15 +40,11 @@ def first_trigger(metrics: Path, cfg: GuardConfig, chance: float = 0.1) -> Trigg
 
 
 def parse_overrides(pairs: list[str]) -> GuardConfig:
-    cfg = GuardConfig()
-    types = {f.name: f.type for f in dataclasses.fields(cfg)}
+    """``FIELD=VALUE`` or ``guard.FIELD=VALUE``, parsed as `jeat train --set` parses them."""
+    cfg = TrainConfig()
     for pair in pairs:
-        key, _, value = pair.removeprefix("guard.").partition("=")
-        if key not in types:
-            raise SystemExit(f"unknown guard field {key!r}; fields: {', '.join(sorted(types))}")
-        kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(types[key], str)
-        setattr(cfg, key, kind(value))
-    return cfg
+        apply_override(cfg, pair if pair.startswith("guard.") else f"guard.{pair}")
+    return cfg.guard
 
 
 def main() -> None:
