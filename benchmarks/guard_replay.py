@@ -53,7 +53,10 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="guard.FIELD=VALUE")
     p.add_argument("--chance", type=float, default=0.1, help="chance accuracy (1 / classes)")
     args = p.parse_args()
-    cfg = parse_overrides(args.set)
+    try:
+        cfg = parse_overrides(args.set)
+    except ValueError as e:
+        p.error(str(e))
     for run in args.runs:
         if not (run / "metrics.jsonl").is_file():
             continue
