@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from speed_report import machine, save
 
 from jeat.energy import energy as energy_fn
 from jeat.models import build_model, frozen_bn_stats, unwrap
@@ -233,76 +233,6 @@ def bench_wrn(args) -> dict:
     return {"batch": b, "grad_x_s": g, "param2_s": p, "macs_per_image": macs, "device": str(dev)}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} logical CPUs (torch threads {torch.get_num_threads()}){gpu}; "
-            f"torch {torch.__version__}; Python {platform.python_version()}")  # fmt: skip
-
-
-def report(res: dict, args, cmd: str) -> str:
-    L = [
-        "# Training-step speed against the algorithm's floor",
-        "",
-        f"Machine: {res['machine']}. Load average before / after: {res['load_before']} / {res['load_after']}.",
-        "",
-        f"Command: `{cmd}`",
-        "",
-        "Clock: "
-        + (
-            "process CPU time (one thread): other jobs on the machine inflate it little."
-            if args.clock == "cpu"
-            else "wall time."
-        ),  # fmt: skip
-        "",
-        "Step = `Trainer.train_step` (the real loop). Floor = (attack + SGLD input gradients) x t(grad_x) "
-        "+ t(parameter step with F forwards, backward, optimizer step), each timed alone, interleaved "
-        f"with the step over {args.rounds} rounds (medians; the ratio range is over rounds). Synthetic "
-        f"32x32 data, batch {args.batch}, settings of each method's `cpu-*` preset (model, attack, K).",
-        "",
-        "**The machine is shared (2 cores, other jobs running): absolute images/s are noisy and "
-        "only comparable within one table; the step/floor ratios are measured under the same load and "
-        "are what matters.**",
-        "",
-        "| mode | method | arch | attack + SGLD grads | F | step ms | floor ms | step/floor (range) | img/s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in res["methods"]:
-        if "error" in r:
-            L.append(f"| {r['mode']} | {r['method']} | failed: {r['error'][:200]} |||||||")
-            continue
-        L.append(f"| {r['mode']} | {r['method']} | {r['arch']} | {r['attack_steps']} + {r['sgld_steps']} | "
-                 f"{r['forwards']} | {r['step_s'] * 1e3:.0f} | {r['floor_s'] * 1e3:.0f} | "
-                 f"**{r['ratio']:.2f}** ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | "
-                 f"{r['images_per_s']:.0f} |")  # fmt: skip
-    if res["sampling"]:
-        k = args.sample_steps
-        L += ["", f"## Sampling: {k}-step Langevin (eval mode) vs {k} x t(grad_x)", "",
-              "| mode | arch | batch | K | sample ms | floor ms | ratio | img/s |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for r in res["sampling"]:
-            L.append(f"| {r['mode']} | {r['arch']} | {r['batch']} | {r['steps']} | {r['sample_s'] * 1e3:.0f} | "
-                     f"{r['floor_s'] * 1e3:.0f} | **{r['ratio']:.2f}** | {r['images_per_s']:.0f} |")  # fmt: skip
-    modes = sorted({r["mode"] for r in res["methods"]}, key=list(MODES).index)
-    if len(modes) > 1:
-        L += ["", "## Precision / compile: images/s of the step relative to fp32", "",
-              "| method | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]  # fmt: skip
-        by = {(r["method"], r["mode"]): r for r in res["methods"] if "error" not in r}
-        for m in dict.fromkeys(r["method"] for r in res["methods"]):
-            base = by.get((m, "fp32"))
-            cells = [f"{by[(m, md)]['images_per_s'] / base['images_per_s']:.2f}x" if base and (m, md) in by else "-"
-                     for md in modes]  # fmt: skip
-            L.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(L) + "\n"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
@@ -352,26 +282,15 @@ def main() -> int:
                     r = {"method": method, "mode": mode, "error": f"{type(e).__name__}: {e}"}
                 res["methods"].append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
-                save(res, args, cmd)
+                save(res, args, cmd, list(MODES))
             if args.sample_steps:
                 res["sampling"].append(bench_sampling(mode, args, data, tmp / "runs"))
                 print(json.dumps(res["sampling"][-1]), file=sys.stderr, flush=True)
         if args.wrn:
             res["wrn"] = bench_wrn(args)
             print(json.dumps(res["wrn"]), file=sys.stderr, flush=True)
-    print(save(res, args, cmd))
+    print(save(res, args, cmd, list(MODES)))
     return 0
-
-
-def save(res: dict, args, cmd: str) -> str:
-    """Write the report so far (a long run keeps its finished rows if it is stopped)."""
-    res["load_after"] = [round(v, 1) for v in os.getloadavg()]
-    text = report(res, args, cmd)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        Path(args.out).with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    return text
 
 
 if __name__ == "__main__":
