@@ -139,7 +139,7 @@ def outcome(run: Path) -> dict | None:
     collapsed = (not math.isfinite(final) or final < best - COLLAPSE_DROP or dead(final)
                  or summary.get("status") == "diverged")  # fmt: skip
     # Caught: a guard event no later than the first epoch after the best that fell that low.
-    after_best = epochs[accs.index(best) + 1:] if accs and math.isfinite(best) else []
+    after_best = epochs[accs.index(best) + 1 :] if accs and math.isfinite(best) else []
     drops = [r["step"] for r in after_best if r["test_acc"] < best - COLLAPSE_DROP or dead(r["test_acc"])]
     caught = bool(events) and (not drops or events[0]["step"] <= drops[0])
     return {"best": best, "final": final, "accs": accs, "collapsed": collapsed, "caught": caught, "logged": logged,
@@ -209,8 +209,10 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
               "|---|---|---|---|---|"]  # fmt: skip
     for arm in dict.fromkeys(j[0] for j in jobs):
         rs = [o for k, o in done.items() if k[0] == arm]
-        lines.append(f"| {arm} | {len(rs)} of {sum(j[0] == arm for j in jobs)} | {sum(o['collapsed'] for o in rs)} | "
-                     f"{sum(o['collapsed'] and not o['caught'] for o in rs)} | {sum(bool(o['events']) for o in rs)} |")
+        lines.append(
+            f"| {arm} | {len(rs)} of {sum(j[0] == arm for j in jobs)} | {sum(o['collapsed'] for o in rs)} | "
+            f"{sum(o['collapsed'] and not o['caught'] for o in rs)} | {sum(bool(o['events']) for o in rs)} |"
+        )
     text = "\n".join(lines) + "\n"
     notes = RESULTS.with_name("stability_cpu_notes.md")
     if notes.exists():
