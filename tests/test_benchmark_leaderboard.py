@@ -1,0 +1,75 @@
+"""benchmarks/leaderboard.py's page: numbers read from the stage outputs, mean ± sd, wall times."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import leaderboard  # noqa: E402
+
+
+def _write(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _run(root: Path, name: str, clean: float, fid: float | None, buffer_fid: float | None = None) -> None:
+    run = root / name
+    _write(run / "summary.json", {"status": "ok", "train_time_s": 120.0})
+    rob = {"clean": {"accuracy": clean}, "pgd20": {"accuracy": clean / 2}, "autoattack": {"accuracy": 1.0}}
+    _write(run / "eval" / "metrics.json", {"suites": {"robustness": rob, "calibration": {"clean": {"ece": 0.05}}}})
+    if fid is not None:
+        suite = {"fid": fid, **({"buffer": {"fid": buffer_fid}} if buffer_fid is not None else {})}
+        _write(run / "gen-joint" / "eval" / "metrics.json", {"suites": {"fid": suite}})
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    monkeypatch.setattr(leaderboard, "PAGE", tmp_path / "docs" / "LEADERBOARD.md")
+    monkeypatch.setattr(leaderboard, "IMG", tmp_path / "docs" / "img")
+    return tmp_path / "docs" / "LEADERBOARD.md"
+
+
+def test_measures_reads_every_column_and_skips_what_is_missing(tmp_path):
+    _run(tmp_path, "jem-s0", 30.0, 200.0, 150.0)
+    m = leaderboard.measures(tmp_path / "jem-s0")
+    assert m["clean"] == 30.0 and m["pgd20"] == 15.0 and m["autoattack"] == 1.0
+    assert m["fid"] == 200.0 and m["fid_buffer"] == 150.0
+    assert m["ece"] == pytest.approx(5.0) and m["train_min"] == 2.0 and m["status"] == "ok"
+    assert "cw_linf" not in m  # not measured: no cell is invented
+    assert leaderboard.measures(tmp_path / "absent") == {}
+
+
+def test_report_gives_mean_sd_over_seeds_one_seed_and_not_run(tmp_path, page):
+    out = tmp_path / "runs"
+    _run(out, "jem-s0", 30.0, 200.0)
+    _run(out, "jem-s1", 34.0, None)  # FID of seed 1 not yet measured
+    (out / "leaderboard.log").write_text(
+        f"$ jeat train --preset cpu-jem --out {out} --name jem-s0\n# exit 0, 120 s\n"
+        f"$ jeat evaluate {out}/jem-s0 --suite robustness\n# exit 0, 60 s\n"
+        f"$ jeat train --preset cpu-jem --out {out} --name jem-s1\n# exit 0, 240 s\n"
+    )
+    text = leaderboard.report(out, ["jem", "pgd"], [0, 1])
+    assert page.read_text() == text
+    jem = next(line for line in text.splitlines() if line.startswith("| jem |"))
+    cells = [c.strip() for c in jem.split("|")[1:-1]]
+    assert cells[2] == "32.0 ± 2.8%"  # clean: mean and sample sd of 30 and 34
+    assert cells[6] == "200.0 (1 seed)"  # FID: only seed 0 measured, and the page says so
+    assert cells[4] == "-"  # C&W-inf never measured
+    assert cells[10] == "3.5 ± 0.7 min"  # wall time of all stages: 3 and 4 minutes
+    pgd = next(line for line in text.splitlines() if line.startswith("| pgd |"))
+    assert "not run" in pgd
+
+
+def test_stage_minutes_attributes_each_stage_to_its_run(tmp_path):
+    log = tmp_path / "leaderboard.log"
+    log.write_text(
+        "$ jeat train --preset cpu-eb-jdat --seed 1 --out runs/leaderboard --name eb-jdat-s1 --no-progress\n"
+        "epoch 1: test acc 0.2\n# exit 0, 300 s\n"
+        "$ jeat generate runs/leaderboard/eb-jdat-s1 --out runs/leaderboard/eb-jdat-s1/gen-joint\n# exit 0, 60 s\n"
+    )
+    assert leaderboard.stage_minutes(log) == {"eb-jdat-s1": pytest.approx(6.0)}
