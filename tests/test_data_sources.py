@@ -49,24 +49,25 @@ def test_npz_labels_any_integer_dtype_and_shape(tmp_path):
     assert data.labels.tolist() == [2, 0, 1] and data.labels.dtype == torch.int64
 
 
-def test_npz_errors(tmp_path):
+def test_npz_missing_file():
     with pytest.raises(DataNotFoundError, match="no .npz file"):
-        load_npz(tmp_path / "missing.npz")
-    np.savez(tmp_path / "nolabels.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
-    with pytest.raises(ValueError, match="expected arrays 'x' and 'y'"):
-        load_npz(tmp_path / "nolabels.npz")
-    np.savez(tmp_path / "float.npz", x=np.zeros((2, 4, 4, 3), np.float32), y=np.zeros(2, int))
-    with pytest.raises(ValueError, match="must be uint8"):
-        load_npz(tmp_path / "float.npz")
-    np.savez(tmp_path / "fourch.npz", x=np.zeros((2, 4, 4, 4), np.uint8), y=np.zeros(2, int))
-    with pytest.raises(ValueError, match="1 or 3 channels"):
-        load_npz(tmp_path / "fourch.npz")
-    np.savez(tmp_path / "rect.npz", x=np.zeros((2, 4, 6, 3), np.uint8), y=np.zeros(2, int))
-    with pytest.raises(ValueError, match="square"):
-        load_npz(tmp_path / "rect.npz")
-    np.savez(tmp_path / "count.npz", x=np.zeros((2, 4, 4, 3), np.uint8), y=np.zeros(3, int))
-    with pytest.raises(ValueError, match="2 images but 3 labels"):
-        load_npz(tmp_path / "count.npz")
+        load_npz("/nonexistent/missing.npz")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"images": np.zeros((2, 4, 4, 3), np.uint8)}, "expected arrays 'x' and 'y'"),
+        ({"x": np.zeros((2, 4, 4, 3), np.float32), "y": np.zeros(2, int)}, "must be uint8"),
+        ({"x": np.zeros((2, 4, 4, 4), np.uint8), "y": np.zeros(2, int)}, "1 or 3 channels"),
+        ({"x": np.zeros((2, 4, 6, 3), np.uint8), "y": np.zeros(2, int)}, "square"),
+        ({"x": np.zeros((2, 4, 4, 3), np.uint8), "y": np.zeros(3, int)}, "2 images but 3 labels"),
+    ],
+)
+def test_npz_errors(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=message):
+        load_npz(tmp_path / "bad.npz")
 
 
 def test_npz_refuses_pickled_objects(tmp_path):
