@@ -66,6 +66,8 @@ class Leaderboard:
 
     def train(self, method: str, seed: int) -> bool:
         run = self.run_dir(method, seed)
+        if _load(run / "summary.json").get("status") == "diverged":
+            return False  # stopped by the guard: the page reports the stop, not its last checkpoint's numbers
         if (run / "checkpoint.pt").exists() and not (run / "summary.json").exists():
             cmd = ["jeat", "train", "--resume", str(run), "--no-progress"]
         else:
