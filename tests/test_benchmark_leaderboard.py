@@ -73,3 +73,12 @@ def test_stage_minutes_attributes_each_stage_to_its_run(tmp_path):
         "$ jeat generate runs/leaderboard/eb-jdat-s1 --out runs/leaderboard/eb-jdat-s1/gen-joint\n# exit 0, 60 s\n"
     )
     assert leaderboard.stage_minutes(log) == {"eb-jdat-s1": pytest.approx(6.0)}
+
+
+def test_a_run_the_guard_stopped_is_not_evaluated_from_its_last_checkpoint(tmp_path):
+    args = type("Args", (), {"out": str(tmp_path), "data": "data", "seeds": [0], "methods": ["jem"]})()
+    board = leaderboard.Leaderboard(args)
+    _write(board.run_dir("jem", 0) / "summary.json", {"status": "diverged"})
+    (board.run_dir("jem", 0) / "checkpoint.pt").write_bytes(b"")
+    board.stages.sh = lambda *a, **k: pytest.fail("a stopped run must not be resumed or evaluated")
+    assert board.train("jem", 0) is False
