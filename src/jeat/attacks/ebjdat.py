@@ -2,7 +2,10 @@
 that *raise* f(x, y) = -E(x, y) plus a perception distance between the normalised logits of x
 and x', from a uniform random start, kept in the pixel box:
 
-    x' <- clip_[0,1]( x' + step * sign grad_x' [ -E(x', y) + sum_i || z_i/||z_i|| - z'_i/||z'_i|| ||^2 ] )
+    x' <- clip_[0,1]( x' + step * sign grad_x' [ -E(x', y) + w sum_i || z_i/||z_i|| - z'_i/||z'_i|| ||^2 ] )
+
+with w = 1/2: the reference attacks sub-batches of 2 and adds the energies' *sum* to the perception
+distances' *mean*, so per example the perception term weighs half as much as the energy.
 
 The reference code does not project onto an eps-ball: after k steps ||x' - x||_inf <= start_eps
 + k * step. Its values in [-1, 1] units (start 8/255, step 2/255, 5 steps) are start 4/255 and
@@ -25,7 +28,7 @@ def perception_distance(logits: Tensor, logits_ref: Tensor) -> Tensor:
 
 
 def ebjdat_attack(model: nn.Module, x: Tensor, y: Tensor, start_eps: float = 4 / 255, step_size: float = 1 / 255,
-                  steps: int = 5) -> Tensor:  # fmt: skip
+                  steps: int = 5, perception_weight: float = 0.5) -> Tensor:  # fmt: skip
     if start_eps < 0 or steps < 0:
         raise ValueError(f"start_eps and steps must be non-negative, got {start_eps}, {steps}")
     x = x.detach()
@@ -35,7 +38,7 @@ def ebjdat_attack(model: nn.Module, x: Tensor, y: Tensor, start_eps: float = 4 /
     for _ in range(steps):
         x_adv.requires_grad_(True)
         logits = model(x_adv).float()
-        objective = (-joint_energy(logits, y) + perception_distance(logits, ref)).sum()
+        objective = (-joint_energy(logits, y) + perception_weight * perception_distance(logits, ref)).sum()
         (grad,) = torch.autograd.grad(objective, x_adv)
         x_adv = (x_adv.detach() + step_size * grad.sign()).clamp_(0, 1)
     return x_adv.detach()
