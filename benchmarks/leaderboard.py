@@ -152,6 +152,8 @@ def stage_minutes(log: Path) -> dict[str, float]:
             run = m.group(1) if m else None
         elif line.startswith("# exit") and run:
             out[run] = out.get(run, 0.0) + float(line.rsplit(",", 1)[1].split()[0]) / 60
+        elif m := re.match(r"# (\S+-s\d+) moved to", line):  # a superseded run's stages no longer count
+            out.pop(m.group(1), None)
     return out
 
 
@@ -176,7 +178,9 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
             IMG.mkdir(parents=True, exist_ok=True)
             shutil.copy(grid, IMG / f"{m}.png")
         img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() else "-"
-        walls = [wall[f"{m}-s{s}"] for s in seeds if f"{m}-s{s}" in wall]
+        # wall time of all stages: only runs whose last stage (FID) is done
+        done = [s for s in seeds if (out / f"{m}-s{s}" / "gen-joint" / "eval" / "metrics.json").is_file()]
+        walls = [wall[f"{m}-s{s}"] for s in done if f"{m}-s{s}" in wall]
         table.append(f"| {m} | `{METHODS[m]}` | {' | '.join(cells)} | {_cell(rows[m]['train_min'], ' min')} | "
                      f"{_cell(walls, ' min')} | "
                      f"{', '.join(statuses) or 'not run'} | {img} |")  # fmt: skip

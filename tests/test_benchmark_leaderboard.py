@@ -60,7 +60,7 @@ def test_report_gives_mean_sd_over_seeds_one_seed_and_not_run(tmp_path, page):
     assert cells[2] == "32.0 ± 2.8%"  # clean: mean and sample sd of 30 and 34
     assert cells[6] == "200.0 (1 seed)"  # FID: only seed 0 measured, and the page says so
     assert cells[4] == "-"  # C&W-inf never measured
-    assert cells[10] == "3.5 ± 0.7 min"  # wall time of all stages: 3 and 4 minutes
+    assert cells[10] == "3.0 min (1 seed)"  # wall time of all stages: only seed 0 has all its stages
     pgd = next(line for line in text.splitlines() if line.startswith("| pgd |"))
     assert "not run" in pgd
 
@@ -71,8 +71,11 @@ def test_stage_minutes_attributes_each_stage_to_its_run(tmp_path):
         "$ jeat train --preset cpu-eb-jdat --seed 1 --out runs/leaderboard --name eb-jdat-s1 --no-progress\n"
         "epoch 1: test acc 0.2\n# exit 0, 300 s\n"
         "$ jeat generate runs/leaderboard/eb-jdat-s1 --out runs/leaderboard/eb-jdat-s1/gen-joint\n# exit 0, 60 s\n"
+        "$ jeat train --preset cpu-jem --seed 1 --out runs/leaderboard --name jem-s1\n# exit 0, 600 s\n"
+        "# jem-s1 moved to runs/leaderboard-superseded (a fix)\n"
+        "$ jeat train --preset cpu-jem --seed 1 --out runs/leaderboard --name jem-s1\n# exit 0, 120 s\n"
     )
-    assert leaderboard.stage_minutes(log) == {"eb-jdat-s1": pytest.approx(6.0)}
+    assert leaderboard.stage_minutes(log) == {"eb-jdat-s1": pytest.approx(6.0), "jem-s1": pytest.approx(2.0)}
 
 
 def test_a_run_the_guard_stopped_is_not_evaluated_from_its_last_checkpoint(tmp_path):
