@@ -163,7 +163,8 @@ def test_ebjdat_attack_stays_in_the_box_and_within_its_unprojected_reach():
     assert (x_adv - x).abs().max() <= 9 / 255 + 1e-6  # start 4/255 + 5 steps of 1/255, no ball
 
 
-def test_ebjdat_attack_step_is_the_sign_of_the_references_objective():
+@pytest.mark.parametrize("objective", ["energy", "ce"])
+def test_ebjdat_attack_step_is_the_sign_of_the_references_objective(objective):
     # Reference: sum of f(x', y) over a sub-batch of 2 plus the *mean* perception distance, so per
     # example the perception term has weight 1/2. One step from a known start, by hand:
     from jeat.attacks.ebjdat import ebjdat_attack
@@ -174,16 +175,28 @@ def test_ebjdat_attack_step_is_the_sign_of_the_references_objective():
         model[3].weight.mul_(0.1), model[3].bias.mul_(0.1)
     x, y = torch.rand(8, 3, 2, 2) * 0.5 + 0.25, torch.randint(0, 4, (8,))
     torch.manual_seed(7)
-    x_adv = ebjdat_attack(model, x, y, start_eps=0.1, step_size=1 / 255, steps=1)
+    x_adv = ebjdat_attack(model, x, y, start_eps=0.1, step_size=1 / 255, steps=1, objective=objective)
     torch.manual_seed(7)
     start = (x + torch.empty_like(x).uniform_(-0.1, 0.1)).requires_grad_(True)
     pairs = []
     for i in range(0, 8, 2):
         za, zr = model(start[i : i + 2]), model(x[i : i + 2]).detach()
         pd = [((za[k] / za[k].norm() - zr[k] / zr[k].norm()) ** 2).sum() for k in range(2)]
-        pairs.append(za.gather(1, y[i : i + 2, None]).sum() + torch.stack(pd).mean())
+        target = (
+            F.cross_entropy(za, y[i : i + 2], reduction="sum")
+            if objective == "ce"
+            else za.gather(1, y[i : i + 2, None]).sum()
+        )
+        pairs.append(target + torch.stack(pd).mean())
     (grad,) = torch.autograd.grad(torch.stack(pairs).sum(), start)
     torch.testing.assert_close(x_adv, (start.detach() + grad.sign() / 255).clamp(0, 1))
+
+
+def test_ebjdat_rejects_an_unknown_attack_objective():
+    cfg = TrainConfig()
+    cfg.method.name, cfg.method.sgld.sampler, cfg.method.ebjdat_attack = "eb-jdat", "pyld", "pgd"
+    with pytest.raises(ValueError, match="unknown method.ebjdat_attack 'pgd'; choose energy, ce"):
+        METHODS["eb-jdat"](cfg, None, _Data(), torch.device("cpu"))
 
 
 def test_ebjdat_loss_gradient_matches_the_hand_derived_one():

@@ -110,6 +110,7 @@ class MethodConfig:
     weat_variant: str = "nat"  # weat: nat (CE on x, WEAT_nat) | adv (CE on x', WEAT_adv)
     ebjdat_px_weight: float = 0.1  # eb-jdat: weight of E(x) - E(x_adv) (their p_x_xadv_weight)
     ebjdat_ce_weight: float = 1.0  # eb-jdat: weight of CE(x_adv) (their p_y_given_xadv_weight)
+    ebjdat_attack: str = "energy"  # eb-jdat: x_adv ascends f(x,y) (reference) or CE ("ce", their commented variant)
 
 
 @dataclass

@@ -8,14 +8,15 @@ distribution of clean and adversarial data,
 with a = ``method.ebjdat_px_weight`` (their p_x_xadv_weight, 0.1) and b =
 ``method.ebjdat_ce_weight`` (p_y_given_xadv_weight, 1). The attack runs with BN running
 statistics (the reference calls ``f.eval()``); its steps and sizes come from ``method.attack``
-(steps, step_size, and eps as the random start's half-width).
+(steps, step_size, and eps as the random start's half-width); ``method.ebjdat_attack`` picks the
+sampler's objective (``energy``, the reference's; ``ce``, its commented-out variant).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from ..attacks.ebjdat import ebjdat_attack
+from ..attacks.ebjdat import OBJECTIVES, ebjdat_attack
 from ..energy import cross_entropy, marginal_energy
 from ..models.utils import frozen_bn_stats, running_bn_stats, unwrap
 from .base import accuracy_metric
@@ -27,10 +28,17 @@ class EBJDAT(JEMPP):
     summary = "EB-JDAT: JEM++ + E(x) - E(x') and CE(x') on EB-JDAT's energy/perception adversarial samples"
     px_on_clean = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.mcfg.ebjdat_attack not in OBJECTIVES:
+            raise ValueError(
+                f"unknown method.ebjdat_attack {self.mcfg.ebjdat_attack!r}; choose {', '.join(OBJECTIVES)}"
+            )
+
     def adv_attack(self, model, x: Tensor, y: Tensor) -> Tensor:
         a, net = self.mcfg.attack, unwrap(model)
         with running_bn_stats(net):
-            return ebjdat_attack(net, x, y, a.eps, a.step_size, a.steps)
+            return ebjdat_attack(net, x, y, a.eps, a.step_size, a.steps, objective=self.mcfg.ebjdat_attack)
 
     def extra_terms(self, model, x, y, e_data):
         x_adv = self.crafted("x_adv", lambda: self.adv_attack(model, x, y))
