@@ -8,7 +8,7 @@ epochs (BUDGET), then goes through the same stages: ``jeat evaluate`` (clean, PG
 AutoAttack standard on AA_N images, ECE), ``jeat generate`` (Eq. 17 SGLD from the class Gaussians,
 PER_CLASS per class) and ``jeat evaluate --suite fid`` at that fixed N. Resumable: each stage is
 skipped once its output exists (benchmarks/stages.py), a killed training resumes from its
-checkpoint. After the first seed, accuracy of every method comes before samples and FID.
+checkpoint. Accuracy of every method and seed comes before samples and FID.
 docs/LEADERBOARD.md is rewritten from the finished stages after every model, with mean ± sd over
 seeds, wall time and a sample grid per method.
 """
@@ -98,16 +98,10 @@ class Leaderboard:
         return self.stages.sh(cmd, gen / "eval" / "metrics.json")
 
     def run(self) -> None:
-        # The first seed runs every stage per method (a grid and an FID per method early); later
-        # seeds run accuracy for every method before samples and FID, so a run cut short by time
-        # still has its accuracy columns over all seeds.
-        first, *rest = self.args.seeds
+        # Accuracy of every (method, seed) before any samples and FID, so a run cut short by time
+        # still has its accuracy columns over all seeds; the first seed's samples come first.
         later = []
-        for method in self.args.methods:
-            if self.train(method, first) and self.evaluate(method, first):
-                self.generate_and_fid(method, first)
-            report(self.out, self.args.methods, self.args.seeds)
-        for seed in rest:
+        for seed in self.args.seeds:
             for method in self.args.methods:
                 if self.train(method, seed) and self.evaluate(method, seed):
                     later.append((method, seed))
