@@ -50,6 +50,7 @@ N_EVAL, AA_N, PER_CLASS, N_REF = 500, 100, 50, 1000
 SAMPLING = ["--sampler", "joint", "--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0",
             "--noise", "0.01", "--no-component-trace"]  # fmt: skip
 PAGE = ROOT / "docs" / "LEADERBOARD.md"
+RESULTS = ROOT / "benchmarks" / "results" / "leaderboard_cpu.json"  # committed: the runs themselves are not
 IMG = ROOT / "docs" / "img" / "leaderboard"
 COLUMNS = [("clean", "clean"), ("pgd20", "PGD-20"), ("cw_linf", "C&W-inf"), ("autoattack", "AutoAttack"),
            ("fid", "FID ↓"), ("fid_buffer", "FID buffer ↓"), ("ece", "ECE ↓")]  # fmt: skip
@@ -134,21 +135,44 @@ def measures(run: Path) -> dict[str, float]:
     return out
 
 
-def stage_minutes(log: Path) -> dict[str, float]:
-    """Wall minutes of all stages per run directory name, from the stage log."""
-    out: dict[str, float] = {}
+def stage_records(log: Path) -> dict[str, list[dict]]:
+    """Every finished stage per run directory name, from the stage log: command, exit code, seconds."""
+    out: dict[str, list[dict]] = {}
     if not log.is_file():
         return out
-    run = None
+    run = cmd = None
     for line in log.read_text().splitlines():
         if line.startswith("$ "):
             m = re.search(r"\b([a-z][a-z-]*-s\d+)(?:/|\s|$)", line)
-            run = m.group(1) if m else None
-        elif line.startswith("# exit") and run:
-            out[run] = out.get(run, 0.0) + float(line.rsplit(",", 1)[1].split()[0]) / 60
+            run, cmd = (m.group(1) if m else None), line[2:].replace(f"{ROOT}/", "")
+        elif (m := re.match(r"# exit (-?\d+), (\d+(?:\.\d+)?) s", line)) and run:
+            out.setdefault(run, []).append({"cmd": cmd, "rc": int(m.group(1)), "s": float(m.group(2))})
         elif m := re.match(r"# (\S+-s\d+) moved to", line):  # a superseded run's stages no longer count
             out.pop(m.group(1), None)
     return out
+
+
+def stage_minutes(log: Path) -> dict[str, float]:
+    """Wall minutes of all stages per run directory name, from the stage log."""
+    return {run: sum(st["s"] for st in stages) / 60 for run, stages in stage_records(log).items()}
+
+
+def collect(out: Path, methods: list[str], seeds: list[int]) -> dict[str, dict]:
+    """Per run: its measures, its stages and whether its last stage (FID) is done; merged into the
+    committed RESULTS file so the page can be rebuilt on a checkout that no longer has the runs."""
+    records = _load(RESULTS).get("runs", {})
+    stages = stage_records(out / "leaderboard.log")
+    for m in methods:
+        for s in seeds:
+            run = out / f"{m}-s{s}"
+            meas = measures(run)
+            if not meas:
+                continue  # not run here: keep what RESULTS holds
+            fid_done = (run / "gen-joint" / "eval" / "metrics.json").is_file()
+            records[run.name] = {"measures": meas, "fid_done": fid_done, "stages": stages.get(run.name, [])}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS, json.dumps({"budget": BUDGET, "runs": records}, indent=1, sort_keys=True) + "\n")
+    return records
 
 
 def _cell(values: list[float], unit: str = "") -> str:
@@ -161,9 +185,10 @@ def _cell(values: list[float], unit: str = "") -> str:
 
 def report(out: Path, methods: list[str], seeds: list[int]) -> str:
     rows, table = {}, []
-    wall = stage_minutes(out / "leaderboard.log")
+    records = collect(out, methods, seeds)
     for m in methods:
-        per_seed = [measures(out / f"{m}-s{s}") for s in seeds]
+        recs = [records.get(f"{m}-s{s}", {}) for s in seeds]
+        per_seed = [r.get("measures", {}) for r in recs]
         rows[m] = {k: [r[k] for r in per_seed if isinstance(r.get(k), float)] for k, _ in COLUMNS + [("train_min", "")]}
         cells = [_cell(rows[m][k], "" if k.startswith("fid") else "%") for k, _ in COLUMNS]
         statuses = sorted({r.get("status") for r in per_seed if r.get("status")})
@@ -173,8 +198,7 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
             shutil.copy(grid, IMG / f"{m}.png")
         img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() else "-"
         # wall time of all stages: only runs whose last stage (FID) is done
-        done = [s for s in seeds if (out / f"{m}-s{s}" / "gen-joint" / "eval" / "metrics.json").is_file()]
-        walls = [wall[f"{m}-s{s}"] for s in done if f"{m}-s{s}" in wall]
+        walls = [sum(st["s"] for st in r["stages"]) / 60 for r in recs if r.get("fid_done") and r.get("stages")]
         table.append(f"| {m} | `{METHODS[m]}` | {' | '.join(cells)} | {_cell(rows[m]['train_min'], ' min')} | "
                      f"{_cell(walls, ' min')} | "
                      f"{', '.join(statuses) or 'not run'} | {img} |")  # fmt: skip
@@ -182,7 +206,8 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         "# Leaderboard: every method, one CPU budget, one evaluation",
         "",
         "Produced by `python benchmarks/leaderboard.py --data ../shared/data` (resumable; this page is rewritten "
-        "from the finished stages). Commands and wall times: `runs/leaderboard/leaderboard.log`.",
+        "from the finished stages). Every run's numbers, commands and stage times: "
+        "`benchmarks/results/leaderboard_cpu.json`.",
         "",
         f"Budget: each method's `cpu-*` preset (small CNN) on the same {TRAIN_LIMIT:,} CIFAR-10 training images for "
         f"{EPOCHS} epochs, seeds {', '.join(map(str, seeds))}; mean ± sd over seeds. Evaluation, the same for all: "

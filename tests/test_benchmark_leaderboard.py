@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def _run(root: Path, name: str, clean: float, fid: float | None, buffer_fid: flo
 def page(tmp_path, monkeypatch):
     monkeypatch.setattr(leaderboard, "PAGE", tmp_path / "docs" / "LEADERBOARD.md")
     monkeypatch.setattr(leaderboard, "IMG", tmp_path / "docs" / "img")
+    monkeypatch.setattr(leaderboard, "RESULTS", tmp_path / "results" / "leaderboard.json")
     return tmp_path / "docs" / "LEADERBOARD.md"
 
 
@@ -63,6 +65,20 @@ def test_report_gives_mean_sd_over_seeds_one_seed_and_not_run(tmp_path, page):
     assert cells[10] == "3.0 min (1 seed)"  # wall time of all stages: only seed 0 has all its stages
     pgd = next(line for line in text.splitlines() if line.startswith("| pgd |"))
     assert "not run" in pgd
+
+
+def test_the_page_is_rebuilt_from_the_committed_results_once_the_runs_are_gone(tmp_path, page):
+    out = tmp_path / "runs"
+    _run(out, "jem-s0", 30.0, 200.0)
+    (out / "leaderboard.log").write_text(f"$ jeat train --out {out} --name jem-s0\n# exit 0, 120 s\n")
+    first = leaderboard.report(out, ["jem"], [0, 1])
+    saved = json.loads(leaderboard.RESULTS.read_text())["runs"]["jem-s0"]
+    assert saved["fid_done"] and saved["stages"][0]["s"] == 120.0 and saved["measures"]["clean"] == 30.0
+    shutil.rmtree(out)  # a fresh checkout: runs/ is not in git
+    assert leaderboard.report(out, ["jem"], [0, 1]) == first
+    _run(out, "jem-s1", 34.0, None)  # a new seed adds to what was saved, and keeps seed 0
+    jem = next(line for line in leaderboard.report(out, ["jem"], [0, 1]).splitlines() if line.startswith("| jem |"))
+    assert "32.0 ± 2.8%" in jem and "200.0 (1 seed)" in jem
 
 
 def test_stage_minutes_attributes_each_stage_to_its_run(tmp_path):

@@ -173,12 +173,24 @@ def test_paper_robust_jem_follows_jempp_and_the_robust_jem_paper():
     c = get_preset("paper-robust-jem")
     s = c.method.sgld
     assert (s.sampler, s.steps, s.inner_steps, s.noise, s.init, s.class_conditional_buffer) == (
-        "pyld", 10, 5, 0.0, "gaussian", False)  # m = 10, n = 5; JEM++: no noise, unconditional chains
+        "pyld",
+        10,
+        5,
+        0.0,
+        "gaussian",
+        False,
+    )  # m = 10, n = 5; JEM++: no noise, unconditional chains
     # JEM++'s [-1, 1] settings in [0, 1] units: sgld_lr 1 -> 1/4, pyld_lr 0.2 -> 0.05, eps 1 -> clip 0.1
     assert (s.step_size, s.inner_step_size, s.inner_clip) == (0.25, 0.05, 0.1)
     o = c.optim
     assert (o.name, o.lr, o.weight_decay, o.milestones, o.gamma, o.warmup_steps) == (
-        "sgd", 0.1, 4e-4, (50, 100, 125), 0.2, 1000)
+        "sgd",
+        0.1,
+        4e-4,
+        (50, 100, 125),
+        0.2,
+        1000,
+    )
     assert c.model.arch == "jempp-wrn-28-10" and c.epochs == 150 and c.data.augment == "jem"
     assert (c.method.attack.steps, c.method.attack.eps) == (15, 0.05)
 

@@ -116,8 +116,12 @@ def test_evaluation_and_sampling_say_which_weights(data, tmp_path):
     c = tiny_config(data, tmp_path, epochs=1)
     c.ema.decay = 0.8
     _fit(c, tmp_path / "run")
-    opts = {"robustness.pgd_steps": "1", "robustness.energy_steps": "1", "robustness.cw_steps": "1",
-            "robustness.cw_l2_steps": "1"}
+    opts = {
+        "robustness.pgd_steps": "1",
+        "robustness.energy_steps": "1",
+        "robustness.cw_steps": "1",
+        "robustness.cw_l2_steps": "1",
+    }
     m = evaluate(tmp_path / "run", suites="robustness", n=8, batch_size=8, data=str(data), progress=False,
                  options=opts, weights="raw")  # fmt: skip
     assert m["weights"] == "raw" and "(raw weights)" in (tmp_path / "run" / "eval" / "report.md").read_text()
