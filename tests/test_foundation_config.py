@@ -127,7 +127,7 @@ def test_every_preset_builds(name):
     assert cfg.data.name in DATASETS and cfg.data.augment in AUGMENTATIONS
     assert cfg.optim.schedule in SCHEDULES and cfg.optim.name in ("sgd", "adam")
     assert cfg.method.attack.energy in ENERGY_KINDS
-    assert cfg.amp in ("bf16", "none") and cfg.epochs > 0 and cfg.data.batch_size > 0
+    assert cfg.amp in ("auto", "bf16", "none") and cfg.epochs > 0 and cfg.data.batch_size > 0
     assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
     params = [torch.nn.Parameter(torch.zeros(2))]
     opt = build_optimizer(params, cfg.optim)

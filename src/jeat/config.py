@@ -162,7 +162,7 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "bf16"  # bf16 | fp16 | none
+    amp: str = "auto"  # auto (bf16 where the device computes it natively) | bf16 | none
     channels_last: bool = True
     compile: bool = False
     out_dir: str = "runs"
@@ -306,8 +306,8 @@ def validate(cfg: TrainConfig) -> None:
             bad.append(f"{path} must be in [0, 1), got {_get(cfg, path)!r}")
     if cfg.ema.warmup < 1:
         bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
-    if cfg.amp not in ("bf16", "none"):
-        bad.append(f"amp must be 'bf16' or 'none', got {cfg.amp!r}")
+    if cfg.amp not in ("auto", "bf16", "none"):
+        bad.append(f"amp must be 'auto', 'bf16' or 'none', got {cfg.amp!r}")
     if bad:
         raise ValueError("invalid configuration: " + "; ".join(bad) + " (set with --set FIELD=VALUE)")
 

@@ -35,6 +35,7 @@ from . import distributed as D
 from .ema import EMA
 from .guard import Guard, absolute_trigger
 from .optim import build_optimizer, build_scheduler
+from .precision import resolve_amp
 from .recovery import Recovery, RolledBack
 from .rundir import RunDir
 from .sam import SAM
@@ -63,6 +64,7 @@ class Trainer(Checkpointing, Recovery, Summary):
             raise
 
     def _build(self, cfg: TrainConfig, run_dir, resume: bool, reseed: int | None) -> None:
+        cfg.amp = resolve_amp(cfg.amp, self.device)  # config.json records the concrete choice
         self.run = RunDir(run_dir or Path(cfg.out_dir) / (cfg.name or cfg.preset), write=self.rank == 0)
         torch.manual_seed(cfg.seed)  # the same model initialisation on every rank
 

@@ -1,0 +1,44 @@
+"""amp=auto: bf16 only where the device computes it natively; the run records the concrete choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from jeat.training import precision
+from jeat.training.loop import Trainer
+from jeat.training.precision import resolve_amp
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_picks_bf16_only_where_native(monkeypatch, native):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    assert resolve_amp("auto", CPU) == ("bf16" if native else "none")
+    assert resolve_amp("none", CPU) == "none"  # an explicit choice is kept either way
+
+
+def test_explicit_bf16_without_native_support_is_kept_but_warned(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="emulates"):
+        assert resolve_amp("bf16", CPU) == "bf16"
+
+
+def test_unknown_amp_is_a_clear_error():
+    with pytest.raises(ValueError, match="amp must be one of auto, bf16, none"):
+        resolve_amp("fp16", CPU)
+
+
+def test_native_bf16_answers_for_this_cpu():
+    assert isinstance(precision.native_bf16(CPU), bool)
+    assert precision.native_bf16(torch.device("meta")) is False
+
+
+def test_a_run_records_the_resolved_precision_not_auto(tmp_path, monkeypatch, npz_dir):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    Trainer(tiny_config(npz_dir, tmp_path, amp="auto"), tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "none"
