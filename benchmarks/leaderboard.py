@@ -8,7 +8,8 @@ epochs (BUDGET), then goes through the same stages: ``jeat evaluate`` (clean, PG
 AutoAttack standard on AA_N images, ECE), ``jeat generate`` (Eq. 17 SGLD from the class Gaussians,
 PER_CLASS per class) and ``jeat evaluate --suite fid`` at that fixed N. Resumable: each stage is
 skipped once its output exists (benchmarks/stages.py), a killed training resumes from its
-checkpoint. Accuracy of every method and seed comes before samples and FID.
+checkpoint, and a run already complete in RESULTS (committed) is not run again. All stages of
+one run come before the next; seed 0 of every method before seed 1.
 docs/LEADERBOARD.md is rewritten from the finished stages after every model, with mean ± sd over
 seeds, wall time and a sample grid per method.
 """
@@ -98,18 +99,23 @@ class Leaderboard:
             cmd += ["--set", "fid.buffer=true", "--set", f"fid.n_buffer={PER_CLASS * 10}"]
         return self.stages.sh(cmd, gen / "eval" / "metrics.json")
 
+    def recorded(self, method: str, seed: int) -> bool:
+        """Whether RESULTS (committed) already holds this run complete: a fresh checkout has no
+        runs/, and its finished runs must not be trained again."""
+        rec = _load(RESULTS).get("runs", {}).get(f"{method}-s{seed}", {})
+        return bool(rec.get("fid_done") or rec.get("measures", {}).get("status") == "diverged")
+
     def run(self) -> None:
-        # Accuracy of every (method, seed) before any samples and FID, so a run cut short by time
-        # still has its accuracy columns over all seeds; the first seed's samples come first.
-        later = []
+        # Every stage of a run before the next run: a run is recorded complete (RESULTS) or not at
+        # all, so nothing depends on runs/ surviving until a later stage. Seed 0 of every method
+        # first, so a page cut short by time compares all methods.
         for seed in self.args.seeds:
             for method in self.args.methods:
+                if self.recorded(method, seed):
+                    continue
                 if self.train(method, seed) and self.evaluate(method, seed):
-                    later.append((method, seed))
+                    self.generate_and_fid(method, seed)
                 report(self.out, self.args.methods, self.args.seeds)
-        for method, seed in later:
-            self.generate_and_fid(method, seed)
-            report(self.out, self.args.methods, self.args.seeds)
 
 
 def _load(path: Path) -> dict:

@@ -101,3 +101,15 @@ def test_a_run_the_guard_stopped_is_not_evaluated_from_its_last_checkpoint(tmp_p
     (board.run_dir("jem", 0) / "checkpoint.pt").write_bytes(b"")
     board.stages.sh = lambda *a, **k: pytest.fail("a stopped run must not be resumed or evaluated")
     assert board.train("jem", 0) is False
+
+
+def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page):
+    args = type("Args", (), {"out": str(tmp_path / "runs"), "data": "data", "seeds": [0, 1], "methods": ["jem"]})()
+    board = leaderboard.Leaderboard(args)
+    done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
+            "jem-s1": {"measures": {"clean": 31.0}, "fid_done": False, "stages": []}}  # fmt: skip
+    _write(leaderboard.RESULTS, {"runs": done})
+    ran = []
+    board.train = lambda m, s: ran.append((m, s)) or False
+    board.run()
+    assert ran == [("jem", 1)]  # seed 1 lacks its FID: its stages run (each skipped if its output exists)
