@@ -158,11 +158,6 @@ def stage_records(log: Path) -> dict[str, list[dict]]:
     return out
 
 
-def stage_minutes(log: Path) -> dict[str, float]:
-    """Wall minutes of all stages per run directory name, from the stage log."""
-    return {run: sum(st["s"] for st in stages) / 60 for run, stages in stage_records(log).items()}
-
-
 def collect(out: Path, methods: list[str], seeds: list[int]) -> dict[str, dict]:
     """Per run: its measures, its stages and whether its last stage (FID) is done; merged into the
     committed RESULTS file so the page can be rebuilt on a checkout that no longer has the runs."""
@@ -175,7 +170,8 @@ def collect(out: Path, methods: list[str], seeds: list[int]) -> dict[str, dict]:
             if not meas:
                 continue  # not run here: keep what RESULTS holds
             fid_done = (run / "gen-joint" / "eval" / "metrics.json").is_file()
-            records[run.name] = {"measures": meas, "fid_done": fid_done, "stages": stages.get(run.name, [])}
+            amp = _load(run / "config.json").get("amp")  # the resolved autocast (amp=auto), for the record
+            records[run.name] = {"measures": meas, "fid_done": fid_done, "amp": amp, "stages": stages.get(run.name, [])}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS, json.dumps({"budget": BUDGET, "runs": records}, indent=1, sort_keys=True) + "\n")
     return records
@@ -199,10 +195,11 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         cells = [_cell(rows[m][k], "" if k.startswith("fid") else "%") for k, _ in COLUMNS]
         statuses = sorted({r.get("status") for r in per_seed if r.get("status")})
         grid = out / f"{m}-s{seeds[0]}" / "gen-joint" / "grid.png"
-        if grid.is_file():
+        if grid.is_file() and recs[0].get("fid_done"):
             IMG.mkdir(parents=True, exist_ok=True)
             shutil.copy(grid, IMG / f"{m}.png")
-        img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() else "-"
+        # a committed grid is shown only beside the recorded run it came from
+        img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() and recs[0].get("fid_done") else "-"
         # wall time of all stages: only runs whose last stage (FID) is done
         walls = [sum(st["s"] for st in r["stages"]) / 60 for r in recs if r.get("fid_done") and r.get("stages")]
         table.append(f"| {m} | `{METHODS[m]}` | {' | '.join(cells)} | {_cell(rows[m]['train_min'], ' min')} | "

@@ -81,7 +81,7 @@ def test_the_page_is_rebuilt_from_the_committed_results_once_the_runs_are_gone(t
     assert "32.0 ± 2.8%" in jem and "200.0 (1 seed)" in jem
 
 
-def test_stage_minutes_attributes_each_stage_to_its_run(tmp_path):
+def test_stage_records_attribute_each_stage_to_its_run(tmp_path):
     log = tmp_path / "leaderboard.log"
     log.write_text(
         "$ jeat train --preset cpu-eb-jdat --seed 1 --out runs/leaderboard --name eb-jdat-s1 --no-progress\n"
@@ -91,7 +91,10 @@ def test_stage_minutes_attributes_each_stage_to_its_run(tmp_path):
         "# jem-s1 moved to runs/leaderboard-superseded (a fix)\n"
         "$ jeat train --preset cpu-jem --seed 1 --out runs/leaderboard --name jem-s1\n# exit 0, 120 s\n"
     )
-    assert leaderboard.stage_minutes(log) == {"eb-jdat-s1": pytest.approx(6.0), "jem-s1": pytest.approx(2.0)}
+    stages = leaderboard.stage_records(log)
+    assert [st["s"] for st in stages["eb-jdat-s1"]] == [300.0, 60.0] and stages["eb-jdat-s1"][1]["rc"] == 0
+    assert stages["eb-jdat-s1"][1]["cmd"].startswith("jeat generate runs/leaderboard/eb-jdat-s1")
+    assert [st["s"] for st in stages["jem-s1"]] == [120.0]  # the superseded run's 600 s no longer count
 
 
 def test_a_run_the_guard_stopped_is_not_evaluated_from_its_last_checkpoint(tmp_path):
