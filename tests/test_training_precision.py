@@ -40,5 +40,6 @@ def test_native_bf16_answers_for_this_cpu():
 
 def test_a_run_records_the_resolved_precision_not_auto(tmp_path, monkeypatch, npz_dir):
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
-    Trainer(tiny_config(npz_dir, tmp_path, amp="auto"), tmp_path / "run", progress=False)
+    trainer = Trainer(tiny_config(npz_dir, tmp_path, amp="auto"), tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "none"
+    assert trainer.summary()["amp"] == "none"

@@ -25,6 +25,7 @@ class Summary:
             "preset": cfg.preset,
             "method": cfg.method.name,
             "arch": cfg.model.arch,
+            "amp": cfg.amp,  # resolved (amp=auto -> bf16 | none): speeds are only comparable at equal precision
             "status": status,  # ok | recovered (rolled back) | warned (policy warn) | diverged (stopped)
             "epochs": self.epoch,
             "steps": self.global_step,
