@@ -219,7 +219,9 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         f"{PER_CLASS * 10} fresh samples (Eq. 17 SGLD, 100 steps from the class Gaussians) and, for methods with a "
         f"replay buffer, of its states (up to {PER_CLASS * 10}; the CPU presets keep 256 chains, so N=256), "
         f"against {N_REF} training images (biased upward at this "
-        "N: compare only within this page). 2 CPU cores, one job at a time.",
+        "N: compare only within this page). 2 CPU cores, one job at a time; training autocast (amp=auto, resolved): "
+        + (", ".join(sorted({str(r.get("amp")) for r in records.values() if r.get("amp")})) or "-")
+        + " (none = fp32).",
         "",
         "| method | preset | "
         + " | ".join(name for _, name in COLUMNS)
