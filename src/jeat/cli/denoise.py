@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_model_options
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -31,12 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help="data root (default: the run's data.root / $JEAT_DATA)")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--test-file", help="test file inside the data root, e.g. test_jpeg.npz")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", help="output directory (default: RUN_DIR/denoise)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
-                   help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
+    add_model_options(p)
     p.set_defaults(func=run)
 
 

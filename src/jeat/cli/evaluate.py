@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from .options import add_model_options
+
 
 def add_parser(sub) -> None:
     from ..evaluation.suites import SUITES
@@ -22,12 +24,10 @@ def add_parser(sub) -> None:
         "--n", type=int, default=1000, help="test images measured (first N of a fixed shuffle; default 1000)"
     )
     p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--data", help="data root (default: the run's data.root, else $JEAT_DATA)")
     p.add_argument("--test-file", help="test .npz inside the data root, e.g. test1k_lossless.npz")
     p.add_argument("--samples", help=".npz of generated images (x uint8 NHWC, y) for fid and memorisation")
     p.add_argument("--out", help="output directory (default RUN/eval/)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="label of this model in reports and `jeat compare` (default: run dir name)")
     p.add_argument("--set", dest="options", action="append", default=[], metavar="SUITE.KEY=VALUE",
                    help="suite setting, repeatable: robustness.aa_n=500, robustness.autoattack=0, "
@@ -35,11 +35,9 @@ def add_parser(sub) -> None:
                    "fisher.probes=8, fisher.n=200, calibration.bins=20, landscape.images=4, "
                    "landscape.radius=2.0, memorisation.n=10, memorisation.train_n=10000")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
-                   help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
     p.add_argument("--offline", action="store_true",
                    help="never download (IS weights); also JEAT_OFFLINE=1. Cached or given files are still used")
+    add_model_options(p)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_model_options
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -46,15 +48,11 @@ def add_parser(sub) -> None:
                    help="trace only the target's gradient (not grad E(x,y) and grad E(x) apart)")  # fmt: skip
     p.add_argument("--data", help="data root for fitting Gaussian seeds (default: the run's data.root / $JEAT_DATA)")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", help="output directory (default: RUN_DIR/generate-SAMPLER-SEEDDIST)")
     p.add_argument("--grid-cols", type=int, default=10, help="images per class row in grid.png (default 10)")
     p.add_argument("--scale", type=int, default=1, help="enlarge grid.png by pixel repetition (default 1)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
-                   help="the run's weight average (ema) or trained weights (raw); auto: ema when the run kept one")
+    add_model_options(p)
     p.set_defaults(func=run)
 
 
