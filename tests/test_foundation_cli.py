@@ -30,6 +30,17 @@ def test_help_lists_every_command(capsys):
         assert action.help, f"`jeat {action.dest}` has no help line"
 
 
+@pytest.mark.parametrize("command", ["evaluate", "generate", "denoise"])
+def test_model_loading_commands_share_options(command):
+    # the same spelling and defaults everywhere a checkpoint is loaded (cli/options.py)
+    args = build_parser().parse_args([command, "RUN"])
+    assert (args.device, args.seed, args.debug, args.weights) == ("auto", 0, False, "auto")
+    args = build_parser().parse_args([command, "RUN", "--device", "cpu", "--seed", "3", "--weights", "ema"])
+    assert (args.device, args.seed, args.weights) == ("cpu", 3, "ema")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "RUN", "--weights", "best"])
+
+
 def test_train_help_explains_options(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
