@@ -43,7 +43,12 @@ METHODS = {
     "robust-jem": "cpu-robust-jem",
     "eb-jdat": "cpu-eb-jdat",
 }
-BUFFERED = {"jeat", "jem", "jempp", "sadajem", "robust-jem", "eb-jdat"}  # methods with a replay buffer
+# Ablations: a method's preset with settings changed, run only when named (--methods NAME) and
+# reported in their own table under the leaderboard.
+VARIANTS = {
+    "eb-jdat-ce": ("cpu-eb-jdat", ["--set", "method.ebjdat_attack=ce"]),  # the reference's commented-out CE attack
+}
+BUFFERED = {"jeat", "jem", "jempp", "sadajem", "robust-jem", "eb-jdat", "eb-jdat-ce"}  # methods with a replay buffer
 TRAIN_LIMIT, EPOCHS = 10_000, 3
 BUDGET = ["--epochs", str(EPOCHS), "--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "eval_robust_n=0"]
 N_EVAL, AA_N, PER_CLASS, N_REF = 500, 100, 50, 1000
@@ -73,8 +78,9 @@ class Leaderboard:
         if (run / "checkpoint.pt").exists() and not (run / "summary.json").exists():
             cmd = ["jeat", "train", "--resume", str(run), "--no-progress"]
         else:
-            cmd = ["jeat", "train", "--preset", METHODS[method], "--seed", str(seed), "--data", self.args.data,
-                   "--out", str(self.out), "--name", run.name, "--no-progress", *BUDGET]  # fmt: skip
+            cmd = ["jeat", "train", "--preset", preset(method), "--seed", str(seed), "--data", self.args.data,
+                   "--out", str(self.out), "--name", run.name, "--no-progress", *BUDGET,
+                   *VARIANTS.get(method, ("", []))[1]]  # fmt: skip
         return self.stages.sh(cmd, run / "summary.json")
 
     def evaluate(self, method: str, seed: int) -> bool:
@@ -115,7 +121,16 @@ class Leaderboard:
                     continue
                 if self.train(method, seed) and self.evaluate(method, seed):
                     self.generate_and_fid(method, seed)
-                report(self.out, self.args.methods, self.args.seeds)
+                report(self.out, *page_scope(self.args))
+
+
+def page_scope(args) -> tuple[list[str], list[int]]:
+    """The page always shows every method and seeds 0 and 1, whatever subset this call ran."""
+    return [*METHODS, *(v for v in VARIANTS if v in args.methods)], sorted({0, 1, *args.seeds})
+
+
+def preset(method: str) -> str:
+    return METHODS[method] if method in METHODS else VARIANTS[method][0]
 
 
 def _load(path: Path) -> dict:
@@ -185,14 +200,14 @@ def _cell(values: list[float], unit: str = "") -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}{unit}"
 
 
-def report(out: Path, methods: list[str], seeds: list[int]) -> str:
-    rows, table = {}, []
-    records = collect(out, methods, seeds)
-    for m in methods:
+def _rows(out: Path, names: list[str], seeds: list[int], records: dict[str, dict]) -> list[str]:
+    """One table row per method or variant: mean ± sd over the seeds, wall time, sample grid."""
+    table = []
+    for m in names:
         recs = [records.get(f"{m}-s{s}", {}) for s in seeds]
         per_seed = [r.get("measures", {}) for r in recs]
-        rows[m] = {k: [r[k] for r in per_seed if isinstance(r.get(k), float)] for k, _ in COLUMNS + [("train_min", "")]}
-        cells = [_cell(rows[m][k], "" if k.startswith("fid") else "%") for k, _ in COLUMNS]
+        vals = {k: [r[k] for r in per_seed if isinstance(r.get(k), float)] for k, _ in COLUMNS + [("train_min", "")]}
+        cells = [_cell(vals[k], "" if k.startswith("fid") else "%") for k, _ in COLUMNS]
         statuses = sorted({r.get("status") for r in per_seed if r.get("status")})
         grid = out / f"{m}-s{seeds[0]}" / "gen-joint" / "grid.png"
         if grid.is_file() and recs[0].get("fid_done"):
@@ -202,9 +217,23 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() and recs[0].get("fid_done") else "-"
         # wall time of all stages: only runs whose last stage (FID) is done
         walls = [sum(st["s"] for st in r["stages"]) / 60 for r in recs if r.get("fid_done") and r.get("stages")]
-        table.append(f"| {m} | `{METHODS[m]}` | {' | '.join(cells)} | {_cell(rows[m]['train_min'], ' min')} | "
-                     f"{_cell(walls, ' min')} | "
+        setting = " ".join(VARIANTS[m][1][1::2]) if m in VARIANTS else ""
+        table.append(f"| {m} | `{preset(m)}`{f' `{setting}`' if setting else ''} | {' | '.join(cells)} | "
+                     f"{_cell(vals['train_min'], ' min')} | {_cell(walls, ' min')} | "
                      f"{', '.join(statuses) or 'not run'} | {img} |")  # fmt: skip
+    return table
+
+
+def report(out: Path, methods: list[str], seeds: list[int]) -> str:
+    records = collect(out, [*methods, *(v for v in VARIANTS if v not in methods)], seeds)
+    table = _rows(out, [m for m in methods if m in METHODS], seeds, records)
+    # ablations: those asked for, and those measured before (kept in RESULTS)
+    variants = [v for v in VARIANTS if v in methods or any(f"{v}-s{s}" in records for s in seeds)]
+    header = ("| method | preset | " + " | ".join(name for _, name in COLUMNS)
+              + " | train time | wall time, all stages | status | samples |")  # fmt: skip
+    rule = "|---" * (len(COLUMNS) + 6) + "|"
+    ablations = (["### Ablations (run only when named: `--methods NAME`)", "", header, rule,
+                  *_rows(out, variants, seeds, records), ""] if variants else [])  # fmt: skip
     L = [
         "# Leaderboard: every method, one CPU budget, one evaluation",
         "",
@@ -223,12 +252,11 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         + (", ".join(sorted({str(r.get("amp")) for r in records.values() if r.get("amp")})) or "-")
         + " (none = fp32).",
         "",
-        "| method | preset | "
-        + " | ".join(name for _, name in COLUMNS)
-        + " | train time | wall time, all stages | status | samples |",
-        "|---" * (len(COLUMNS) + 6) + "|",
+        header,
+        rule,
         *table,
         "",
+        *ablations,
     ]
     text = "\n".join(L)
     notes = PAGE.with_name("LEADERBOARD_notes.md")
@@ -243,14 +271,12 @@ def main() -> None:
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--out", default="runs/leaderboard")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, *VARIANTS])
     p.add_argument("--report-only", action="store_true")
     a = p.parse_args()
-    if a.report_only:
-        print(report(Path(a.out), a.methods, a.seeds))
-        return
-    Leaderboard(a).run()
-    print(report(Path(a.out), a.methods, a.seeds))
+    if not a.report_only:
+        Leaderboard(a).run()
+    print(report(Path(a.out), *page_scope(a)))
 
 
 if __name__ == "__main__":

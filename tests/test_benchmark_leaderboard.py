@@ -116,3 +116,24 @@ def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page
     board.train = lambda m, s: ran.append((m, s)) or False
     board.run()
     assert ran == [("jem", 1)]  # seed 1 lacks its FID: its stages run (each skipped if its output exists)
+
+
+def test_an_ablation_trains_with_its_settings_and_gets_its_own_table(tmp_path, page):
+    out = tmp_path / "runs"
+    args = type("Args", (), {"out": str(out), "data": "data", "seeds": [0], "methods": ["eb-jdat-ce"]})()
+    board = leaderboard.Leaderboard(args)
+    cmds = []
+    board.stages.sh = lambda cmd, done: cmds.append(cmd) or False
+    board.train("eb-jdat-ce", 0)
+    assert cmds[0][cmds[0].index("--preset") + 1] == "cpu-eb-jdat"
+    assert cmds[0][-2:] == ["--set", "method.ebjdat_attack=ce"]  # after the budget: nothing overrides it
+    _run(out, "eb-jdat-ce-s0", 20.0, 300.0, 250.0)
+    text = leaderboard.report(out, *leaderboard.page_scope(args))
+    main, ablations = text.split("### Ablations")
+    assert "| eb-jdat |" in main and "not run" in main  # every method stays on the page of a subset run
+    assert "eb-jdat-ce" not in main
+    row = next(line for line in ablations.splitlines() if line.startswith("| eb-jdat-ce |"))
+    assert "`method.ebjdat_attack=ce`" in row and "20.0% (1 seed)" in row
+    # a later default run keeps the measured ablation on the page (it is in the committed results)
+    default = type("Args", (), {"seeds": [0, 1], "methods": list(leaderboard.METHODS)})()
+    assert "| eb-jdat-ce |" in leaderboard.report(out, *leaderboard.page_scope(default))
