@@ -1,6 +1,7 @@
 """One leaderboard for every method: the same CPU budget, the same evaluation (issue 12).
 
     python benchmarks/leaderboard.py --data ../shared/data [--out runs/leaderboard] [--seeds 0 1]
+    python benchmarks/leaderboard.py --data ../shared/data --methods eb-jdat-ce --seeds 0  # an ablation
     python benchmarks/leaderboard.py --report-only
 
 Every method trains from its ``cpu-*`` preset with the budget overridden to the same data and
