@@ -44,12 +44,12 @@ METHODS = {
     "robust-jem": "cpu-robust-jem",
     "eb-jdat": "cpu-eb-jdat",
 }
-# Ablations: a method's preset with settings changed, run only when named (--methods NAME) and
-# reported in their own table under the leaderboard.
+# Ablations: a method with settings changed (variant -> method, settings), run only when named
+# (--methods NAME) and reported in their own table under the leaderboard.
 VARIANTS = {
-    "eb-jdat-ce": ("cpu-eb-jdat", ["--set", "method.ebjdat_attack=ce"]),  # the reference's commented-out CE attack
+    "eb-jdat-ce": ("eb-jdat", ["--set", "method.ebjdat_attack=ce"]),  # the reference's commented-out CE attack
 }
-BUFFERED = {"jeat", "jem", "jempp", "sadajem", "robust-jem", "eb-jdat", "eb-jdat-ce"}  # methods with a replay buffer
+BUFFERED = {"jeat", "jem", "jempp", "sadajem", "robust-jem", "eb-jdat"}  # methods with a replay buffer
 TRAIN_LIMIT, EPOCHS = 10_000, 3
 BUDGET = ["--epochs", str(EPOCHS), "--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "eval_robust_n=0"]
 N_EVAL, AA_N, PER_CLASS, N_REF = 500, 100, 50, 1000
@@ -81,7 +81,7 @@ class Leaderboard:
         else:
             cmd = ["jeat", "train", "--preset", preset(method), "--seed", str(seed), "--data", self.args.data,
                    "--out", str(self.out), "--name", run.name, "--no-progress", *BUDGET,
-                   *VARIANTS.get(method, ("", []))[1]]  # fmt: skip
+                   *settings(method)]  # fmt: skip
         return self.stages.sh(cmd, run / "summary.json")
 
     def evaluate(self, method: str, seed: int) -> bool:
@@ -102,7 +102,7 @@ class Leaderboard:
         cmd = ["jeat", "evaluate", str(run), "--suite", "fid", "--samples", str(gen / "samples.npz"), "--data",
                self.args.data, "--out", str(gen / "eval"), "--no-progress", "--set", f"fid.n_ref={N_REF}",
                "--set", f"fid.cache_dir={self.out / 'fid-cache'}"]  # fmt: skip
-        if method in BUFFERED:  # the replay buffer's states too, as the JEM-family papers report both
+        if base(method) in BUFFERED:  # the replay buffer's states too, as the JEM-family papers report both
             cmd += ["--set", "fid.buffer=true", "--set", f"fid.n_buffer={PER_CLASS * 10}"]
         return self.stages.sh(cmd, gen / "eval" / "metrics.json")
 
@@ -130,8 +130,17 @@ def page_scope(args) -> tuple[list[str], list[int]]:
     return [*METHODS, *(v for v in VARIANTS if v in args.methods)], sorted({0, 1, *args.seeds})
 
 
+def base(method: str) -> str:
+    """The method a variant changes (a method is its own base)."""
+    return VARIANTS[method][0] if method in VARIANTS else method
+
+
+def settings(method: str) -> list[str]:
+    return VARIANTS[method][1] if method in VARIANTS else []
+
+
 def preset(method: str) -> str:
-    return METHODS[method] if method in METHODS else VARIANTS[method][0]
+    return METHODS[base(method)]
 
 
 def _load(path: Path) -> dict:
@@ -218,7 +227,7 @@ def _rows(out: Path, names: list[str], seeds: list[int], records: dict[str, dict
         img = f"![{m}](img/leaderboard/{m}.png)" if (IMG / f"{m}.png").is_file() and recs[0].get("fid_done") else "-"
         # wall time of all stages: only runs whose last stage (FID) is done
         walls = [sum(st["s"] for st in r["stages"]) / 60 for r in recs if r.get("fid_done") and r.get("stages")]
-        setting = " ".join(VARIANTS[m][1][1::2]) if m in VARIANTS else ""
+        setting = " ".join(settings(m)[1::2])
         table.append(f"| {m} | `{preset(m)}`{f' `{setting}`' if setting else ''} | {' | '.join(cells)} | "
                      f"{_cell(vals['train_min'], ' min')} | {_cell(walls, ' min')} | "
                      f"{', '.join(statuses) or 'not run'} | {img} |")  # fmt: skip

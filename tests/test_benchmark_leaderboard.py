@@ -127,6 +127,9 @@ def test_an_ablation_trains_with_its_settings_and_gets_its_own_table(tmp_path, p
     board.train("eb-jdat-ce", 0)
     assert cmds[0][cmds[0].index("--preset") + 1] == "cpu-eb-jdat"
     assert cmds[0][-2:] == ["--set", "method.ebjdat_attack=ce"]  # after the budget: nothing overrides it
+    board.stages.sh = lambda cmd, done: cmds.append(cmd) or True
+    board.generate_and_fid("eb-jdat-ce", 0)
+    assert "fid.buffer=true" in cmds[-1]  # a variant of a buffered method gets its buffer's FID too
     _run(out, "eb-jdat-ce-s0", 20.0, 300.0, 250.0)
     text = leaderboard.report(out, *leaderboard.page_scope(args))
     main, ablations = text.split("### Ablations")
