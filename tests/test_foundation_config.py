@@ -132,6 +132,10 @@ def test_every_preset_builds(name):
     params = [torch.nn.Parameter(torch.zeros(2))]
     opt = build_optimizer(params, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, steps_per_epoch=10, epochs=cfg.epochs)
+    if cfg.optim.warmup_steps:  # JEM's warm-up: the first step runs at lr 0, the second does not
+        assert opt.param_groups[0]["lr"] == 0
+        opt.step()
+        sched.step()
     assert opt.param_groups[0]["lr"] > 0
     opt.step()
     sched.step()
@@ -180,8 +184,10 @@ def test_paper_robust_jem_follows_jempp_and_the_robust_jem_paper():
         "gaussian",
         False,
     )  # m = 10, n = 5; JEM++: no noise, unconditional chains
-    # JEM++'s [-1, 1] settings in [0, 1] units: sgld_lr 1 -> 1/4, pyld_lr 0.2 -> 0.05, eps 1 -> clip 0.1
-    assert (s.step_size, s.inner_step_size, s.inner_clip) == (0.25, 0.05, 0.1)
+    # JEM++'s [-1, 1] settings (fba6ba5) in [0, 1] units: sgld_lr 0 (its default at HEAD), pyld_lr 0.2
+    # -> 0.05, eps 1 -> clip 0.1
+    assert (s.step_size, s.inner_step_size, s.inner_clip) == (0.0, 0.05, 0.1)
+    assert (c.model.bn_momentum, c.method.bn_stats, c.method.px_data, c.amp) == (0.9, "all", "separate", "none")
     o = c.optim
     assert (o.name, o.lr, o.weight_decay, o.milestones, o.gamma, o.warmup_steps) == (
         "sgd",
@@ -199,6 +205,9 @@ def _without_method(name: str) -> dict:
     d = get_preset(name).to_dict()
     d.pop("preset")
     d["method"].pop("name")
+    # JEM reads its data term from a loader of its own (px_data=separate); JEAT's data term is on
+    # x_adv of the CE batch (Alg. 1), so it has none.
+    d["method"].pop("px_data")
     d["method"].pop("attack")
     return d
 
@@ -235,9 +244,26 @@ def test_cyclic_is_a_triangle_and_cosine_anneals():
     assert lr_factor(cos, 0, 10, 100) == 1 and lr_factor(cos, 100, 10, 100) == pytest.approx(0)
 
 
-def test_warmup_multiplies_the_schedule():
+def test_warmup_multiplies_the_schedule_from_zero_as_jem_does():
+    # JEM/JEM++/SADA-JEM: lr * cur_iter / warmup_iters, so the first step runs at lr 0.
     cfg = _cfg(schedule="constant", warmup_steps=4)
-    assert [lr_factor(cfg, s, 10, 100) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1])
+    assert [lr_factor(cfg, s, 10, 100) for s in range(6)] == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1])
+
+
+def test_cycled_momentum_follows_torchs_onecycle():
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    cfg = _cfg(name="sgd", lr=0.1, schedule="onecycle", pct_start=0.25, cycle_momentum=True)
+    ours_opt = build_optimizer(p, cfg)
+    ours = build_scheduler(ours_opt, cfg, steps_per_epoch=7, epochs=3)
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=0.1, pct_start=0.25, total_steps=21)
+    for _ in range(21):
+        ours_opt.step()
+        ref_opt.step()
+        assert ours_opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"])
+        assert ours_opt.param_groups[0]["momentum"] == pytest.approx(ref_opt.param_groups[0]["momentum"])
+        ours.step()
+        ref.step()
 
 
 def test_scheduler_sets_lr_per_step_and_first_cyclic_step_is_positive():

@@ -29,11 +29,14 @@ def _linear(seed: int = 0) -> nn.Module:
 
 
 def _reference(model, x, m, n, step, inner_lr, clip):
-    """JEM++'s sample_q written out on [0, 1] pixels, without noise."""
+    """JEM++'s sample_q (fba6ba5) as we read it, on [0, 1] pixels, without noise. The reference
+    itself runs beside pyld in benchmarks/parity/jempp.py."""
     for _ in range(m):
         x = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(marginal_energy(model(x)).sum(), x)
-        x = x.detach() - step * g
+        x = x.detach()
+        if step > 0:
+            x = torch.clamp(x - torch.clamp(step * g, -2 * step, 2 * step), 0, 1)
         for _ in range(n):
             x = torch.clamp(x - torch.clamp(inner_lr * g, -clip, clip), 0, 1)
     return x
@@ -70,23 +73,29 @@ def test_pyld_lowers_the_energy_and_labels_pick_the_joint_energy():
     assert (-model(xy)[:, 0]).mean() < (-model(x0)[:, 0]).mean()  # E(x, y=0) went down
 
 
-def test_units_match_jempp_in_minus_one_one():
-    """A JEM++ step on u = 2x - 1 with its own settings equals ours on x with the converted ones."""
+@pytest.mark.parametrize("sgld_lr", [0.0, 1.0])
+def test_units_match_jempp_in_minus_one_one(sgld_lr):
+    """A JEM++ step on u = 2x - 1 with its own settings equals ours on x with the converted ones:
+    sgld_lr 0 (its default at HEAD: no outer step of its own) and 1 (an outer step clipped by the
+    same eps and clamped to the box, then the inner steps from there)."""
     model = _linear(3)
     x0 = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(3))
-    ours = pyld(model, x0, steps=3, inner_steps=5)
+    ours = pyld(model, x0, steps=3, inner_steps=5, step_size=sgld_lr / 4)
 
     def f_u(u):  # the same network seen on [-1, 1] inputs
         return model((u + 1) / 2)
 
     u = 2 * x0 - 1
-    for _ in range(3):  # sgld_lr = 1, pyld_lr = 0.2, eps = 1, box [-1, 1]
+    for _ in range(3):  # pyld_lr = 0.2, eps = 1, box [-1, 1]
         u = u.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(marginal_energy(f_u(u)).sum(), u)
-        u = u.detach() - 1.0 * g
+        u = u.detach()
+        if sgld_lr > 0:
+            u = torch.clamp(u - sgld_lr * torch.clamp(g, -1, 1), -1, 1)
         for _ in range(5):
             u = torch.clamp(u - 0.2 * torch.clamp(g, -1, 1), -1, 1)
     torch.testing.assert_close(ours, (u + 1) / 2)
+    assert JEMPP_STEP == 0.0  # the default is the reference's HEAD (sgld_lr = 0)
 
 
 def test_reusing_the_outer_gradient_is_the_yopo_hamiltonian_step():

@@ -32,6 +32,9 @@ class DataConfig:
 class ModelConfig:
     arch: str = "cnn-small"  # see jeat.models.available_models()
     normalization: str | None = None  # cifar | half | none; default per architecture
+    # BatchNorm momentum (torch convention: weight of the new batch). None: torch's 0.1. JEM++,
+    # SADA-JEM and EB-JDAT build BN with momentum 0.9 (their models/norms.py).
+    bn_momentum: float | None = None
 
 
 @dataclass
@@ -47,6 +50,7 @@ class OptimConfig:
     gamma: float = 0.1  # multistep decay factor
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps (JEM: 1000)
     pct_start: float = 0.25  # onecycle: fraction of the run spent warming up (WEAT: 0.25)
+    cycle_momentum: bool = False  # onecycle: momentum 0.95 -> 0.85 -> 0.95 as torch's OneCycleLR (WEAT)
     # Sharpness-aware minimisation (training/sam.py; SADA-JEM): 0 = off. adaptive: ASAM.
     sam_rho: float = 0.0
     sam_adaptive: bool = False
@@ -68,7 +72,8 @@ class SGLDConfig:
     """Langevin sampling of negatives for E(x) (JEM / JEAT / Robust JEM)."""
 
     # sgld: x <- x - step_size * grad + noise * N(0, I) (JEM). pyld: JEM++'s proximal sampler
-    # (sampling/pyld.py): per outer step an unclipped step, then `inner_steps` clipped box steps.
+    # (sampling/pyld.py): per outer step an optional clipped box step of step_size (JEM++'s sgld_lr,
+    # 0 at its HEAD), then `inner_steps` clipped box steps.
     sampler: str = "sgld"
     steps: int = 20  # K (pyld: the m outer steps)
     # JEM's sgld_lr=1 and sgld_std=0.01 are in its [-1, 1] input units; in our [0, 1] pixel units
@@ -81,7 +86,9 @@ class SGLDConfig:
     reinit_prob: float = 0.05  # rho
     init: str = "uniform"  # uniform | gaussian (class-conditional, JEM++ / Robust JEM)
     class_conditional_buffer: bool = False
-    clip_grad: float | None = None  # sgld: clip each per-pixel step to +-clip_grad
+    # sgld: clip each per-pixel step to +-clip_grad. pyld: the outer step's clip (None: JEM++'s
+    # eps = 1, i.e. 2 * step_size in [0, 1] units).
+    clip_grad: float | None = None
     clamp: bool = False  # sgld: keep samples inside [0, 1] (pyld always does)
     # BN models: during SGLD (and the negatives' loss forward) normalise by the negatives' own batch
     # statistics ("batch", JEM/JEM++ practice) or by the running statistics ("running", what
@@ -99,9 +106,17 @@ class MethodConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     sgld: SGLDConfig = field(default_factory=SGLDConfig)
     px_weight: float = 1.0  # weight of the -log p(x) term (JEAT, JEM)
-    # Data images of that term: the (augmented) batch, or `clean`, an un-augmented batch drawn
-    # apart from the CE batch, as SADA-JEM feeds it.
+    # Data images of that term: `batch`, the CE batch itself (one forward fewer; cpu-* presets);
+    # `separate`, an augmented batch drawn apart from the CE batch (JEM's and JEM++'s two loaders);
+    # `clean`, an un-augmented batch drawn apart (SADA-JEM's).
     px_data: str = "batch"
+    # Images in that separate data batch and in each batch of SGLD negatives (None: the CE batch
+    # size). SADA-JEM: CE batch 128, p(x) batch and negatives 64.
+    px_batch_size: int | None = None
+    # Which train-mode forwards update BN running statistics: `classifier` (only the classifier
+    # input's; attacks and SGLD leave them alone) or `all` (every train-mode forward, in the
+    # references' order: p(x) batch, SGLD, negatives, CE batch; JEM++, SADA-JEM, EB-JDAT).
+    bn_stats: str = "classifier"
     # alpha * mean(E(x_data)^2 + E(x~)^2): IGEBM's (Du & Mordatch 2019) energy-magnitude penalty
     # against runaway energies. Not in JEM/JEAT: 0 (off) in every preset.
     energy_l2: float = 0.0
@@ -110,6 +125,9 @@ class MethodConfig:
     weat_variant: str = "nat"  # weat: nat (CE on x, WEAT_nat) | adv (CE on x', WEAT_adv)
     ebjdat_px_weight: float = 0.1  # eb-jdat: weight of E(x) - E(x_adv) (their p_x_xadv_weight)
     ebjdat_ce_weight: float = 1.0  # eb-jdat: weight of CE(x_adv) (their p_y_given_xadv_weight)
+    # eb-jdat: weight of the perception distance per example. The reference sums the per-example
+    # distances of a sub-batch of 2 (feat_diff's L = len(outs0)), so each example carries weight 1.
+    ebjdat_perception_weight: float = 1.0
     ebjdat_attack: str = "energy"  # eb-jdat: x_adv ascends f(x,y) (reference) or CE ("ce", their commented variant)
 
 
@@ -272,8 +290,8 @@ NON_NEGATIVE = ("checkpoint_every", "eval_robust_n", "optim.weight_decay", "opti
                 "optim.sam_rho",
                 "method.noise_sigma", "method.attack.eps", "method.attack.step_size", "method.sgld.step_size",
                 "method.sgld.noise", "method.sgld.inner_step_size", "method.sgld.inner_clip", "method.px_weight",
-                "method.energy_l2", "method.trades_beta")  # fmt: skip
-AT_LEAST_ONE_OR_NONE = ("data.train_limit", "data.test_limit")
+                "method.energy_l2", "method.trades_beta", "method.ebjdat_perception_weight")  # fmt: skip
+AT_LEAST_ONE_OR_NONE = ("data.train_limit", "data.test_limit", "method.px_batch_size")
 UNIT_INTERVAL = ("method.sgld.reinit_prob",)
 HALF_OPEN_UNIT = ("ema.decay",)  # [0, 1)
 
@@ -304,6 +322,12 @@ def validate(cfg: TrainConfig) -> None:
     for path in HALF_OPEN_UNIT:
         if not 0 <= _get(cfg, path) < 1:
             bad.append(f"{path} must be in [0, 1), got {_get(cfg, path)!r}")
+    if cfg.model.bn_momentum is not None and not 0 <= cfg.model.bn_momentum <= 1:
+        bad.append(f"model.bn_momentum must be in [0, 1] or none, got {cfg.model.bn_momentum!r}")
+    if cfg.method.px_data not in ("batch", "separate", "clean"):
+        bad.append(f"method.px_data must be batch, separate or clean, got {cfg.method.px_data!r}")
+    if cfg.method.bn_stats not in ("classifier", "all"):
+        bad.append(f"method.bn_stats must be classifier or all, got {cfg.method.bn_stats!r}")
     if cfg.ema.warmup < 1:
         bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
     if cfg.amp not in ("auto", "bf16", "none"):

@@ -65,9 +65,10 @@ def _jem_sgld(steps: int = 20, buffer_size: int = 10_000) -> SGLDConfig:
 
 
 def _jempp_sgld(steps: int = 10, buffer_size: int = 10_000) -> SGLDConfig:
-    # JEM++ (train_jempp.py + scripts/jempp_cifar10.sh) as Robust JEM uses it: the proximal sampler
-    # (sampling/pyld.py) with m outer steps (JEM++'s script and Robust JEM's training: m = 10) and
-    # n = 5 inner steps, sgld_lr 1, pyld_lr 0.2, clip eps 1, no noise, samples kept in the box,
+    # JEM++ (train_jempp.py + scripts/jempp_cifar10.sh at fba6ba5) as Robust JEM uses it: the proximal
+    # sampler (sampling/pyld.py) with m outer steps (JEM++'s script and Robust JEM's training: m = 10)
+    # and n = 5 inner steps, sgld_lr 0 (its default since c64ab5b: no outer step of its own),
+    # pyld_lr 0.2, clip eps 1, no noise, samples kept in the box,
     # unconditional (logsumexp) chains seeded by the class-conditional Gaussians; buffer 10k, rho 0.05.
     return SGLDConfig(sampler="pyld", steps=steps, inner_steps=JEMPP_INNER_STEPS, step_size=JEMPP_STEP,
                       inner_step_size=JEMPP_INNER_STEP, inner_clip=JEMPP_INNER_CLIP, noise=0.0,
@@ -83,9 +84,17 @@ def _sgd_jempp(epochs: int = 150) -> OptimConfig:
 
 
 def _paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, arch: str = "wrn-28-10",
-           augment: str = "flip-crop", **kw) -> TrainConfig:  # fmt: skip
-    return TrainConfig(epochs=epochs, data=DataConfig(batch_size=batch, augment=augment), model=ModelConfig(arch=arch),
-                       optim=optim, method=method, checkpoint_every=500, **kw)  # fmt: skip
+           augment: str = "flip-crop", bn_momentum: float | None = None, **kw) -> TrainConfig:  # fmt: skip
+    # fp32 (amp=none): every reference trains in fp32; `--set amp=auto` trains in bf16 where the
+    # device computes it natively, 2-4x faster (docs/SCALE.md), at the cost of exact parity.
+    return TrainConfig(epochs=epochs, amp="none", data=DataConfig(batch_size=batch, augment=augment),
+                       model=ModelConfig(arch=arch, bn_momentum=bn_momentum), optim=optim, method=method,
+                       checkpoint_every=500, **kw)  # fmt: skip
+
+
+# JEM++'s family (JEM++, SADA-JEM, EB-JDAT, and Robust JEM on JEM++): BN momentum 0.9 (their
+# models/norms.py) and every train-mode forward moves the running statistics (method.bn_stats=all).
+JEMPP_BN_MOMENTUM = 0.9
 
 
 # Robust JEM: eps = 0.1 in [-1, 1] units (its inputs are scaled to [-1, 1]) = 0.05 in [0, 1].
@@ -126,8 +135,9 @@ JEAT_ATTACK = AttackConfig("joint", 8 / 255, 8 / 255, 1)
 register("paper-jeat", "JEAT (Alg. 1) on JEM's WRN-28-10; Table 4, the same settings as paper-jem")(
     lambda: _jem_pair(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=_jem_sgld()))
 )
+# JEM draws its p(x) batch and its CE batch from two loaders (train_wrn_ebm.py): px_data=separate.
 register("paper-jem", "JEM's WRN-28-10 (no BN, LeakyReLU), JEM objective, Table 4, warm-up 1000 steps")(
-    lambda: _jem_pair(MethodConfig("jem", sgld=_jem_sgld()))
+    lambda: _jem_pair(MethodConfig("jem", sgld=_jem_sgld(), px_data="separate"))
 )
 register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; Table 4 otherwise")(
     lambda: _paper(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=_jem_sgld()), _adam_table4(), 64, 200)
@@ -135,13 +145,15 @@ register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; 
 register("paper-robust-jem", "Robust JEM: JEM++ (BN WRN, SGD, proximal sampler m=10, n=5) + PGD-15 AT, eps 0.05")(
     lambda: _paper(
         MethodConfig(
-            "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15), sgld=_jempp_sgld(10)
+            "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15), sgld=_jempp_sgld(10),
+            px_data="separate", bn_stats="all",
         ),
         _sgd_jempp(),
         64,
         150,
         arch="jempp-wrn-28-10",
         augment="jem",
+        bn_momentum=JEMPP_BN_MOMENTUM,
     )
 )
 
@@ -230,27 +242,29 @@ register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal samp
 
 # ------------------------------------------------------------------ newer hybrids (issue 12)
 # TRADES (Zhang et al. 2019, train_trades_cifar10.py): WRN-34-10, SGD 0.1 (momentum 0.9), wd 2e-4,
-# batch 128, 76 epochs with lr x0.1 at 75; KL attack eps 0.031, 10 steps of 0.007; beta 6.
+# batch 128, 76 epochs; KL attack eps 0.031, 10 steps of 0.007; beta 6. Its epochs count from 1 and
+# the lr drops x0.1 when epoch >= 75, i.e. for its epochs 75 and 76: jeat's 0-based milestone 74.
 TRADES_ATTACK = AttackConfig("ce", 0.031, 0.007, 10)  # energy unused: the KL attack has its own objective
 register("paper-trades", "TRADES: WRN-34-10, KL attack 10 x 0.007 at eps 0.031, beta 6, SGD 0.1, 76 epochs")(
     lambda: _paper(MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0),
-                   OptimConfig("sgd", lr=0.1, weight_decay=2e-4, milestones=(75,), gamma=0.1), 128, 76,
+                   OptimConfig("sgd", lr=0.1, weight_decay=2e-4, milestones=(74,), gamma=0.1), 128, 76,
                    arch="wrn-34-10")  # fmt: skip
 )
 
 
-# WEAT (Mirza et al. 2024; OmnAI-Lab code, Adversarial ML/): PreAct ResNet-18 on [0, 1] inputs,
-# flip-crop, SGD 0.1 (momentum 0.9), wd 5e-4, batch 128, one-cycle (pct_start 0.25) over 100 epochs,
-# TRADES' KL attack eps 8/255, 10 steps of 2/255, beta 6. Their script also mixes generated
-# images into training (a path left as a placeholder in the code); jeat trains on CIFAR-10 only.
+# WEAT (Mirza et al. 2024; OmnAI-Lab code at b58e362, Adversarial ML/): the standard ResNet-18 (its
+# parser's default --architecture Resnet18; its PreActResNet18 branch names a class the repo does not
+# define) on [0, 1] inputs, flip-crop, SGD 0.1 (momentum 0.9), wd 5e-4, batch 128, OneCycleLR (pct_start
+# 0.25, momentum cycled 0.95 -> 0.85 -> 0.95) over 100 epochs, TRADES' KL attack eps 8/255, 10 steps of
+# 2/255, beta 6. Its generated-image set is only a validation loader; training is on CIFAR-10.
 def _weat(variant: str) -> TrainConfig:
     return _paper(MethodConfig("weat", attack=AttackConfig("ce", 8 / 255, 2 / 255, 10), trades_beta=6.0,
                                weat_variant=variant),
-                  OptimConfig("sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle", pct_start=0.25), 128, 100,
-                  arch="preact-resnet18")  # fmt: skip
+                  OptimConfig("sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle", pct_start=0.25,
+                              cycle_momentum=True), 128, 100, arch="resnet18")  # fmt: skip
 
 
-register("paper-weat", "WEAT_nat: energy-weighted TRADES, PreAct ResNet-18, one-cycle SGD 0.1, 100 epochs")(
+register("paper-weat", "WEAT_nat: energy-weighted TRADES, ResNet-18, one-cycle SGD 0.1, 100 epochs")(
     lambda: _weat("nat")
 )
 register("paper-weat-adv", "WEAT_adv: as paper-weat with CE on the adversarial images")(lambda: _weat("adv"))
@@ -258,29 +272,31 @@ register("paper-weat-adv", "WEAT_adv: as paper-weat with CE on the adversarial i
 
 # JEM++ (scripts/jempp_cifar10.sh): BN WRN-28-10 with JEM's block, sigma 0.03 noise + flip-crop,
 # SGD 0.1 wd 4e-4, batch 64, warm-up 1000, x0.2 at 50/100/125 of 150 epochs, proximal sampler
-# m = 10, n = 5, pyld_lr 0.2.
+# m = 10, n = 5, pyld_lr 0.2; p(x) and CE batches from two loaders; BN momentum 0.9, every forward
+# moving the running statistics.
 register("paper-jempp", "JEM++: BN WRN-28-10, proximal sampler m=10 n=5, SGD 0.1, 150 epochs")(
-    lambda: _paper(MethodConfig("jempp", sgld=_jempp_sgld(10)), _sgd_jempp(), 64, 150, arch="jempp-wrn-28-10",
-                   augment="jem")  # fmt: skip
+    lambda: _paper(MethodConfig("jempp", sgld=_jempp_sgld(10), px_data="separate", bn_stats="all"), _sgd_jempp(),
+                   64, 150, arch="jempp-wrn-28-10", augment="jem", bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
 )
 
 
 # SADA-JEM (scripts/sadajem_cifar10.sh, train_sadajem.py): JEM++'s model and data, trained with
 # adaptive SAM (rho 2; the script switches to the adaptive form for rho >= 0.5), SGD 0.1 wd 5e-4,
-# batch 64, warm-up 1000, x0.2 at 60/120/180 of 200 epochs; its sampler is clipped SGLD, 5 steps
-# of sgld_lr 1 with the gradient clipped to +-1 and no noise ([-1, 1] units: step 1/4, clip 1/2
-# here), chains in the box, Gaussian-seeded, 10k buffer; the -log p(x) term reads an un-augmented
-# batch drawn apart from the CE batch (method.px_data = clean).
+# warm-up 1000, x0.2 at 60/120/180 of 200 epochs; its sampler is clipped SGLD, 5 steps of sgld_lr 1
+# with the gradient clipped to +-1 and no noise ([-1, 1] units: step 1/4, clip 1/2 here), chains in
+# the box, Gaussian-seeded, 10k buffer; the -log p(x) term reads an un-augmented batch drawn apart
+# from the CE batch (method.px_data = clean). Batches (utils.get_data): the CE loader's label_bs =
+# 128 defines the epoch (390 steps); the p(x) batch and the negatives are args.batch_size = 64.
 def _sada_sgld(steps: int = 5, buffer_size: int = 10_000) -> SGLDConfig:
     return SGLDConfig(steps=steps, step_size=1.0 * TO_UNIT_STEP, clip_grad=1.0 * TO_UNIT_NOISE, noise=0.0,
                       clamp=True, init="gaussian", buffer_size=buffer_size, reinit_prob=0.05)  # fmt: skip
 
 
 register("paper-sadajem", "SADA-JEM: JEM++'s WRN-28-10 + adaptive SAM (rho 2), clipped SGLD 5 steps, 200 epochs")(
-    lambda: _paper(MethodConfig("jem", sgld=_sada_sgld(), px_data="clean"),
+    lambda: _paper(MethodConfig("jem", sgld=_sada_sgld(), px_data="clean", px_batch_size=64, bn_stats="all"),
                    OptimConfig("sgd", lr=0.1, weight_decay=5e-4, milestones=(60, 120, 180), gamma=0.2,
                                warmup_steps=1000, sam_rho=2.0, sam_adaptive=True),
-                   64, 200, arch="jempp-wrn-28-10", augment="flip-crop")  # fmt: skip
+                   128, 200, arch="jempp-wrn-28-10", augment="flip-crop", bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
 )
 # CPU twins of the hybrids: the small CNN, 10k images (TRADES/WEAT: 3 KL steps) or 4k (the
 # SGLD ones, with the energy L2 the other CPU EBM presets carry), 3 epochs.
@@ -296,7 +312,8 @@ register("cpu-jempp", "small CNN, JEM++ (proximal sampler 5x5, Gaussian seeds), 
                  augment="jem", train_limit=4_000)  # fmt: skip
 )
 register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5 steps), energy L2 0.1, 4k images")(
-    lambda: _cpu(MethodConfig("jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2, px_data="clean"),
+    lambda: _cpu(MethodConfig("jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2, px_data="clean",
+                              px_batch_size=64),
                  epochs=3,
                  train_limit=4_000, optim=OptimConfig("sgd", lr=0.05, nesterov=True, weight_decay=5e-4,
                                                       schedule="cyclic", sam_rho=2.0, sam_adaptive=True))  # fmt: skip
@@ -307,9 +324,10 @@ register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5
 # adversarial sampler 5 steps of 1/255 from a 4/255 uniform start ([-1, 1] units: 8/255, 2/255).
 EBJDAT_ATTACK = AttackConfig("joint", 4 / 255, 1 / 255, 5)
 register("paper-eb-jdat", "EB-JDAT on JEM++: BN WRN-28-10, PYLD m=10 n=5, adversarial joint term, SGD 0.01")(
-    lambda: _paper(MethodConfig("eb-jdat", attack=EBJDAT_ATTACK, sgld=_jempp_sgld(10)),
+    lambda: _paper(MethodConfig("eb-jdat", attack=EBJDAT_ATTACK, sgld=_jempp_sgld(10), px_data="separate",
+                                bn_stats="all"),
                    OptimConfig(**{**_sgd_jempp().__dict__, "lr": 0.01, "milestones": (40, 80, 120)}), 64, 150,
-                   arch="jempp-wrn-28-10", augment="jem")  # fmt: skip
+                   arch="jempp-wrn-28-10", augment="jem", bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
 )
 register("cpu-eb-jdat", "small CNN, EB-JDAT on JEM++ (PYLD 5x5, 3-step adversarial sampler), energy L2 0.1, 4k images")(
     lambda: _cpu(MethodConfig("eb-jdat", attack=AttackConfig("joint", 4 / 255, 2 / 255, 3),

@@ -4,8 +4,10 @@ and x', from a uniform random start, kept in the pixel box:
 
     x' <- clip_[0,1]( x' + step * sign grad_x' [ -E(x', y) + w sum_i || z_i/||z_i|| - z'_i/||z'_i|| ||^2 ] )
 
-with w = 1/2: the reference attacks sub-batches of 2 and adds the energies' *sum* to the perception
-distances' *mean*, so per example the perception term weighs half as much as the energy.
+with w = 1: the reference attacks sub-batches of 2, and its ``feat_diff`` sums the two examples'
+distances (``L = len(outs0)`` is the sub-batch size, so ``val`` is a sum and its ``.mean()`` a
+no-op): each example ascends f(x', y) + 1 * d. (Until 2026-11-30 jeat used 1/2, a misreading; the
+parity harness, benchmarks/parity/ebjdat.py, runs the reference's ``sampleXadv`` beside this.)
 Raising f(x', y) makes x' *easier* to classify (docs/LEADERBOARD.md measures it). The reference
 keeps a commented-out alternative, ``objective="ce"``: ascend CE(x', y) + the perception term
 (per example CE, weighted as above), a true adversarial attack.
@@ -33,7 +35,7 @@ def perception_distance(logits: Tensor, logits_ref: Tensor) -> Tensor:
 
 
 def ebjdat_attack(model: nn.Module, x: Tensor, y: Tensor, start_eps: float = 4 / 255, step_size: float = 1 / 255,
-                  steps: int = 5, perception_weight: float = 0.5, objective: str = "energy") -> Tensor:  # fmt: skip
+                  steps: int = 5, perception_weight: float = 1.0, objective: str = "energy") -> Tensor:  # fmt: skip
     if start_eps < 0 or steps < 0:
         raise ValueError(f"start_eps and steps must be non-negative, got {start_eps}, {steps}")
     if objective not in OBJECTIVES:

@@ -9,12 +9,15 @@ with a = ``method.ebjdat_px_weight`` (their p_x_xadv_weight, 0.1) and b =
 ``method.ebjdat_ce_weight`` (p_y_given_xadv_weight, 1). The attack runs with BN running
 statistics (the reference calls ``f.eval()``); its steps and sizes come from ``method.attack``
 (steps, step_size, and eps as the random start's half-width); ``method.ebjdat_attack`` picks the
-sampler's objective (``energy``, the reference's; ``ce``, its commented-out variant).
+sampler's objective (``energy``, the reference's; ``ce``, its commented-out variant). With
+``method.bn_stats=all`` (paper-eb-jdat) BN running statistics move as in the reference's loop.
+Parity with jkcjkc/EB-JDAT (327ea16): docs/PARITY.md.
 """
 
 from __future__ import annotations
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ..attacks.ebjdat import OBJECTIVES, ebjdat_attack
 from ..energy import cross_entropy, marginal_energy
@@ -38,12 +41,16 @@ class EBJDAT(JEMPP):
     def adv_attack(self, model, x: Tensor, y: Tensor) -> Tensor:
         a, net = self.mcfg.attack, unwrap(model)
         with running_bn_stats(net):
-            return ebjdat_attack(net, x, y, a.eps, a.step_size, a.steps, objective=self.mcfg.ebjdat_attack)
+            return ebjdat_attack(net, x, y, a.eps, a.step_size, a.steps, self.mcfg.ebjdat_perception_weight,
+                                 self.mcfg.ebjdat_attack)  # fmt: skip
 
-    def extra_terms(self, model, x, y, e_data):
+    def extra_terms(self, model, x, y, e_data, x_px):
         x_adv = self.crafted("x_adv", lambda: self.adv_attack(model, x, y))
-        with frozen_bn_stats(model):
-            logits_adv = model(x_adv).float()
+        if self.mcfg.bn_stats == "all":
+            logits_adv = self._forward_as_reference(model, x_px, x_adv)
+        else:
+            with frozen_bn_stats(model):
+                logits_adv = model(x_adv).float()
         e_adv = marginal_energy(logits_adv)
         ce_adv = cross_entropy(logits_adv, y).mean()
         gap_adv = e_data.mean() - e_adv.mean()
@@ -51,3 +58,21 @@ class EBJDAT(JEMPP):
         metrics = {"ce_adv": ce_adv.detach(), "acc_adv": accuracy_metric(logits_adv.detach(), y),
                    "energy_x_adv": e_adv.mean().detach(), "energy_gap_adv": gap_adv.detach()}  # fmt: skip
         return extra, metrics
+
+    def _forward_as_reference(self, model, x_px, x_adv):
+        """The reference forwards x_px once more and x_adv twice (f(x_adv) and f.classify(x_adv)),
+        all in train mode; with bn_stats=all their BN updates matter to the next step's attack,
+        which reads the running statistics. Outputs equal one forward of each, so: x_px without a
+        graph, and x_adv once with the momentum of two updates by the same batch, 1 - (1 - m)^2."""
+        if not self.reuse_crafted:
+            with torch.no_grad():
+                model(x_px)
+        bns = [b for b in unwrap(model).modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.training]
+        saved = [b.momentum for b in bns]
+        for b in bns:
+            b.momentum = 0.0 if self.reuse_crafted or b.momentum is None else 1 - (1 - b.momentum) ** 2
+        try:
+            return model(x_adv).float()
+        finally:
+            for b, mom in zip(bns, saved, strict=True):
+                b.momentum = mom

@@ -8,20 +8,27 @@ gradient is the contrastive estimate of -grad log p(x) (JEAT Eq. 20). For JEM bo
 x_data are the clean batch x; subclasses change :meth:`JEM.inputs` (the classifier's inputs)
 and :attr:`JEM.px_on_clean` (whether E(x_data) is taken on clean x or on x_cls).
 
-Forwards: x_cls through the (possibly DDP) wrapper, updating BN statistics as in plain
-training; x~_K (and clean x when it differs from x_cls) through the wrapper with BN running
-statistics frozen, so SGLD samples never leak into evaluation statistics.
+Forwards, in the references' order (JEM's and JEM++'s train loops): the data batch's E(x), the
+SGLD chains, the negatives' E(x), the classifier's CE. x_cls updates BN running statistics as in
+plain training; the others leave them frozen, so SGLD samples never leak into evaluation
+statistics, unless ``method.bn_stats=all`` (JEM++, SADA-JEM, EB-JDAT: every train-mode forward
+moves them, with their BN momentum 0.9). Parity with the authors' code: docs/PARITY.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
+from ..data.augment import augment
 from ..energy import cross_entropy, joint_energy, marginal_energy
-from ..models.utils import frozen_bn_stats, sgld_bn_context, unwrap
+from ..models.utils import frozen_bn_stats, unwrap
 from .base import Method, accuracy_metric
 from .negatives import SGLDNegatives
+
+PX_DATA = ("batch", "separate", "clean")
 
 
 class JEM(Method):
@@ -31,50 +38,72 @@ class JEM(Method):
 
     def __init__(self, cfg, model, train_set, device):
         super().__init__(cfg, model, train_set, device)
-        self.negatives = SGLDNegatives(cfg.method.sgld, train_set, device)
+        self.negatives = SGLDNegatives(cfg.method.sgld, train_set, device, update_bn=cfg.method.bn_stats == "all")
         self.last_inputs: dict = {}  # x_cls and x_neg of the latest step (tests, tracking)
-        if cfg.method.px_data not in ("batch", "clean"):
-            raise ValueError(f"method.px_data must be batch or clean, got {cfg.method.px_data!r}")
-        if cfg.method.px_data == "clean" and not self.px_on_clean:
-            raise ValueError(f"method.px_data=clean needs a data term on clean images; {self.name}'s is on x_adv")
-        # px_data=clean draws its own un-augmented batch from these
-        self.train_images = train_set.images if cfg.method.px_data == "clean" else None
+        m = cfg.method
+        if m.px_data not in PX_DATA:
+            raise ValueError(f"method.px_data must be one of {', '.join(PX_DATA)}, got {m.px_data!r}")
+        if m.px_data != "batch" and not self.px_on_clean:
+            raise ValueError(f"method.px_data={m.px_data} needs a data term on clean images; {self.name}'s is on x_adv")
+        if m.px_batch_size is not None and m.px_data == "batch":
+            raise ValueError("method.px_batch_size needs a data batch of its own: set method.px_data=separate or clean")
+        # px_data=separate|clean draw their own batch from these
+        self.train_images = train_set.images if m.px_data != "batch" else None
+        self.augmentation = cfg.data.augment if m.px_data == "separate" else "none"
+
+    def bn_frozen(self, model):
+        """BN running statistics for a forward that is not the classifier input's: frozen, or
+        updated as every train-mode forward of the references does (``method.bn_stats=all``)."""
+        return contextlib.nullcontext() if self.mcfg.bn_stats == "all" else frozen_bn_stats(model)
 
     def px_batch(self, n: int) -> Tensor:
-        """SADA-JEM's data term: n training images, un-augmented, drawn apart from the CE batch
-        (with the global RNG, which checkpoints carry, so a resumed run draws the same)."""
+        """The data term's own batch: n training images drawn apart from the CE batch, augmented as
+        the CE batch is (``separate``, JEM/JEM++) or not (``clean``, SADA-JEM). Drawn with the global
+        RNG, which checkpoints carry, so a resumed run draws the same."""
         idx = torch.randint(len(self.train_images), (n,))
-        return self.train_images[idx].to(self.device).float().div_(255)
+        x = self.train_images[idx].float().div_(255)
+        if self.augmentation != "none":
+            gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+            x = augment(x, self.augmentation, gen)
+        return x.to(self.device)
 
     def inputs(self, model, x, y):
         """The classifier's inputs; JEM trains on clean x."""
         return x
 
-    def extra_terms(self, model, x, y, e_data: Tensor) -> tuple[Tensor | float, dict[str, Tensor]]:
-        """More loss terms of a hybrid built on JEM (EB-JDAT); ``e_data`` = E(x_data), with graph."""
+    def extra_terms(self, model, x, y, e_data: Tensor, x_px: Tensor) -> tuple[Tensor | float, dict[str, Tensor]]:
+        """More loss terms of a hybrid built on JEM (EB-JDAT); ``e_data`` = E(x_px), with graph."""
         return 0.0, {}
 
     def loss(self, model, x, y):
+        m = self.mcfg
+        n_px = m.px_batch_size or len(x)
         x_cls = self.crafted("x_cls", lambda: self.inputs(model, x, y))
-        x_neg = self.crafted("x_neg", lambda: self.negatives.sample(unwrap(model), len(x))[0])
-        logits = model(x_cls).float()  # CE and energies in fp32 from (bf16) logits
-        x_px = x if self.mcfg.px_data == "batch" else self.crafted("x_px", lambda: self.px_batch(len(x)))
-        if self.px_on_clean and x_cls is not x_px:
-            with frozen_bn_stats(model):
-                logits_px = model(x_px).float()
+        # The references' order (it matters when every forward moves BN statistics, bn_stats=all):
+        # the data batch's E(x), the SGLD chains, the negatives' E(x), then the classifier's CE.
+        logits_px = None
+        if m.px_data == "batch":
+            x_px = x if self.px_on_clean else x_cls
         else:
-            logits_px = logits
-        with sgld_bn_context(model, self.mcfg.sgld.bn):  # as the sampler saw them
+            x_px = self.crafted("x_px", lambda: self.px_batch(n_px))
+        if self.px_on_clean and x_px is not x_cls:
+            with self.bn_frozen(model):
+                logits_px = model(x_px).float()
+        x_neg = self.crafted("x_neg", lambda: self.negatives.sample(unwrap(model), n_px)[0])
+        with self.negatives.bn_context(model):  # as the sampler saw them
             logits_neg = model(x_neg).float()
+        logits = model(x_cls).float()  # CE and energies in fp32 from (bf16) logits
+        if logits_px is None:
+            logits_px = logits
         ce = cross_entropy(logits, y).mean()
         e_pos_all, e_neg_all = marginal_energy(logits_px), marginal_energy(logits_neg)
         e_pos, e_neg = e_pos_all.mean(), e_neg_all.mean()
         px = e_pos - e_neg
-        loss = ce + self.mcfg.px_weight * px
-        if self.mcfg.energy_l2:
-            loss = loss + self.mcfg.energy_l2 * (e_pos_all.square().mean() + e_neg_all.square().mean())
-        extra, extra_metrics = self.extra_terms(model, x, y, e_pos_all)
-        self.last_inputs = {"x_cls": x_cls.detach(), "x_neg": x_neg.detach()}
+        loss = ce + m.px_weight * px
+        if m.energy_l2:
+            loss = loss + m.energy_l2 * (e_pos_all.square().mean() + e_neg_all.square().mean())
+        extra, extra_metrics = self.extra_terms(model, x, y, e_pos_all, x_px)
+        self.last_inputs = {"x_cls": x_cls.detach(), "x_neg": x_neg.detach(), "x_px": x_px.detach()}
         metrics = {
             "loss": loss.detach(),
             "ce": ce.detach(),
@@ -105,11 +134,10 @@ class JEMPP(JEM):
     name = "jempp"
     summary = "JEM++: JEM with the proximal (PYLD) sampler and Gaussian-seeded chains"
     implies = {"method.sgld.sampler": "pyld", "method.sgld.init": "gaussian", "method.sgld.clamp": "true",
-               "method.sgld.noise": "0"}  # fmt: skip
+               "method.sgld.noise": "0", "method.sgld.step_size": "0"}  # fmt: skip
 
     def __init__(self, cfg, model, train_set, device):
         if cfg.method.sgld.sampler != "pyld":
             raise ValueError("jempp samples with JEM++'s proximal sampler: set method.sgld.sampler=pyld "
                              "(or train --method jem for plain SGLD)")  # fmt: skip
         super().__init__(cfg, model, train_set, device)
-

@@ -13,6 +13,7 @@ class-conditional Gaussian of JEM++ / Robust JEM fitted on the training set and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -43,19 +44,20 @@ def dataset_digest(data: ImageSet) -> str:
 
 def class_gaussian(data: ImageSet, device: torch.device | str = "cpu") -> ClassGaussian:
     """The class-conditional Gaussian of ``data``, fitted once and cached (safetensors)."""
-    path = cache_dir() / "class_gaussian" / f"{dataset_digest(data)}.safetensors"
+    # "-jempp": JEM++'s biased covariance and ridge (2026-11-30); earlier caches used / (N - 1), 1e-4.
+    path = cache_dir() / "class_gaussian" / f"{dataset_digest(data)}-jempp.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     return ClassGaussian.cached(path, data).to(device)
 
 
 class SGLDNegatives:
-    def __init__(self, cfg: SGLDConfig, train_set: ImageSet, device: torch.device | str):
+    def __init__(self, cfg: SGLDConfig, train_set: ImageSet, device: torch.device | str, update_bn: bool = False):
         if cfg.init not in SEED_KINDS:
             raise ValueError(f"unknown method.sgld.init {cfg.init!r}; choose {', '.join(SEED_KINDS)}")
         sgld_bn_context(nn.Identity(), cfg.bn)  # validates the name
         if cfg.sampler not in SAMPLERS:
             raise ValueError(f"unknown method.sgld.sampler {cfg.sampler!r}; choose {', '.join(SAMPLERS)}")
-        self.cfg = cfg
+        self.cfg, self.update_bn = cfg, update_bn
         shape, device = train_set.shape, torch.device(device)
         if cfg.init == "gaussian":
             gauss = class_gaussian(train_set, device)
@@ -70,13 +72,21 @@ class SGLDNegatives:
         c = self.cfg
         x0, idx, labels = self.buffer.sample(n, c.reinit_prob)
         kind, y = ("joint", labels) if c.class_conditional_buffer else ("marginal", None)
-        with sgld_bn_context(net, c.bn):
+        with self.bn_context(net):
             if c.sampler == "pyld":
-                x = pyld(net, x0, y, c.steps, c.inner_steps, c.step_size, c.inner_step_size, c.inner_clip, c.noise)
+                x = pyld(net, x0, y, c.steps, c.inner_steps, c.step_size, c.inner_step_size, c.inner_clip, c.noise,
+                         c.clip_grad)  # fmt: skip
             else:
                 x, _ = langevin(net, x0, y, kind, c.steps, c.step_size, c.noise, c.clip_grad, c.clamp)
         self.buffer.push(x, idx)
         return x, labels
+
+    def bn_context(self, net: nn.Module):
+        """How BN treats the chains: ``sgld.bn`` (batch or running statistics, frozen), or batch
+        statistics that also move the running ones (``method.bn_stats=all``, the references)."""
+        if self.update_bn and self.cfg.bn == "batch":
+            return contextlib.nullcontext()
+        return sgld_bn_context(net, self.cfg.bn)
 
     def state_dict(self) -> dict:
         return {"buffer": self.buffer.state_dict()}

@@ -12,7 +12,7 @@ from torch import nn
 
 from .cnn import SmallCNN
 from .normalize import Classifier, Normalize, normalization_stats
-from .resnet import PreActResNet18
+from .resnet import PreActResNet18, ResNet18
 from .wrn import WideResNet
 
 # name -> (factory(num_classes, in_channels) -> backbone, default input normalisation)
@@ -29,7 +29,8 @@ _REGISTRY: dict[str, tuple[Callable[[int, int], nn.Module], str]] = {
     # JEM++'s (and Robust JEM's): JEM's block with batch norm, LeakyReLU(0.2), [-1, 1] inputs.
     "jempp-wrn-28-10": (lambda k, c: WideResNet(28, 10, k, c, norm="batch", leak=0.2, block="jem"), "half"),
     "jempp-wrn-16-4": (lambda k, c: WideResNet(16, 4, k, c, norm="batch", leak=0.2, block="jem"), "half"),
-    "preact-resnet18": (lambda k, c: PreActResNet18(k, c), "none"),  # WEAT: [0, 1] inputs, no normalisation
+    "preact-resnet18": (lambda k, c: PreActResNet18(k, c), "none"),  # [0, 1] inputs, no normalisation
+    "resnet18": (lambda k, c: ResNet18(k, c), "none"),  # WEAT's default architecture, [0, 1] inputs
     "cnn-small": (lambda k, c: SmallCNN(k, c, width=32), "cifar"),
     "cnn-medium": (lambda k, c: SmallCNN(k, c, width=64), "cifar"),
     "jem-cnn-small": (lambda k, c: SmallCNN(k, c, width=32, norm="none", leak=0.2), "half"),

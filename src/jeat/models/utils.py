@@ -16,6 +16,15 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def set_bn_momentum(model: nn.Module, momentum: float | None) -> nn.Module:
+    """Set every BatchNorm's momentum (None keeps torch's 0.1). JEM++, SADA-JEM and EB-JDAT use 0.9."""
+    if momentum is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = momentum
+    return model
+
+
 @contextlib.contextmanager
 def frozen_bn_stats(model: nn.Module):
     """Use batch statistics but leave BN running statistics untouched.

@@ -37,6 +37,9 @@ class CachedFit:
         return g
 
 
+JEMPP_RIDGE = 1e-4 / 4  # JEM++ adds 1e-4 I to covariances of u = 2x - 1: var_u = 4 var_x
+
+
 class ClassGaussian(CachedFit):
     """Per-class mean and covariance of flattened images in [0, 1]."""
 
@@ -48,7 +51,10 @@ class ClassGaussian(CachedFit):
         return self.mean.shape[0]
 
     @classmethod
-    def fit(cls, data: ImageSet, ridge: float = 1e-4, max_per_class: int | None = None) -> ClassGaussian:
+    def fit(cls, data: ImageSet, ridge: float = JEMPP_RIDGE, max_per_class: int | None = None,
+            unbiased: bool = False) -> ClassGaussian:  # fmt: skip
+        """JEM++'s ``category_mean`` / ``init_from_centers``: the biased covariance (/ N) plus
+        1e-4 I in its [-1, 1] units, i.e. ``JEMPP_RIDGE`` = 1e-4 / 4 on [0, 1] pixels."""
         k, shape = data.num_classes, data.shape
         d = int(torch.tensor(shape).prod())
         means, chols = torch.zeros(k, d), torch.zeros(k, d, d)
@@ -57,7 +63,7 @@ class ClassGaussian(CachedFit):
             if len(xs) < 2:
                 raise ValueError(f"class {c} has {len(xs)} images; need at least 2 to fit a covariance")
             mu = xs.mean(0)
-            cov = (xs - mu).T @ (xs - mu) / (len(xs) - 1)
+            cov = (xs - mu).T @ (xs - mu) / (len(xs) - 1 if unbiased else len(xs))
             cov += ridge * torch.eye(d, dtype=cov.dtype)  # ridge keeps the factor defined when N < D
             means[c], chols[c] = mu.float(), torch.linalg.cholesky(cov).float()
         return cls(means, chols, shape)

@@ -30,7 +30,7 @@ from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
 from ..methods import build_method
 from ..models import build_model
-from ..models.utils import frozen_bn_stats
+from ..models.utils import frozen_bn_stats, set_bn_momentum
 from . import distributed as D
 from .ema import EMA
 from .guard import Guard, absolute_trigger
@@ -75,6 +75,7 @@ class Trainer(Checkpointing, Recovery, Summary):
 
         c = self.train_set.shape[0]
         self.model = build_model(cfg.model.arch, self.train_set.num_classes, c, cfg.model.normalization).to(self.device)
+        set_bn_momentum(self.model, cfg.model.bn_momentum)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         if cfg.compile:

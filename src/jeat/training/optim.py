@@ -3,7 +3,9 @@
 Schedules are functions of the global step (so resume and mid-epoch checkpoints are exact):
 ``multistep`` decays by ``gamma`` at epoch milestones (Table 4: Adam [160, 180]; SGD
 [100, 150]); ``cyclic`` is the one-cycle triangle 0 -> lr -> 0 of Fast AT (Wong et al.);
-``cosine`` anneals to 0; an optional linear warm-up multiplies any of them (JEM: 1000 steps).
+``cosine`` anneals to 0; ``onecycle`` is torch's OneCycleLR, with its momentum cycle
+(``cycle_momentum``, WEAT); an optional linear warm-up from 0 multiplies any of them (JEM: 1000
+steps).
 """
 
 from __future__ import annotations
@@ -44,26 +46,59 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, total_steps: in
     else:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose {', '.join(SCHEDULES)}")
     if cfg.warmup_steps and step < cfg.warmup_steps:
-        f *= (step + 1) / cfg.warmup_steps
+        # JEM / JEM++ / SADA-JEM: lr * cur_iter / warmup_iters for cur_iter <= warmup_iters, so
+        # their first step runs at lr 0 (it only fills SGD's momentum buffer).
+        f *= step / cfg.warmup_steps
     return f
 
 
-def onecycle(step: int, total_steps: int, pct_start: float, div: float = 25.0, final_div: float = 1e4) -> float:
-    """torch's OneCycleLR (cosine, two phases) as a factor of the peak lr: from 1/div up to 1 over
-    the first pct_start of the steps, then down to 1/(div * final_div). WEAT trains with it."""
+def _two_phase(step: int, total_steps: int, pct_start: float, start: float, mid: float, end: float) -> float:
+    """torch's OneCycleLR interpolation (cosine, two phases): start -> mid over the first pct_start
+    of the steps, then mid -> end."""
 
-    def cos(start: float, end: float, t: float) -> float:
-        return end + (start - end) / 2 * (1 + math.cos(math.pi * t))
+    def cos(a: float, b: float, t: float) -> float:
+        return b + (a - b) / 2 * (1 + math.cos(math.pi * t))
 
     peak = float(pct_start * total_steps) - 1
     if step <= peak:
-        return cos(1 / div, 1.0, step / peak if peak > 0 else 1.0)
+        return cos(start, mid, step / peak if peak > 0 else 1.0)
     last = total_steps - 1
-    return cos(1.0, 1 / (div * final_div), min((step - peak) / max(last - peak, 1e-12), 1.0))
+    return cos(mid, end, min((step - peak) / max(last - peak, 1e-12), 1.0))
+
+
+def onecycle(step: int, total_steps: int, pct_start: float, div: float = 25.0, final_div: float = 1e4) -> float:
+    """torch's OneCycleLR as a factor of the peak lr: from 1/div up to 1 over the first pct_start of
+    the steps, then down to 1/(div * final_div). WEAT trains with it."""
+    return _two_phase(step, total_steps, pct_start, 1 / div, 1.0, 1 / (div * final_div))
+
+
+def onecycle_momentum(step: int, total_steps: int, pct_start: float, base: float = 0.85, peak: float = 0.95) -> float:
+    """OneCycleLR's momentum (``cycle_momentum=True``, torch's default): peak -> base while the lr
+    rises, base -> peak while it falls."""
+    return _two_phase(step, total_steps, pct_start, peak, base, peak)
+
+
+class MomentumCycleLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR that also sets SGD's momentum from the step, as OneCycleLR does (WEAT's scheduler).
+    A function of the step count alone, so resume and rollback restore it with the lr."""
+
+    def __init__(self, opt, lr_lambda, momentum_fn):
+        self.momentum_fn = momentum_fn
+        super().__init__(opt, lr_lambda)
+
+    def step(self, epoch=None):
+        super().step(epoch)
+        for group in self.optimizer.param_groups:
+            group["momentum"] = self.momentum_fn(self.last_epoch)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int):
     total = steps_per_epoch * epochs
     if cfg.schedule == "cyclic":  # the triangle peaks mid-run; start one step in so step 0's lr > 0
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s + 1, steps_per_epoch, total + 1))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, steps_per_epoch, total))
+    lam = lambda s: lr_factor(cfg, s, steps_per_epoch, total)  # noqa: E731
+    if cfg.cycle_momentum:
+        if cfg.schedule != "onecycle" or cfg.name != "sgd":
+            raise ValueError("optim.cycle_momentum needs optim.schedule=onecycle and optim.name=sgd")
+        return MomentumCycleLR(opt, lam, lambda s: onecycle_momentum(s, total, cfg.pct_start))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lam)
