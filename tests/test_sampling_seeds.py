@@ -8,6 +8,7 @@ import torch
 from jeat.data import ImageSet
 from jeat.sampling import ClassGaussian, ClassGMM, kmeans, seed_fn
 from jeat.sampling.generate import buffer_seed_fn, find_buffer
+from jeat.sampling.seeds import JEMPP_RIDGE
 
 SHAPE = (3, 2, 2)  # D = 12: full covariances are cheap and well estimated
 D = 12
@@ -41,7 +42,10 @@ def test_class_gaussian_samples_have_the_fitted_mean_and_covariance():
         # and the fitted statistics are those of the data
         xs = data.images[data.labels == c].flatten(1).double() / 255
         torch.testing.assert_close(mu, xs.mean(0), rtol=0, atol=1e-5)
-        torch.testing.assert_close(cov, torch.cov(xs.T) + 1e-4 * torch.eye(D, dtype=torch.float64), rtol=0, atol=1e-5)
+        # JEM++'s category_mean / init_from_centers: biased covariance + 1e-4 I in [-1, 1] units
+        expected = torch.cov(xs.T, correction=0) + JEMPP_RIDGE * torch.eye(D, dtype=torch.float64)
+        torch.testing.assert_close(cov, expected, rtol=0, atol=1e-5)
+    assert JEMPP_RIDGE == 1e-4 / 4
 
 
 def test_kmeans_separates_well_separated_clusters():

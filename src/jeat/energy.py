@@ -43,3 +43,9 @@ def energy(logits: Tensor, y: Tensor | None = None, kind: str = "joint") -> Tens
 
 
 ENERGY_KINDS = ("joint", "marginal", "ce")
+
+
+def upcast(logits: Tensor) -> Tensor:
+    """Logits for losses and energies: bf16/fp16 (autocast) in fp32; fp32 and fp64 unchanged, so a
+    float64 run (the parity harness's exactness check) stays float64."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..energy import cross_entropy, joint_energy
+from ..energy import cross_entropy, joint_energy, upcast
 
 OBJECTIVES = ("energy", "ce")
 
@@ -42,11 +42,11 @@ def ebjdat_attack(model: nn.Module, x: Tensor, y: Tensor, start_eps: float = 4 /
         raise ValueError(f"unknown EB-JDAT attack objective {objective!r}; choose {', '.join(OBJECTIVES)}")
     x = x.detach()
     with torch.no_grad():
-        ref = model(x).float()
+        ref = upcast(model(x))
     x_adv = (x + torch.empty_like(x).uniform_(-start_eps, start_eps)).clamp_(0, 1)
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        logits = model(x_adv).float()
+        logits = upcast(model(x_adv))
         target = cross_entropy(logits, y) if objective == "ce" else -joint_energy(logits, y)
         (grad,) = torch.autograd.grad((target + perception_weight * perception_distance(logits, ref)).sum(), x_adv)
         x_adv = (x_adv.detach() + step_size * grad.sign()).clamp_(0, 1)

@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..energy import upcast
 from .pgd import project
 
 
 def kl_to_clean(logits_adv: Tensor, p_clean: Tensor) -> Tensor:
     """Per-example KL(p_clean || softmax(logits_adv))."""
-    return F.kl_div(F.log_softmax(logits_adv.float(), 1), p_clean, reduction="none").sum(1)
+    return F.kl_div(F.log_softmax(upcast(logits_adv), 1), p_clean, reduction="none").sum(1)
 
 
 def trades_kl(model: nn.Module, x: Tensor, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
@@ -27,7 +28,7 @@ def trades_kl(model: nn.Module, x: Tensor, eps: float = 8 / 255, step_size: floa
         raise ValueError(f"eps and steps must be non-negative, got eps={eps}, steps={steps}")
     x = x.detach()
     with torch.no_grad():
-        p_clean = F.softmax(model(x).float(), 1)
+        p_clean = F.softmax(upcast(model(x)), 1)
     x_adv = x + start_std * torch.randn_like(x)
     for _ in range(steps):
         x_adv.requires_grad_(True)

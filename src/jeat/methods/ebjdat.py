@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks.ebjdat import OBJECTIVES, ebjdat_attack
-from ..energy import cross_entropy, marginal_energy
+from ..energy import cross_entropy, marginal_energy, upcast
 from ..models.utils import frozen_bn_stats, running_bn_stats, unwrap
 from .base import accuracy_metric
 from .jem import JEMPP
@@ -50,7 +50,7 @@ class EBJDAT(JEMPP):
             logits_adv = self._forward_as_reference(model, x_px, x_adv)
         else:
             with frozen_bn_stats(model):
-                logits_adv = model(x_adv).float()
+                logits_adv = upcast(model(x_adv))
         e_adv = marginal_energy(logits_adv)
         ce_adv = cross_entropy(logits_adv, y).mean()
         gap_adv = e_data.mean() - e_adv.mean()
@@ -72,7 +72,7 @@ class EBJDAT(JEMPP):
         for b in bns:
             b.momentum = 0.0 if self.reuse_crafted or b.momentum is None else 1 - (1 - b.momentum) ** 2
         try:
-            return model(x_adv).float()
+            return upcast(model(x_adv))
         finally:
             for b, mom in zip(bns, saved, strict=True):
                 b.momentum = mom

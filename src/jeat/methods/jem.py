@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..data.augment import augment
-from ..energy import cross_entropy, joint_energy, marginal_energy
+from ..energy import cross_entropy, joint_energy, marginal_energy, upcast
 from ..models.utils import frozen_bn_stats, unwrap
 from .base import Method, accuracy_metric
 from .negatives import SGLDNegatives
@@ -88,11 +88,11 @@ class JEM(Method):
             x_px = self.crafted("x_px", lambda: self.px_batch(n_px))
         if self.px_on_clean and x_px is not x_cls:
             with self.bn_frozen(model):
-                logits_px = model(x_px).float()
+                logits_px = upcast(model(x_px))
         x_neg = self.crafted("x_neg", lambda: self.negatives.sample(unwrap(model), n_px)[0])
         with self.negatives.bn_context(model):  # as the sampler saw them
-            logits_neg = model(x_neg).float()
-        logits = model(x_cls).float()  # CE and energies in fp32 from (bf16) logits
+            logits_neg = upcast(model(x_neg))
+        logits = upcast(model(x_cls))  # CE and energies in fp32 from (bf16) logits
         if logits_px is None:
             logits_px = logits
         ce = cross_entropy(logits, y).mean()

@@ -6,7 +6,7 @@ is always the cross-entropy on those inputs.
 
 from __future__ import annotations
 
-from ..energy import cross_entropy, joint_energy, marginal_energy
+from ..energy import cross_entropy, joint_energy, marginal_energy, upcast
 from .base import Method, accuracy_metric
 
 
@@ -20,7 +20,7 @@ class Standard(Method):
 
     def loss(self, model, x, y):
         x_in = self.crafted("x_in", lambda: self.inputs(model, x, y))
-        logits = model(x_in).float()  # CE in fp32: bf16 logits lose the true-class gradient
+        logits = upcast(model(x_in))  # CE in fp32: bf16 logits lose the true-class gradient
         loss = cross_entropy(logits, y).mean()
         metrics = {
             "loss": loss.detach(),

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attacks.trades_kl import kl_to_clean, trades_kl
-from ..energy import cross_entropy, joint_energy, marginal_energy
+from ..energy import cross_entropy, joint_energy, marginal_energy, upcast
 from ..models.utils import running_bn_stats, unwrap
 from .base import Method, accuracy_metric
 
@@ -25,7 +25,7 @@ WEAT_VARIANTS = ("nat", "adv")
 def weat_weights(logits: Tensor) -> Tensor:
     """WEAT's per-example weight 1 / log(1 + exp(|E(x)|)), E(x) = -logsumexp f(x): low-energy
     (confidently modelled) examples count less. Not differentiated."""
-    return 1.0 / F.softplus(marginal_energy(logits.detach().float()).abs())
+    return 1.0 / F.softplus(marginal_energy(upcast(logits.detach())).abs())
 
 
 class TRADES(Method):
@@ -47,8 +47,8 @@ class TRADES(Method):
 
     def loss(self, model, x, y):
         x_adv = self.crafted("x_adv", lambda: self.kl_attack(model, x))
-        logits = model(x).float()
-        logits_adv = model(x_adv).float()
+        logits = upcast(model(x))
+        logits_adv = upcast(model(x_adv))
         kl = kl_to_clean(logits_adv, F.softmax(logits, 1))
         ce_nat, ce_adv = cross_entropy(logits, y), cross_entropy(logits_adv, y)
         base = ce_adv if self.name == "weat" and self.mcfg.weat_variant == "adv" else ce_nat

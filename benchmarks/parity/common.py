@@ -1,0 +1,332 @@
+"""What every parity check shares: finding and importing the authors' code, the shims it needs on
+a CPU machine without torchvision, identical inputs and noise for both sides, comparisons, timing.
+
+Nothing of the references is copied here: their modules are imported from a checkout the user
+names (``--ref DIR``, ``--refs ROOT`` or ``JEAT_REF_<METHOD>``), and their command-line defaults
+are read from their own ``argparse`` calls (:func:`reference_parser`), so a different commit is
+compared at its own defaults. Each shim is recorded in the check's result (``shims``).
+"""
+
+from __future__ import annotations
+
+import ast
+import argparse
+import contextlib
+import importlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+# method -> (GitHub repository, commit compared, checkout subdirectory holding the modules)
+REFERENCES = {
+    "jem": ("wgrathwohl/JEM", "3d01161547109b464eee87304f07b2dac8519d03", ""),
+    "jempp": ("sndnyang/JEMPP", "fba6ba5ffe8c7566e70ef59c10d0759a4010737d", ""),
+    "sadajem": ("sndnyang/SADAJEM", "9d8f3c78b3c07af1a40f5509ca9b4a2a243b53e3", ""),
+    "trades": ("yaodongyu/TRADES", "6e8e11b7c281371c2f027ffadfbaea80361f09de", ""),
+    "weat": ("OmnAI-Lab/Robust-Classifiers-under-the-lens-of-EBM", "b58e362f42b28402adfe7b5218533e4e02969b30",
+             "Adversarial ML"),  # fmt: skip
+    "eb-jdat": ("jkcjkc/EB-JDAT", "327ea16da975a9d47550c3f91d77b6bd73756a64", "EB-JDAT-JEM++"),
+}
+# One step's numbers agree to this relative difference (max |a - b| / max |b|) in fp32.
+STEP_RTOL = 1e-4
+
+
+def ref_checkout(method: str, ref: str | None = None, refs: str | None = None) -> Path:
+    """The reference checkout: ``--ref``, else ``$JEAT_REF_<METHOD>``, else ``ROOT/<owner>+<name>``."""
+    env = "JEAT_REF_" + method.upper().replace("-", "_")
+    repo = REFERENCES[method][0]
+    path = ref or os.environ.get(env) or (Path(refs) / repo.replace("/", "+") if refs else None)
+    if path is None or not Path(path).is_dir():
+        raise SystemExit(f"{method}: no reference checkout (looked at {path!r}); clone https://github.com/{repo} at "
+                         f"{REFERENCES[method][1][:7]} and pass --ref DIR, --refs ROOT or set {env}")  # fmt: skip
+    return Path(path)
+
+
+def checkout_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+class _Stub(types.ModuleType):
+    """A module that imports but refuses to be used: what torchvision, tensorboardX and wandb are
+    to the reference code paths the harness runs (data loading and logging, replaced here)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def unavailable(*a, **k):
+            raise RuntimeError(f"{self.__name__}.{name} is a parity-harness stub (not installed here)")
+
+        return unavailable
+
+
+def install_stubs(names=("torchvision", "torchvision.transforms", "torchvision.utils", "torchvision.datasets",
+                         "tensorboardX", "wandb", "wandb.util")) -> list[str]:  # fmt: skip
+    stubbed = []
+    for name in names:
+        try:
+            if name.split(".")[0] != "torchvision":
+                importlib.import_module(name)
+                continue
+        except ImportError:
+            pass
+        mod = _Stub(name)
+        sys.modules[name] = mod
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, mod)
+        stubbed.append(name)
+    return stubbed
+
+
+@contextlib.contextmanager
+def cuda_as_cpu():
+    """TRADES and WEAT call ``.cuda()`` on their noise; on a CPU machine that is the identity."""
+    saved = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = saved
+
+
+def import_reference(checkout: Path, module: str, extra_paths: tuple[Path, ...] = ()):
+    """Import ``module`` from the checkout (fresh: the repos share module names like utils)."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("utils", "models", "ExpUtils", "Task", "sam", "norms", "wideresnet", module):
+            del sys.modules[name]
+    for p in (*extra_paths, checkout):  # the checkout first on the path: it wins
+        sys.path.insert(0, str(p))
+    return importlib.import_module(module)
+
+
+def reference_parser(script: Path) -> argparse.ArgumentParser:
+    """The reference's own ``argparse`` parser, rebuilt from its ``__main__`` block (only the
+    ``parser = ...`` and ``parser.add_argument(...)`` statements run), so its defaults are the
+    commit's, not our reading of them."""
+    tree = ast.parse(script.read_text())
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            body = node.body
+        elif isinstance(node, ast.FunctionDef) and node.name == "get_parser":  # WEAT's parser.py
+            body = node.body
+    keep = [s for s in body if "parser" in ast.unparse(s).split("(")[0] and "parse_args" not in ast.unparse(s)
+            and not isinstance(s, ast.Return)]  # fmt: skip
+    ns: dict = {"argparse": argparse}
+    exec(compile(ast.Module(keep, type_ignores=[]), str(script), "exec"), ns)
+    return ns["parser"]
+
+
+def script_flags(sh: Path) -> list[str]:
+    """The flags of the ``python train_*.py ...`` command in a reference's shell script."""
+    text = sh.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if "python " in line and ".py" in line:
+            words = shlex.split(line[line.index("python ") :])
+            flags = words[2:]
+            out, i = [], 0
+            while i < len(flags):  # drop the GPU choice
+                if flags[i].startswith("--gpu"):
+                    i += 1 if "=" in flags[i] else 2
+                    continue
+                out.append(flags[i])
+                i += 1
+            return out
+    raise ValueError(f"no python command in {sh}")
+
+
+def cifar(n: int, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n CIFAR-10 training images in [0, 1] (NCHW) and labels, from ``$JEAT_DATA``."""
+    from jeat.data import load_dataset
+
+    ds = load_dataset("cifar10", "train", root)
+    x = ds.images[:n].float().div(255)
+    return x, ds.labels[:n].clone()
+
+
+def batches(x, y, batch: int, steps: int, seed: int, augmentation: str = "flip-crop"):
+    """``steps`` batches drawn from (x, y) with a fixed generator, augmented once: both sides
+    receive these exact tensors (the references' own loaders and transforms are not compared)."""
+    from jeat.data.augment import augment
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(steps):
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        out.append((augment(x[idx], augmentation, gen), y[idx]))
+    return out
+
+
+@dataclass
+class Diff:
+    max_abs: float
+    rel: float  # max |a - b| / max |b|
+
+    @classmethod
+    def of(cls, a, b) -> Diff:
+        a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+        d = (a - b).abs().max().item() if a.numel() else 0.0
+        scale = b.abs().max().item() if b.numel() else 0.0
+        return cls(d, d / scale if scale > 0 else d)
+
+
+GRAD_FLOOR = 1e-3
+
+
+def grads_diff(ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], name_map: dict[str, str]) -> dict:
+    """Largest relative difference over every parameter gradient (``name_map``: reference name ->
+    jeat name). Each tensor's difference is divided by the larger of its own largest |gradient| and
+    ``GRAD_FLOOR`` x the network's largest: a gradient that is zero in exact arithmetic (a conv bias
+    right before batch norm) is rounding noise on both sides, and its own scale would say nothing."""
+    missing = [k for k in name_map if name_map[k] not in ours or k not in ref]
+    if missing or not name_map:
+        raise KeyError(f"no gradient on one side for {missing[:3]} (of {len(name_map)})")
+    scale = max(ref[k].abs().max().item() for k in name_map)
+    worst, worst_name = 0.0, None
+    for ref_name, our_name in name_map.items():
+        b = ref[ref_name].double()
+        d = (ours[our_name].double() - b).abs().max().item()
+        rel = d / max(b.abs().max().item(), GRAD_FLOOR * scale)
+        if rel >= worst:
+            worst, worst_name = rel, ref_name
+    return {"params": len(name_map), "max_rel": worst, "worst": worst_name, "floor": f"{GRAD_FLOOR} x largest"}
+
+
+@contextlib.contextmanager
+def record_backward(losses: list, caller: str):
+    """Record the value of every ``loss.backward()`` called from a function named ``caller`` (the
+    reference's training loop): its loss, step by step, without touching its code."""
+    saved = torch.Tensor.backward
+
+    def backward(self, *a, **k):
+        if sys._getframe(1).f_code.co_name == caller:
+            losses.append(float(self.detach()))
+        return saved(self, *a, **k)
+
+    torch.Tensor.backward = backward
+    try:
+        yield
+    finally:
+        torch.Tensor.backward = saved
+
+
+@contextlib.contextmanager
+def record_grads_at_step(grads: dict, model, step_index: int = 0, times: list | None = None):
+    """Copy the parameter gradients of ``model`` (a module, or a callable returning it once the
+    reference has built it) just before its optimizer's ``step_index``-th step, and (``times``) the
+    wall time of every step, with torch's global optimizer step pre-hook."""
+    calls = {"n": 0}
+
+    def hook(opt, args, kwargs):
+        m = model if isinstance(model, torch.nn.Module) else model()
+        names: dict[int, list[str]] = {}
+        for name, p in m.named_parameters(remove_duplicate=False) if m is not None else ():
+            names.setdefault(id(p), []).append(name)  # every alias (JEM++ registers conv1 twice)
+        if not any(id(p) in names for g in opt.param_groups for p in g["params"]):
+            return
+        if calls["n"] == step_index:
+            for g in opt.param_groups:
+                for p in g["params"]:
+                    if id(p) in names and p.grad is not None:
+                        for name in names[id(p)]:
+                            grads[name] = p.grad.detach().clone()
+        calls["n"] += 1
+        if times is not None:
+            times.append(time.perf_counter())
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def seeded_calls(obj, name: str, seeds: list[int], log: list | None = None):
+    """Wrap ``obj.name`` so that call i first runs ``torch.manual_seed(seeds[i])``: the reference's
+    and jeat's samplers and attacks then draw the same indices and starts. ``log`` gets the outputs."""
+    orig = getattr(obj, name)
+    count = {"i": 0}
+
+    def wrapped(*a, **k):
+        torch.manual_seed(seeds[count["i"] % len(seeds)])
+        np.random.seed(seeds[count["i"] % len(seeds)])
+        count["i"] += 1
+        out = orig(*a, **k)
+        if log is not None:
+            log.append(out[0].detach().clone() if isinstance(out, tuple) else out.detach().clone())
+        return out
+
+    setattr(obj, name, wrapped)
+    try:
+        yield
+    finally:
+        setattr(obj, name, orig)
+
+
+@contextlib.contextmanager
+def noise_feed(noises: list[torch.Tensor], scale: float = 1.0):
+    """``torch.randn_like`` returns the next of ``noises`` (times ``scale``) while active: the SGLD
+    noise tensors of both sides, drawn once by the harness."""
+    saved = torch.randn_like
+    it = iter(noises)
+
+    def feed(x, *a, **k):
+        z = next(it)
+        if z.shape != x.shape:
+            raise RuntimeError(f"noise feed: shape {tuple(x.shape)} asked, {tuple(z.shape)} prepared")
+        return (z * scale).to(x.dtype)
+
+    torch.randn_like = feed
+    try:
+        yield
+    finally:
+        torch.randn_like = saved
+
+
+@dataclass
+class Result:
+    method: str
+    reference: dict
+    settings: dict
+    checks: dict = field(default_factory=dict)
+    shims: list[str] = field(default_factory=list)
+    speed: dict = field(default_factory=dict)
+
+    def passed(self) -> bool:
+        return all(c.get("pass", False) for c in self.checks.values())
+
+
+def tol_check(diff: Diff, rtol: float) -> dict:
+    return {"max_rel": diff.rel, "max_abs": diff.max_abs, "rtol": rtol, "pass": bool(diff.rel <= rtol)}
+
+
+def trajectory_check(ours: list[float], ref: list[float], rtol: float) -> dict:
+    n = min(len(ours), len(ref))
+    rel = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(ours[:n], ref[:n], strict=True)]
+    worst = int(np.argmax(rel)) if rel else -1
+    return {"steps": n, "max_rel": max(rel) if rel else 0.0, "worst_step": worst + 1, "rtol": rtol,
+            "pass": bool(n == len(ours) == len(ref) and n > 0 and max(rel) <= rtol),
+            "ours": ours, "reference": ref}  # fmt: skip
+
+
+def per_second(times: list[float], images_per_step: int, skip: int = 1) -> float:
+    """Images per second from the optimizer-step timestamps, after ``skip`` warm-up steps."""
+    t = times[skip:]
+    if len(t) < 2:
+        return float("nan")
+    return images_per_step * (len(t) - 1) / (t[-1] - t[0])

@@ -1,0 +1,201 @@
+"""JEM++ (sndnyang/JEMPP) and EB-JDAT (jkcjkc/EB-JDAT, its JEM++ variant) beside jeat.
+
+The reference's own ``main(args)`` of ``train_jempp.py`` trains, with its own parser's defaults and
+its CIFAR-10 script's flags (``scripts/jempp_cifar10.sh``, ``train.sh``), on a small WRN (depth and
+width overridden) for ``--steps`` iterations. What the harness replaces, and nothing else:
+
+- ``get_data``: returns the harness's batches (already augmented, in [-1, 1]) instead of
+  torchvision loaders; the p(x) batch and the CE batch are separate, as in the reference;
+- the class-conditional Gaussian's input files (``cifar10_mean.pt`` / ``_cov.pt``), computed from
+  the same images as the reference's ``category_mean`` would (its ``t.load(covs, ...)`` typo stops
+  it from writing them);
+- calls of ``sample_q`` / ``sampleXadv`` are *wrapped* (not changed) to seed torch before each, so
+  both sides draw the same buffer indices and attack starts; EB-JDAT's ``main`` calls
+  ``sampleXadv`` without its ``device`` argument (a TypeError as published): the wrapper passes it.
+- EB-JDAT's checkout has no ``utils.py`` (``from utils import ...`` fails): JEM++'s is used.
+
+jeat then trains ``paper-jempp`` / ``paper-eb-jdat`` (same overrides) from the reference's initial
+weights and replay buffer on the same batches, through its one training loop (``Trainer.train_step``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import (REFERENCES, STEP_RTOL, Diff, Result, batches, checkout_commit, cifar, grads_diff, import_reference,
+                    install_stubs, record_backward, record_grads_at_step, reference_parser, script_flags,
+                    seeded_calls, tol_check, trajectory_check, per_second)  # fmt: skip
+
+
+def _overrides(o) -> list[str]:
+    return ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
+            str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup),
+            "--decay_epochs", "1000", "--print_every", "1000000", "--n_valid", "0", "--eval_every", "1000",
+            "--ckpt_every", "1000"]  # fmt: skip
+
+
+def _gaussian_files(x: torch.Tensor, y: torch.Tensor, where: Path) -> None:
+    """``cifar10_mean.pt`` / ``cifar10_cov.pt`` as JEM++'s ``category_mean`` defines them: per class
+    the mean and the biased covariance of the flattened images in [-1, 1]."""
+    u = (2 * x - 1).flatten(1).double()
+    means, covs = torch.zeros(10, u.shape[1]), torch.zeros(10, u.shape[1], u.shape[1])
+    for c in range(10):
+        uc = u[y == c]
+        mu = uc.mean(0)
+        means[c], covs[c] = mu.float(), ((uc - mu).T @ (uc - mu) / len(uc)).float()
+    torch.save(means, where / "cifar10_mean.pt")
+    torch.save(covs, where / "cifar10_cov.pt")
+
+
+def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.dtype) -> dict:
+    """The reference's main() on the harness data; returns what it logged."""
+    px, lab, valid = data
+    captured: dict = {"model": None}
+    orig_build = mod.get_model_and_buffer
+
+    def build(a, device):  # wrapped to see the model it builds (EB-JDAT builds twice: the last counts)
+        f, buf = orig_build(a, device)
+        f = f.to(dtype)
+        captured["model"], captured["init_state"] = f, {k: v.clone() for k, v in f.state_dict().items()}
+        return f, buf
+
+    orig_centers = mod.init_from_centers
+
+    def centers(a):
+        buf = orig_centers(a).to(dtype)
+        captured["init_buffer"] = buf.clone()
+        return buf
+
+    mod.get_model_and_buffer, mod.init_from_centers = build, centers
+    mod.get_data = lambda a: (iter([(2 * x - 1, yy) for x, yy in px]), iter([(2 * x - 1, yy) for x, yy in lab]),
+                              [(2 * x - 1, yy) for x, yy in valid], [(2 * x - 1, yy) for x, yy in valid])  # fmt: skip
+    mod.args = args  # sample_p_0 reads the module-global args, as under __main__
+    samples, advs, losses, grads, times = [], [], [], {}, []
+    if variant == "eb-jdat":
+        published = mod.sampleXadv
+        mod.sampleXadv = lambda f, x, y, **k: published(f, x, y, args.device, **k)
+    ctx = [seeded_calls(mod, "sample_q", seeds, samples), record_backward(losses, "main"),
+           record_grads_at_step(grads, lambda: captured["model"], 0, times)]  # fmt: skip
+    if variant == "eb-jdat":
+        ctx.append(seeded_calls(mod, "sampleXadv", adv_seeds, advs))
+    with ctx[0], ctx[1], ctx[2], (ctx[3] if len(ctx) > 3 else _null()):
+        mod.main(args)
+    return {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, **captured}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def run_jeat(o, preset: str, ref: dict, data, seeds, adv_seeds, tmp: Path, dtype: torch.dtype) -> dict:
+    from jeat import get_preset
+    from jeat.models.wrn import from_jem_state_dict
+    from jeat.training.loop import Trainer
+
+    cfg = get_preset(preset)
+    cfg.model.arch = f"jempp-wrn-{o.depth}-{o.width}"
+    cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = o.batch, o.data, 2000, 100
+    cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
+    cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
+    cfg.channels_last, cfg.amp, cfg.guard.enabled, cfg.tensorboard = o.channels_last, "none", False, False
+    tr = Trainer(cfg, run_dir=tmp / f"jeat-{preset}", progress=False)
+    missing = tr.model.load_state_dict(from_jem_state_dict(ref["init_state"], o.depth), strict=True)
+    assert not missing.missing_keys
+    if o.channels_last:
+        tr.model.to(memory_format=torch.channels_last)
+    tr.model.to(dtype)
+    tr.method.negatives.buffer.x = ((ref["init_buffer"] + 1) / 2).to(dtype)
+    px, lab, _ = data
+    m = tr.method
+    samples, advs, losses, grads, times = [], [], [], {}, []
+    step = {"i": 0}
+    m.px_batch = lambda n: px[step["i"]][0]
+    ctx_adv = seeded_calls(m, "adv_attack", adv_seeds, advs) if preset == "paper-eb-jdat" else _null()
+    with seeded_calls(m.negatives, "sample", seeds, samples), record_grads_at_step(grads, tr.model, 0, times), ctx_adv:
+        for i, (x, y) in enumerate(lab):
+            step["i"] = i
+            metrics = tr.train_step(x, y)
+            losses.append(float(metrics["loss"]))
+    name_map = {}
+    for ref_name, _ in ref["model"].named_parameters(remove_duplicate=False):
+        mapped = from_jem_state_dict({ref_name: torch.zeros(1)}, o.depth)  # {} for aliases and unused heads
+        if mapped:
+            name_map[ref_name] = next(iter(mapped))
+    return {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times,
+            "name_map": name_map, "trainer": tr}  # fmt: skip
+
+
+def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None = None) -> Result:
+    repo, commit, sub = REFERENCES[variant]
+    root = checkout / sub
+    shims = [f"stub modules (import only): {', '.join(install_stubs())}"]
+    extra = ()
+    if variant == "eb-jdat":
+        if jempp_checkout is None:
+            raise SystemExit("eb-jdat: its checkout has no utils.py; pass JEM++'s checkout too (--refs or JEAT_REF_JEMPP)")
+        extra = (jempp_checkout,)
+        shims.append("utils.py from sndnyang/JEMPP (EB-JDAT's checkout imports `utils` but has none)")
+        shims.append("main() calls sampleXadv without its `device` argument: the harness passes args.device")
+    mod = import_reference(root, "train_jempp", extra)
+    parser = reference_parser(root / "train_jempp.py")
+    script = root / ("scripts/jempp_cifar10.sh" if variant == "jempp" else "train.sh")
+    flags = script_flags(script)
+    args = parser.parse_args(flags + _overrides(o))
+    args.n_classes, args.device, args.pid = 10, torch.device("cpu"), "parity"  # what init_env sets
+    args.vis = False  # init_env: vis = not novis, then a tensorboardX writer; no event files here
+    shims.append("get_data replaced by the harness's batches; class Gaussian files written by the harness")
+
+    dtype = torch.float64 if o.dtype == "float64" else torch.float32
+    x, y = cifar(2000, o.data)
+    x = x.to(dtype)
+    data = (batches(x, y, o.batch, o.steps, 1, "jem"), batches(x, y, o.batch, o.steps, 2, "jem"),
+            [(x[:64], y[:64])])  # fmt: skip
+    seeds = [10_000 + i for i in range(o.steps)]
+    adv_seeds = [20_000 + i for i in range(o.steps)]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        args.save_dir = args.dir_path = str(tmp)
+        (tmp / "samples").mkdir()
+        _gaussian_files(x, y, tmp)
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        torch.set_num_threads(o.threads)
+        t0 = time.perf_counter()
+        try:
+            ref = run_reference(mod, args, data, seeds, adv_seeds, variant, dtype)
+        finally:
+            os.chdir(cwd)
+        ref_wall = time.perf_counter() - t0
+        torch.set_num_threads(o.threads)
+        t0 = time.perf_counter()
+        ours = run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype)
+        our_wall = time.perf_counter() - t0
+
+    res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
+                           "script": str(script.relative_to(checkout))},
+                 {"model": f"WRN-{o.depth}-{o.width} (JEM++ yopo block, BN momentum 0.9)", "batch": o.batch,
+                  "steps": o.steps, "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0,
+                  "reference_flags": flags, "threads": o.threads, "precision": o.dtype,
+                  "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
+                 shims=shims)  # fmt: skip
+    # (a) the sampler after its full m x n steps, first training step, in [0, 1] units
+    res.checks["sampler"] = tol_check(Diff.of(ours["samples"][0], (ref["samples"][0] + 1) / 2), STEP_RTOL)
+    if variant == "eb-jdat":
+        res.checks["attack"] = tol_check(Diff.of(ours["advs"][0], (ref["advs"][0] + 1) / 2), STEP_RTOL)
+    res.checks["loss"] = tol_check(Diff.of(ours["losses"][0], ref["losses"][0]), STEP_RTOL)
+    g = grads_diff(ours["grads"], ref["grads"], ours["name_map"])
+    res.checks["gradients"] = {**g, "rtol": STEP_RTOL, "pass": g["max_rel"] <= STEP_RTOL}
+    res.checks["trajectory"] = trajectory_check(ours["losses"], ref["losses"], o.traj_rtol)
+    res.speed = {"reference_img_s": per_second(ref["times"], o.batch), "jeat_img_s": per_second(ours["times"], o.batch),
+                 "reference_wall_s": ref_wall, "jeat_wall_s": our_wall}  # fmt: skip
+    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
+    return res

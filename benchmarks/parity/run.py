@@ -1,0 +1,119 @@
+"""Run the authors' code beside jeat, method by method, and write the parity table.
+
+    python benchmarks/parity/run.py --refs /path/to/checkouts --data ../shared/data
+    python benchmarks/parity/run.py --methods jempp --ref-jempp ~/src/JEMPP
+
+``--refs ROOT`` holds one checkout per reference, named ``<owner>+<repo>`` (e.g. ``sndnyang+JEMPP``);
+``--ref-<method>`` or ``JEAT_REF_<METHOD>`` name one directly. Each method runs in its own process
+(the references share module names such as ``utils``). Results: ``benchmarks/results/parity_cpu.json``
+(merged per method) and ``docs/PARITY.md``'s table, rewritten from it. See docs/PARITY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from common import REFERENCES, ref_checkout  # noqa: E402
+from report import write_markdown  # noqa: E402
+
+METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat")
+CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
+          "weat": "trades"}  # fmt: skip
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--refs", help="folder of reference checkouts named <owner>+<repo>")
+    for m in METHODS:
+        p.add_argument(f"--ref-{m}", help=f"checkout of {REFERENCES[m][0]}")
+    p.add_argument("--data", default=os.environ.get("JEAT_DATA"), help="CIFAR-10 root (default $JEAT_DATA)")
+    p.add_argument("--steps", type=int, default=30, help="training steps of the trajectory (d)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--depth", type=int, default=10)
+    p.add_argument("--width", type=int, default=2)
+    p.add_argument("--buffer", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=5, help="warm-up iterations (JEM family): the first runs at lr 0")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="float64: both sides in double, to tell the same arithmetic from fp32 rounding")
+    p.add_argument("--traj-rtol", type=float, default=1e-3, help="relative tolerance of each trajectory loss")
+    p.add_argument("--channels-last", action="store_true", help="jeat side in channels_last (its default)")
+    p.add_argument("--speed", action="store_true", help="speed mode: time steps only, at --depth/--width/--batch")
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/parity_cpu.json"))
+    p.add_argument("--md", default=str(ROOT / "docs/PARITY.md"))
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method in this process
+    return p
+
+
+def run_one(o) -> dict:
+    m = o.one
+    checkout = ref_checkout(m, getattr(o, f"ref_{m.replace('-', '_')}"), o.refs)
+    mod = __import__(CHECKS[m])
+    if m == "eb-jdat":
+        res = mod.check(checkout, o, "eb-jdat", ref_checkout("jempp", o.ref_jempp, o.refs))
+    elif m == "weat":
+        res = mod.check(checkout, o, "weat")
+    else:
+        res = mod.check(checkout, o)
+    out = dataclasses.asdict(res)
+    out["pass"] = res.passed()
+    out["date"] = time.strftime("%Y-%m-%d")
+    return out
+
+
+def _without_methods(argv) -> list[str]:
+    args, out, skip = list(argv if argv is not None else sys.argv[1:]), [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--methods":
+            skip = True
+        elif not a.startswith("--methods="):
+            out.append(a)
+    return out
+
+
+def main(argv=None) -> int:
+    o = parser().parse_args(argv)
+    if o.one:
+        print(json.dumps(run_one(o)))
+        return 0
+    results = json.loads(Path(o.out).read_text()) if Path(o.out).exists() else {}
+    key = "speed" if o.speed else "parity"
+    failed = []
+    for m in [s.strip() for s in o.methods.split(",") if s.strip()]:
+        if m not in METHODS:
+            raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--one", m]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            failed.append(m)
+            continue
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res["harness_wall_s"] = time.perf_counter() - t0
+        res["command"] = f"python benchmarks/parity/run.py --methods {m} " + " ".join(_without_methods(argv))
+        results.setdefault(m, {})[key] = res
+        status = "pass" if res["pass"] else "FAIL"
+        print(f"{m}: {status} " + ", ".join(f"{k} {v.get('max_rel', 0):.2e}" for k, v in res["checks"].items())
+              + (f"; speed jeat/ref {res['speed'].get('ratio', float('nan')):.2f}" if res.get("speed") else ""))
+        Path(o.out).write_text(json.dumps(results, indent=1) + "\n")
+    write_markdown(results, Path(o.md))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
