@@ -9,8 +9,8 @@ compared at its own defaults. Each shim is recorded in the check's result (``shi
 
 from __future__ import annotations
 
-import ast
 import argparse
+import ast
 import contextlib
 import importlib
 import os

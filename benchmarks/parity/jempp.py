@@ -26,10 +26,26 @@ import time
 from pathlib import Path
 
 import torch
-
-from common import (REFERENCES, STEP_RTOL, Diff, Result, batches, checkout_commit, cifar, grads_diff, import_reference,
-                    install_stubs, record_backward, record_grads_at_step, reference_parser, script_flags,
-                    seeded_calls, tol_check, trajectory_check, per_second)  # fmt: skip
+from common import (
+    REFERENCES,
+    STEP_RTOL,
+    Diff,
+    Result,
+    batches,
+    checkout_commit,
+    cifar,
+    grads_diff,
+    import_reference,
+    install_stubs,
+    per_second,
+    record_backward,
+    record_grads_at_step,
+    reference_parser,
+    script_flags,
+    seeded_calls,  # fmt: skip
+    tol_check,
+    trajectory_check,
+)
 
 
 def _overrides(o) -> list[str]:
@@ -141,7 +157,7 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
     extra = ()
     if variant == "eb-jdat":
         if jempp_checkout is None:
-            raise SystemExit("eb-jdat: its checkout has no utils.py; pass JEM++'s checkout too (--refs or JEAT_REF_JEMPP)")
+            raise SystemExit("eb-jdat: its checkout has no utils.py; pass JEM++'s checkout (--refs, JEAT_REF_JEMPP)")
         extra = (jempp_checkout,)
         shims.append("utils.py from sndnyang/JEMPP (EB-JDAT's checkout imports `utils` but has none)")
         shims.append("main() calls sampleXadv without its `device` argument: the harness passes args.device")
