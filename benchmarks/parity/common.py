@@ -118,24 +118,33 @@ def reference_parser(script: Path) -> argparse.ArgumentParser:
     ``parser = ...`` and ``parser.add_argument(...)`` statements run), so its defaults are the
     commit's, not our reading of them."""
     tree = ast.parse(script.read_text())
-    body = []
+    body = list(tree.body)  # TRADES builds its parser at module level
     for node in tree.body:
         if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
-            body = node.body
+            body += node.body
         elif isinstance(node, ast.FunctionDef) and node.name == "get_parser":  # WEAT's parser.py
-            body = node.body
-    keep = [s for s in body if "parser" in ast.unparse(s).split("(")[0] and "parse_args" not in ast.unparse(s)
-            and not isinstance(s, ast.Return)]  # fmt: skip
+            body += node.body
+    keep = [s for s in body if isinstance(s, (ast.Assign, ast.Expr)) and "parser" in ast.unparse(s).split("(")[0]
+            and "parse_args" not in ast.unparse(s)]  # fmt: skip
     ns: dict = {"argparse": argparse}
     exec(compile(ast.Module(keep, type_ignores=[]), str(script), "exec"), ns)
     return ns["parser"]
 
 
-def script_flags(sh: Path) -> list[str]:
-    """The flags of the ``python train_*.py ...`` command in a reference's shell script."""
+def reference_function(script: Path, name: str, namespace: dict):
+    """A top-level function of a script that cannot be imported (TRADES' training script parses
+    its arguments and loads data at import), compiled from its source as published."""
+    tree = ast.parse(script.read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    exec(compile(ast.Module([node], type_ignores=[]), str(script), "exec"), namespace)
+    return namespace[name]
+
+
+def script_flags(sh: Path, program: str = ".py") -> list[str]:
+    """The flags of the ``python <program> ...`` command in a reference's shell script or README."""
     text = sh.read_text().replace("\\\n", " ")
     for line in text.splitlines():
-        if "python " in line and ".py" in line:
+        if "python " in line and program in line:
             words = shlex.split(line[line.index("python ") :])
             flags = words[2:]
             out, i = [], 0
@@ -259,7 +268,9 @@ def record_grads_at_step(grads: dict, model, step_index: int = 0, times: list | 
 def seeded_calls(obj, name: str, seeds: list[int], log: list | None = None):
     """Wrap ``obj.name`` so that call i first runs ``torch.manual_seed(seeds[i])``: the reference's
     and jeat's samplers and attacks then draw the same indices and starts. ``log`` gets the outputs."""
-    orig = getattr(obj, name)
+    get = obj.__getitem__ if isinstance(obj, dict) else lambda n: getattr(obj, n)
+    put = obj.__setitem__ if isinstance(obj, dict) else lambda n, v: setattr(obj, n, v)
+    orig = get(name)
     count = {"i": 0}
 
     def wrapped(*a, **k):
@@ -271,11 +282,11 @@ def seeded_calls(obj, name: str, seeds: list[int], log: list | None = None):
             log.append(out[0].detach().clone() if isinstance(out, tuple) else out.detach().clone())
         return out
 
-    setattr(obj, name, wrapped)
+    put(name, wrapped)
     try:
         yield
     finally:
-        setattr(obj, name, orig)
+        put(name, orig)
 
 
 @contextlib.contextmanager

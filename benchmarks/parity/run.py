@@ -46,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--buffer", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=5, help="warm-up iterations (JEM family): the first runs at lr 0")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--weat-steps", type=int, default=3, help="WEAT's attack steps (ResNet-18 is slow on a CPU)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float64: both sides in double, to tell the same arithmetic from fp32 rounding")
     p.add_argument("--traj-rtol", type=float, default=1e-3, help="relative tolerance of each trajectory loss")
@@ -59,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
 
 def run_one(o) -> dict:
     m = o.one
+    if o.dtype == "float64":  # so that the references' torch.randn(shape) draws doubles, as jeat's randn_like
+        import torch
+
+        torch.set_default_dtype(torch.float64)
     checkout = ref_checkout(m, getattr(o, f"ref_{m.replace('-', '_')}"), o.refs)
     mod = __import__(CHECKS[m])
     if m == "eb-jdat":

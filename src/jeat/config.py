@@ -115,7 +115,8 @@ class MethodConfig:
     px_batch_size: int | None = None
     # Which train-mode forwards update BN running statistics: `classifier` (only the classifier
     # input's; attacks and SGLD leave them alone) or `all` (every train-mode forward, in the
-    # references' order: p(x) batch, SGLD, negatives, CE batch; JEM++, SADA-JEM, EB-JDAT).
+    # references' order: p(x) batch, SGLD, negatives, CE batch; JEM++, SADA-JEM, EB-JDAT; for TRADES,
+    # its second forward of x for the KL target).
     bn_stats: str = "classifier"
     # alpha * mean(E(x_data)^2 + E(x~)^2): IGEBM's (Du & Mordatch 2019) energy-magnitude penalty
     # against runaway energies. Not in JEM/JEAT: 0 (off) in every preset.

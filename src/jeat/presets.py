@@ -84,11 +84,13 @@ def _sgd_jempp(epochs: int = 150) -> OptimConfig:
 
 
 def _paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, arch: str = "wrn-28-10",
-           augment: str = "flip-crop", bn_momentum: float | None = None, **kw) -> TrainConfig:  # fmt: skip
+           augment: str = "flip-crop", bn_momentum: float | None = None, normalization: str | None = None,
+           **kw) -> TrainConfig:  # fmt: skip
     # fp32 (amp=none): every reference trains in fp32; `--set amp=auto` trains in bf16 where the
     # device computes it natively, 2-4x faster (docs/SCALE.md), at the cost of exact parity.
     return TrainConfig(epochs=epochs, amp="none", data=DataConfig(batch_size=batch, augment=augment),
-                       model=ModelConfig(arch=arch, bn_momentum=bn_momentum), optim=optim, method=method,
+                       model=ModelConfig(arch=arch, normalization=normalization, bn_momentum=bn_momentum), optim=optim,
+                       method=method,
                        checkpoint_every=500, **kw)  # fmt: skip
 
 
@@ -242,13 +244,14 @@ register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal samp
 
 # ------------------------------------------------------------------ newer hybrids (issue 12)
 # TRADES (Zhang et al. 2019, train_trades_cifar10.py): WRN-34-10, SGD 0.1 (momentum 0.9), wd 2e-4,
-# batch 128, 76 epochs; KL attack eps 0.031, 10 steps of 0.007; beta 6. Its epochs count from 1 and
+# batch 128, 76 epochs; KL attack eps 0.031, 10 steps of 0.007; beta 6; inputs in [0, 1] without
+# normalisation, RandomCrop(32, padding=4) with zero padding + flip. Its epochs count from 1 and
 # the lr drops x0.1 when epoch >= 75, i.e. for its epochs 75 and 76: jeat's 0-based milestone 74.
 TRADES_ATTACK = AttackConfig("ce", 0.031, 0.007, 10)  # energy unused: the KL attack has its own objective
 register("paper-trades", "TRADES: WRN-34-10, KL attack 10 x 0.007 at eps 0.031, beta 6, SGD 0.1, 76 epochs")(
-    lambda: _paper(MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0),
+    lambda: _paper(MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0, bn_stats="all"),
                    OptimConfig("sgd", lr=0.1, weight_decay=2e-4, milestones=(74,), gamma=0.1), 128, 76,
-                   arch="wrn-34-10")  # fmt: skip
+                   arch="wrn-34-10", augment="flip-crop-zero", normalization="none")  # fmt: skip
 )
 
 
@@ -261,7 +264,7 @@ def _weat(variant: str) -> TrainConfig:
     return _paper(MethodConfig("weat", attack=AttackConfig("ce", 8 / 255, 2 / 255, 10), trades_beta=6.0,
                                weat_variant=variant),
                   OptimConfig("sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle", pct_start=0.25,
-                              cycle_momentum=True), 128, 100, arch="resnet18")  # fmt: skip
+                              cycle_momentum=True), 128, 100, arch="resnet18", augment="flip-crop-zero")  # fmt: skip
 
 
 register("paper-weat", "WEAT_nat: energy-weighted TRADES, ResNet-18, one-cycle SGD 0.1, 100 epochs")(

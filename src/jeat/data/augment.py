@@ -7,13 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AUGMENTATIONS = ("none", "flip-crop", "jem")
+AUGMENTATIONS = ("none", "flip-crop", "flip-crop-zero", "jem")
 
 
-def pad_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Reflect-pad by ``pad``, take a random crop of the original size, flip half horizontally."""
+def pad_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4, mode: str = "reflect") -> Tensor:
+    """Pad by ``pad`` (``reflect``: JEM/JEM++'s Pad(4, reflect); ``constant``: zeros, torchvision's
+    RandomCrop(32, padding=4) as TRADES and WEAT use it), take a random crop of the original size,
+    flip half horizontally."""
     n, _, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    xp = F.pad(x, (pad, pad, pad, pad), mode=mode)
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     rows = (oy[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
@@ -30,13 +32,13 @@ JEM_NOISE_STD = 0.03 / 2
 
 
 def augment(x: Tensor, kind: str, gen: torch.Generator, noise_std: float = JEM_NOISE_STD) -> Tensor:
-    """``flip-crop``: pad-crop-flip. ``jem``: pad-crop-flip + JEM's Gaussian noise (std 0.03 in
+    """``flip-crop``: reflect-pad-crop-flip; ``flip-crop-zero``: the same with zero padding. ``jem``: pad-crop-flip + JEM's Gaussian noise (std 0.03 in
     [-1, 1] units = 0.015 in [0, 1]), unclamped as in JEM."""
     if kind == "none":
         return x
     if kind not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {kind!r}; choose {', '.join(AUGMENTATIONS)}")
-    x = pad_crop_flip(x, gen)
+    x = pad_crop_flip(x, gen, mode="constant" if kind == "flip-crop-zero" else "reflect")
     if kind == "jem":
         x = x + noise_std * torch.randn(x.shape, generator=gen)
     return x

@@ -11,6 +11,7 @@ reference code is OmnAI-Lab/Robust-Classifiers-under-the-lens-of-EBM, Adversaria
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -49,6 +50,11 @@ class TRADES(Method):
         x_adv = self.crafted("x_adv", lambda: self.kl_attack(model, x))
         logits = upcast(model(x))
         logits_adv = upcast(model(x_adv))
+        if self.mcfg.bn_stats == "all" and self.name == "trades" and not self.reuse_crafted:
+            # TRADES' trades_loss forwards x a second time for the KL target, in train mode: its BN
+            # running statistics (which the next attack reads) see x, x', x. Same outputs, so no graph.
+            with torch.no_grad():
+                model(x)
         kl = kl_to_clean(logits_adv, F.softmax(logits, 1))
         ce_nat, ce_adv = cross_entropy(logits, y), cross_entropy(logits_adv, y)
         base = ce_adv if self.name == "weat" and self.mcfg.weat_variant == "adv" else ce_nat

@@ -1,0 +1,162 @@
+"""JEM (wgrathwohl/JEM, ``train_wrn_ebm.py``) beside jeat's ``paper-jem``.
+
+The reference's ``main(args)`` trains with its parser's defaults and its README's CIFAR-10 command
+(``--lr .0001 --optimizer adam ... --warmup_iters 1000``) on a small WRN for ``--steps`` iterations.
+The harness replaces ``get_data`` (its batches, p(x) and CE apart, in [-1, 1]) and *wraps*
+``get_sample_q``'s sampler so that each call starts from the same torch seed and draws its SGLD
+noise from tensors the harness prepared (``noise_feed``): JEM draws fresh uniform seeds for every
+chain before choosing which to re-initialise, jeat only for the chosen ones, so their random
+streams differ although the distributions are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import (
+    REFERENCES,
+    STEP_RTOL,
+    Diff,
+    Result,
+    batches,
+    checkout_commit,
+    cifar,
+    grads_diff,
+    import_reference,
+    install_stubs,
+    noise_feed,
+    per_second,
+    record_backward,
+    record_grads_at_step,
+    reference_parser,
+    script_flags,
+    tol_check,
+    trajectory_check,
+)
+
+
+class Feed:
+    """Per sampler call: a torch seed and the K noise tensors (standard normal, N x 3 x 32 x 32)."""
+
+    def __init__(self, steps: int, k: int, batch: int, dtype: torch.dtype, seed: int = 30_000):
+        gen = torch.Generator().manual_seed(seed)
+        self.seeds = [seed + i for i in range(steps)]
+        self.noise = [[torch.randn(batch, 3, 32, 32, generator=gen, dtype=dtype) for _ in range(k)]
+                      for _ in range(steps)]  # fmt: skip
+
+    def wrap(self, fn, log: list, scale: float = 1.0):
+        count = {"i": 0}
+
+        def wrapped(*a, **k):
+            i = count["i"]
+            count["i"] += 1
+            torch.manual_seed(self.seeds[i])
+            with noise_feed(self.noise[i], scale):
+                out = fn(*a, **k)
+            log.append((out[0] if isinstance(out, tuple) else out).detach().clone())
+            return out
+
+        return wrapped
+
+
+def check(checkout: Path, o) -> Result:
+    repo, commit, _ = REFERENCES["jem"]
+    shims = [f"stub modules (import only): {', '.join(install_stubs())}",
+             "get_data replaced by the harness's batches; sampler calls seeded and fed the same noise"]  # fmt: skip
+    mod = import_reference(checkout, "train_wrn_ebm")
+    parser = reference_parser(checkout / "train_wrn_ebm.py")
+    flags = script_flags(checkout / "README.md", "train_wrn_ebm.py")
+    flags = [f for i, f in enumerate(flags) if f != "--save_dir" and (i == 0 or flags[i - 1] != "--save_dir")]
+    dtype = torch.float64 if o.dtype == "float64" else torch.float32
+    over = ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
+            str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
+            "1000000", "--n_valid", "50", "--ckpt_every", "1000", "--eval_every", "1000"]  # fmt: skip
+    args = parser.parse_args(flags + over)
+    args.n_classes = 10
+    x, y = cifar(2000, o.data)
+    x = x.to(dtype)
+    px, lab = batches(x, y, o.batch, o.steps, 1, "jem"), batches(x, y, o.batch, o.steps, 2, "jem")
+    feed = Feed(o.steps, args.n_steps, o.batch, dtype)
+
+    # ---- reference
+    cap: dict = {}
+    orig_build, orig_sq = mod.get_model_and_buffer, mod.get_sample_q
+    ref_samples, ref_losses, ref_grads, ref_times = [], [], {}, []
+
+    def build(a, device, sample_q):
+        f, buf = orig_build(a, device, sample_q)
+        f, buf = f.to(dtype), buf.to(dtype)
+        cap["model"], cap["state"], cap["buffer"] = f, {k: v.clone() for k, v in f.state_dict().items()}, buf.clone()
+        return f, buf
+
+    mod.get_model_and_buffer = build
+    mod.get_sample_q = lambda a, device: feed.wrap(orig_sq(a, device), ref_samples)
+    valid = [(2 * x[:50] - 1, y[:50])]
+    mod.get_data = lambda a: (iter([(2 * b - 1, c) for b, c in px]), iter([(2 * b - 1, c) for b, c in lab]), valid,
+                              valid)  # fmt: skip
+    torch.set_num_threads(o.threads)
+    with tempfile.TemporaryDirectory() as d:
+        args.save_dir = d
+        cwd = os.getcwd()
+        os.chdir(d)
+        t0 = time.perf_counter()
+        try:
+            with record_backward(ref_losses, "main"), record_grads_at_step(ref_grads, lambda: cap.get("model"), 0,
+                                                                            ref_times):  # fmt: skip
+                mod.main(args)
+        finally:
+            os.chdir(cwd)
+        ref_wall = time.perf_counter() - t0
+
+        # ---- jeat
+        from jeat import get_preset
+        from jeat.models.wrn import from_jem_state_dict
+        from jeat.training.loop import Trainer
+
+        cfg = get_preset("paper-jem")
+        cfg.model.arch = f"jem-wrn-{o.depth}-{o.width}"
+        cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = o.batch, o.data, 500, 100
+        cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
+        cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
+        cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
+        tr = Trainer(cfg, run_dir=Path(d) / "jeat", progress=False)
+        tr.model.load_state_dict(from_jem_state_dict(cap["state"], o.depth))
+        tr.model.to(dtype)
+        tr.method.negatives.buffer.x = ((cap["buffer"] + 1) / 2).to(dtype)
+        samples, losses, grads, times = [], [], {}, []
+        step = {"i": 0}
+        tr.method.px_batch = lambda n: px[step["i"]][0]
+        tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, samples)
+        t0 = time.perf_counter()
+        with record_grads_at_step(grads, tr.model, 0, times):
+            for i, (xb, yb) in enumerate(lab):
+                step["i"] = i
+                losses.append(float(tr.train_step(xb, yb)["loss"]))
+        our_wall = time.perf_counter() - t0
+
+    name_map = {}
+    for name, _ in cap["model"].named_parameters():
+        mapped = from_jem_state_dict({name: torch.zeros(1)}, o.depth)
+        if mapped:
+            name_map[name] = next(iter(mapped))
+    res = Result("jem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
+                         "script": "README.md (CIFAR-10 command)"},
+                 {"model": f"WRN-{o.depth}-{o.width} (JEM's block, no norm, LeakyReLU 0.2)", "batch": o.batch,
+                  "steps": o.steps, "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0,
+                  "sgld_steps": args.n_steps, "reference_flags": flags, "threads": o.threads, "precision": o.dtype,
+                  "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
+                 shims=shims)  # fmt: skip
+    rtol = STEP_RTOL if o.dtype == "float32" else 1e-9
+    res.checks["sampler"] = tol_check(Diff.of(samples[0], (ref_samples[0] + 1) / 2), rtol)
+    res.checks["loss"] = tol_check(Diff.of(losses[0], ref_losses[0]), rtol)
+    g = grads_diff(grads, ref_grads, name_map)
+    res.checks["gradients"] = {**g, "rtol": rtol, "pass": g["max_rel"] <= rtol}
+    res.checks["trajectory"] = trajectory_check(losses, ref_losses, o.traj_rtol if o.dtype == "float32" else 1e-9)
+    res.speed = {"reference_img_s": per_second(ref_times, o.batch), "jeat_img_s": per_second(times, o.batch),
+                 "reference_wall_s": ref_wall, "jeat_wall_s": our_wall}  # fmt: skip
+    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
+    return res
