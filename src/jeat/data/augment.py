@@ -32,7 +32,8 @@ JEM_NOISE_STD = 0.03 / 2
 
 
 def augment(x: Tensor, kind: str, gen: torch.Generator, noise_std: float = JEM_NOISE_STD) -> Tensor:
-    """``flip-crop``: reflect-pad-crop-flip; ``flip-crop-zero``: the same with zero padding. ``jem``: pad-crop-flip + JEM's Gaussian noise (std 0.03 in
+    """``flip-crop``: reflect-pad-crop-flip; ``flip-crop-zero``: the same with zero padding (TRADES,
+    WEAT). ``jem``: pad-crop-flip + JEM's Gaussian noise (std 0.03 in
     [-1, 1] units = 0.015 in [0, 1]), unclamped as in JEM."""
     if kind == "none":
         return x
