@@ -149,7 +149,12 @@ def seed_fn(kind: str, shape: tuple[int, ...], num_classes: int, *, run_dir: str
         if data is None:
             raise ValueError(f"--seed-dist {kind} needs the training set to fit the Gaussian(s) (pass --data)")
         ds = data() if callable(data) else data
-        model = ClassGaussian.fit(ds) if kind == "gaussian" else ClassGMM.fit(ds, gmm_components, gmm_rank)
+        # Generation keeps ridge 1e-4 and the unbiased covariance, the seeds every leaderboard FID was
+        # measured with; JEM++'s own form (ClassGaussian.fit's default) seeds the training chains.
+        if kind == "gaussian":
+            model = ClassGaussian.fit(ds, ridge=1e-4, unbiased=True)
+        else:
+            model = ClassGMM.fit(ds, gmm_components, gmm_rank)
         if path is not None:
             model.save(path)
     if model.num_classes != num_classes or tuple(model.shape) != tuple(shape):

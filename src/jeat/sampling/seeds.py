@@ -70,7 +70,7 @@ class ClassGaussian(CachedFit):
 
     def sample(self, y: Tensor, clamp: bool = True) -> Tensor:
         y = y.to(self.mean.device)
-        z = torch.randn(len(y), self.mean.shape[1], device=self.mean.device)
+        z = torch.randn(len(y), self.mean.shape[1], device=self.mean.device, dtype=self.mean.dtype)
         # Per class, not ``self.chol[y]``: gathering a (D, D) factor per example would allocate
         # n * D^2 floats (37 MB each for CIFAR). One host sync for the class counts.
         x = torch.empty_like(z)

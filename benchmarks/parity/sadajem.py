@@ -1,0 +1,159 @@
+"""SADA-JEM (sndnyang/SADAJEM, ``train_sadajem.py`` + ``sam.py``) beside jeat's ``paper-sadajem``.
+
+The reference's ``main(arg)`` trains with its parser's defaults and ``scripts/sadajem_cifar10.sh``'s
+flags on a small WRN. The harness replaces ``get_data`` (un-augmented p(x) batches of
+``batch_size`` and augmented CE batches of twice that, the ratio of its hard-coded ``label_bs =
+128`` to ``batch_size = 64``), writes the class-Gaussian files its ``init_from_centers`` reads
+(``v<torch minor>/cifar10_{mean,cov}.pt``), gives ``arg.writer`` a sink that drops scalars, makes
+its end-of-run IS/FID (``cond_is_fid``, inside the reference's own try/except) raise at once, and
+seeds each ``sample_q`` call as jeat's sampler call is seeded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import (
+    REFERENCES,
+    STEP_RTOL,
+    Diff,
+    Result,
+    batches,
+    checkout_commit,
+    cifar,
+    grads_diff,
+    import_reference,
+    install_stubs,
+    per_second,
+    record_backward,
+    record_grads_at_step,
+    reference_parser,
+    script_flags,
+    seeded_calls,
+    tol_check,
+    trajectory_check,
+)
+from jempp import _gaussian_files
+
+
+class _Sink:
+    def add_scalar(self, *a, **k):
+        pass
+
+
+def check(checkout: Path, o) -> Result:
+    repo, commit, _ = REFERENCES["sadajem"]
+    shims = [f"stub modules (import only): {', '.join(install_stubs())}",
+             "get_data replaced by the harness's batches (p(x) 1x, CE 2x batch_size); arg.writer drops scalars; "
+             "cond_is_fid (IS/FID at the last epoch, inside its try/except) raises at once"]  # fmt: skip
+    mod = import_reference(checkout, "train_sadajem")
+    parser = reference_parser(checkout / "train_sadajem.py")
+    flags = script_flags(checkout / "scripts/sadajem_cifar10.sh")
+    dtype = torch.float64 if o.dtype == "float64" else torch.float32
+    over = ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
+            str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
+            "1000000", "--ckpt_every", "1000"]  # fmt: skip
+    args = parser.parse_args(flags + over)
+    args.n_classes, args.device, args.pid, args.vis, args.writer = 10, torch.device("cpu"), "parity", False, _Sink()
+    mod.args = args  # sample_p_0 and main read the module-global args, as under __main__
+    x, y = cifar(2000, o.data)
+    x = x.to(dtype)
+    px = batches(x, y, o.batch, o.steps, 1, "none")
+    lab = batches(x, y, 2 * o.batch, o.steps, 2, "flip-crop")
+    seeds = [50_000 + i for i in range(o.steps)]
+
+    cap: dict = {}
+    orig_build, orig_centers = mod.get_model_and_buffer, mod.init_from_centers
+
+    def build(a, device):
+        f, buf = orig_build(a, device)
+        f = f.to(dtype)
+        cap["model"], cap["state"] = f, {k: v.clone() for k, v in f.state_dict().items()}
+        return f, buf
+
+    def centers(a):
+        buf = orig_centers(a).to(dtype)
+        cap["buffer"] = buf.clone()
+        return buf
+
+    def no_fid(*a, **k):
+        raise RuntimeError("IS/FID not computed by the parity harness")
+
+    mod.get_model_and_buffer, mod.init_from_centers, mod.cond_is_fid = build, centers, no_fid
+    test = [(2 * x[:50] - 1, y[:50])]
+    mod.get_data = lambda a: (iter([(2 * b - 1, c, None) for b, c in px]),
+                              iter([(2 * b - 1, c, None) for b, c in lab]), test, test)  # fmt: skip
+    ref_samples, ref_losses, ref_grads, ref_times = [], [], {}, []
+    torch.set_num_threads(o.threads)
+    with tempfile.TemporaryDirectory() as d:
+        args.save_dir = args.dir_path = d
+        (Path(d) / "samples").mkdir()
+        vdir = Path(d) / f"v{torch.__version__.split('.')[1]}"
+        vdir.mkdir()
+        _gaussian_files(x, y, vdir)
+        cwd = os.getcwd()
+        os.chdir(d)
+        t0 = time.perf_counter()
+        try:
+            with (seeded_calls(mod, "sample_q", seeds, ref_samples), record_backward(ref_losses, "main"),
+                  record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, ref_times)):  # fmt: skip
+                mod.main(args)
+        finally:
+            os.chdir(cwd)
+        ref_wall = time.perf_counter() - t0
+
+        from jeat import get_preset
+        from jeat.models.wrn import from_jem_state_dict
+        from jeat.training.loop import Trainer
+
+        cfg = get_preset("paper-sadajem")
+        cfg.model.arch = f"jempp-wrn-{o.depth}-{o.width}"
+        cfg.data.batch_size, cfg.method.px_batch_size = 2 * o.batch, o.batch
+        cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = o.data, 2000, 100
+        cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
+        cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
+        cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
+        tr = Trainer(cfg, run_dir=Path(d) / "jeat", progress=False)
+        tr.model.load_state_dict(from_jem_state_dict(cap["state"], o.depth))
+        tr.model.to(dtype)
+        tr.method.negatives.buffer.x = ((cap["buffer"] + 1) / 2).to(dtype)
+        samples, losses, grads, times = [], [], {}, []
+        step = {"i": 0}
+        tr.method.px_batch = lambda n: px[step["i"]][0]
+        t0 = time.perf_counter()
+        with seeded_calls(tr.method.negatives, "sample", seeds, samples), record_grads_at_step(grads, tr.model, 0,
+                                                                                                times):  # fmt: skip
+            for i, (xb, yb) in enumerate(lab):
+                step["i"] = i
+                losses.append(float(tr.train_step(xb, yb)["loss"]))
+        our_wall = time.perf_counter() - t0
+
+    ref_step_losses = ref_losses[0::2]  # SAM: the first pass's loss; the second pass's is at w + e(w)
+    name_map = {}
+    for name, _ in cap["model"].named_parameters():
+        mapped = from_jem_state_dict({name: torch.zeros(1)}, o.depth)
+        if mapped:
+            name_map[name] = next(iter(mapped))
+    res = Result("sadajem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
+                             "script": "scripts/sadajem_cifar10.sh"},
+                 {"model": f"WRN-{o.depth}-{o.width} (JEM's block, BN momentum 0.9, LeakyReLU 0.2)",
+                  "batch": f"CE {2 * o.batch}, p(x) and negatives {o.batch}", "steps": o.steps,
+                  "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0, "reference_flags": flags,
+                  "threads": o.threads, "precision": o.dtype,
+                  "data": "CIFAR-10 train (first 2,000); CE batch flip-crop, p(x) batch un-augmented"},
+                 shims=shims)  # fmt: skip
+    rtol = STEP_RTOL if o.dtype == "float32" else 1e-9
+    res.checks["sampler"] = tol_check(Diff.of(samples[0], (ref_samples[0] + 1) / 2), rtol)
+    res.checks["loss"] = tol_check(Diff.of(losses[0], ref_step_losses[0]), rtol)
+    g = grads_diff(grads, ref_grads, name_map)
+    res.checks["gradients"] = {**g, "rtol": rtol, "pass": g["max_rel"] <= rtol, "note": "SAM's second-pass gradient"}
+    res.checks["trajectory"] = trajectory_check(losses, ref_step_losses, o.traj_rtol if o.dtype == "float32" else 1e-9)
+    images = 2 * o.batch
+    res.speed = {"reference_img_s": per_second(ref_times, images), "jeat_img_s": per_second(times, images),
+                 "reference_wall_s": ref_wall, "jeat_wall_s": our_wall, "images_per_step": images}  # fmt: skip
+    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
+    return res
