@@ -133,6 +133,16 @@ def test_suites_without_samples_say_so_and_cli_compare(tiny_run, tmp_path, capsy
     assert "ECE clean" in table and table.count("|---") == 3
 
 
+def test_cli_evaluate_names_the_directory_it_wrote(tiny_run, capsys):
+    run, data, _ = tiny_run
+    rc = main(["evaluate", str(run), "--suite", "calibration", "--n", "8", "--device", "cpu", "--data", str(data),
+               "--no-progress"])  # fmt: skip
+    assert rc == 0
+    said = capsys.readouterr().out
+    assert str(run / "eval" / "metrics.json") in said and "RUN/eval" not in said
+    assert json.loads((run / "eval" / "metrics.json").read_text())["out_dir"] == str(run / "eval")
+
+
 def test_our_pgd_matches_torchattacks(tiny_run):
     torchattacks = pytest.importorskip("torchattacks")
     from jeat.attacks import pgd

@@ -1,4 +1,4 @@
-"""docs/PARITY.md's generated table, from benchmarks/results/parity_cpu.json. Only the text between
+"""docs/PARITY.md's generated tables, from benchmarks/results/parity_cpu.json. Only the text between
 the two markers is rewritten; the rest of the page is written by hand."""
 
 from __future__ import annotations
@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BEGIN, END = "<!-- parity-table -->", "<!-- /parity-table -->"
-COLUMNS = (("sampler", "sampler / attack (a)"), ("loss", "loss (b)"), ("gradients", "gradients (c)"),
-           ("trajectory", "30-step trajectory (d)"))  # fmt: skip
+ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat")
 
 
 def _cell(check: dict | None) -> str:
@@ -17,24 +16,49 @@ def _cell(check: dict | None) -> str:
     return f"{mark} {check.get('max_rel', 0):.1e}"
 
 
-def table(results: dict) -> str:
-    head = "| method | reference @ commit | " + " | ".join(c[1] for c in COLUMNS) + " | speed jeat / reference |"
-    rows = [head, "|" + "---|" * (len(COLUMNS) + 3)]
-    for method, entry in results.items():
-        r = entry.get("parity")
+def _a(checks: dict) -> str:
+    parts = [f"{k} {_cell(checks[k])}" for k in ("sampler", "attack") if k in checks]
+    return "; ".join(parts) or "-"
+
+
+def _correctness(results: dict, key: str) -> list[str]:
+    rows = ["| method | reference @ commit | (a) sampler / attack output | (b) loss | (c) every gradient | "
+            "(d) loss, step by step | tolerance | steps | model, batch |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for m in ORDER:
+        r = results.get(m, {}).get(key)
         if r is None:
             continue
-        checks = r["checks"]
-        sampler = checks.get("sampler") or checks.get("attack")
-        cells = [_cell(sampler)]
-        if "attack" in checks and "sampler" in checks:
-            cells = [f"{_cell(checks['sampler'])}; attack {_cell(checks['attack'])}"]
-        cells += [_cell(checks.get(k)) for k, _ in COLUMNS[1:]]
-        sp = entry.get("speed", {}).get("speed") or {}
-        speed = f"{sp['ratio']:.2f} ({sp['jeat_img_s']:.1f} / {sp['reference_img_s']:.1f} img/s)" if sp else "-"
-        ref = r["reference"]
-        rows.append(f"| {method} | {ref['repo']} @ {ref['commit'][:7]} | " + " | ".join(cells) + f" | {speed} |")
-    return "\n".join(rows)
+        c, s = r["checks"], r["settings"]
+        extra = f"; lr schedule {_cell(c['schedule'])}" if "schedule" in c else ""
+        ref = f"{r['reference']['repo']} @ {r['reference']['commit'][:7]}"
+        grads = f"{_cell(c.get('gradients'))} ({c['gradients']['params']} tensors)"
+        rows.append(f"| {m} | {ref} | {_a(c)} | {_cell(c.get('loss'))} | {grads} | "
+                    f"{_cell(c.get('trajectory'))} (worst step {c['trajectory']['worst_step']}){extra} | "
+                    f"{c['loss']['rtol']:.0e} / {c['trajectory']['rtol']:.0e} | {s['steps']} | "
+                    f"{s['model']}, {s['batch']} |")  # fmt: skip
+    return rows
+
+
+def _speed(results: dict) -> list[str]:
+    rows = ["| method | model, batch, precision | jeat img/s | reference img/s | jeat / reference |",
+            "|---|---|---|---|---|"]
+    for m in ORDER:
+        r = results.get(m, {}).get("speed")
+        if r is None:
+            continue
+        sp, s = r["speed"], r["settings"]
+        layout = ", channels_last" if r.get("channels_last") else ""
+        rows.append(f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {sp['jeat_img_s']:.2f} | "
+                    f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}** |")
+    return rows
+
+
+def table(results: dict) -> str:
+    out = ["### Exactness: both sides in float64", ""] + _correctness(results, "parity-float64")
+    out += ["", "### The same in float32 (what training runs in)", ""] + _correctness(results, "parity-float32")
+    out += ["", "### Speed: one training step, same settings, same run", ""] + _speed(results)
+    return "\n".join(out)
 
 
 def write_markdown(results: dict, path: Path) -> None:

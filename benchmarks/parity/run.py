@@ -74,6 +74,7 @@ def run_one(o) -> dict:
         res = mod.check(checkout, o)
     out = dataclasses.asdict(res)
     out["pass"] = res.passed()
+    out["channels_last"] = o.channels_last
     out["date"] = time.strftime("%Y-%m-%d")
     return out
 
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(o)))
         return 0
     results = json.loads(Path(o.out).read_text()) if Path(o.out).exists() else {}
-    key = "speed" if o.speed else "parity"
+    key = "speed" if o.speed else f"parity-{o.dtype}"
     failed = []
     for m in [s.strip() for s in o.methods.split(",") if s.strip()]:
         if m not in METHODS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .options import add_model_options
 
@@ -68,8 +69,8 @@ def run(args) -> int:
     from ..evaluation.report import compare_table
 
     print(compare_table([metrics]))
-    out = args.out or "RUN/eval"
-    print(f"\nwrote {out}/metrics.json and report.md" if args.out else f"\nwrote metrics.json and report.md in {out}")
+    out = Path(metrics.get("out_dir") or args.out)
+    print(f"\nwrote {out / 'metrics.json'} and {out / 'report.md'}")
     if args.debug:
         print(json.dumps(metrics.get("timing_s", {})))
     return 0

@@ -107,6 +107,7 @@ def evaluate(
             "selection": "first n of a fixed (seed 0) shuffle of the test set",
         },
         "batch_size": batch_size,
+        "out_dir": str(out),
         "options": dict(options or {}),
         "samples": str(samples) if samples else None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
