@@ -91,8 +91,9 @@ class SGLDConfig:
     clip_grad: float | None = None
     clamp: bool = False  # sgld: keep samples inside [0, 1] (pyld always does)
     # BN models: during SGLD (and the negatives' loss forward) normalise by the negatives' own batch
-    # statistics ("batch", JEM/JEM++ practice) or by the running statistics ("running", what
-    # generation uses). Running statistics are never updated by negatives either way.
+    # statistics ("batch", JEM++'s and SADA-JEM's practice; JEM's WRN has no BN) or by the running
+    # statistics ("running", what generation uses). Negatives update the running statistics only
+    # with method.bn_stats=all (the references'), and only in "batch" mode.
     bn: str = "batch"
     inner_steps: int = 5  # pyld: n inner proximal steps (JEM++ in_steps; Robust JEM n = 5)
     inner_step_size: float = 0.05  # pyld: JEM++'s pyld_lr = 0.2 in [-1, 1] units

@@ -129,7 +129,9 @@ class JEM(Method):
 
 class JEMPP(JEM):
     """JEM++ (Yang & Ji 2021) as its own method: JEM's objective with JEM++'s proximal sampler
-    (``sampling/pyld.py``) and informative (Gaussian) chain seeds, the sampler Robust JEM shares."""
+    (``sampling/pyld.py``) and informative (Gaussian) chain seeds, the sampler Robust JEM shares.
+    ``paper-jempp`` matches sndnyang/JEMPP at fba6ba5 step for step (docs/PARITY.md). SADA-JEM is
+    :class:`JEM` with ASAM (``paper-sadajem``), checked against sndnyang/SADAJEM the same way."""
 
     name = "jempp"
     summary = "JEM++: JEM with the proximal (PYLD) sampler and Gaussian-seeded chains"

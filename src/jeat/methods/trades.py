@@ -7,6 +7,9 @@ in eval mode, as TRADES' code runs ``model.eval()`` while attacking). ``trades``
 base = CE(x). ``weat``: w_i = 1 / softplus(|E(x_i)|) (detached), WEAT's energy weighting, with
 base = CE(x) (``method.weat_variant = nat``, WEAT_nat) or CE(x') (``adv``, WEAT_adv); the
 reference code is OmnAI-Lab/Robust-Classifiers-under-the-lens-of-EBM, Adversarial ML/WEAT_loss.py.
+
+Parity: benchmarks/parity/trades.py runs TRADES' ``trades_loss``/``train`` and WEAT's
+``adv_train`` beside these methods on the same weights, batches and noise (docs/PARITY.md).
 """
 
 from __future__ import annotations
