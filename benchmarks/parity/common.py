@@ -32,8 +32,11 @@ REFERENCES = {
     "jempp": ("sndnyang/JEMPP", "fba6ba5ffe8c7566e70ef59c10d0759a4010737d", ""),
     "sadajem": ("sndnyang/SADAJEM", "9d8f3c78b3c07af1a40f5509ca9b4a2a243b53e3", ""),
     "trades": ("yaodongyu/TRADES", "6e8e11b7c281371c2f027ffadfbaea80361f09de", ""),
-    "weat": ("OmnAI-Lab/Robust-Classifiers-under-the-lens-of-EBM", "b58e362f42b28402adfe7b5218533e4e02969b30",
-             "Adversarial ML"),  # fmt: skip
+    "weat": (
+        "OmnAI-Lab/Robust-Classifiers-under-the-lens-of-EBM",
+        "b58e362f42b28402adfe7b5218533e4e02969b30",
+        "Adversarial ML",
+    ),  # fmt: skip
     "eb-jdat": ("jkcjkc/EB-JDAT", "327ea16da975a9d47550c3f91d77b6bd73756a64", "EB-JDAT-JEM++"),
 }
 # One step's numbers agree to this relative difference (max |a - b| / max |b|) in fp32.

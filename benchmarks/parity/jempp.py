@@ -99,7 +99,7 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
            record_grads_at_step(grads, lambda: captured["model"], 0, times)]  # fmt: skip
     if variant == "eb-jdat":
         ctx.append(seeded_calls(mod, "sampleXadv", adv_seeds, advs))
-    with ctx[0], ctx[1], ctx[2], (ctx[3] if len(ctx) > 3 else _null()):
+    with ctx[0], ctx[1], ctx[2], ctx[3] if len(ctx) > 3 else _null():
         mod.main(args)
     return {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, **captured}
 

@@ -41,16 +41,20 @@ def _correctness(results: dict, key: str) -> list[str]:
 
 
 def _speed(results: dict) -> list[str]:
-    rows = ["| method | model, batch, precision | jeat img/s | reference img/s | jeat / reference |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| method | model, batch, precision | jeat img/s | reference img/s | jeat / reference |",
+        "|---|---|---|---|---|",
+    ]
     for m in ORDER:
         r = results.get(m, {}).get("speed")
         if r is None:
             continue
         sp, s = r["speed"], r["settings"]
         layout = ", channels_last" if r.get("channels_last") else ""
-        rows.append(f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {sp['jeat_img_s']:.2f} | "
-                    f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}** |")
+        rows.append(
+            f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {sp['jeat_img_s']:.2f} | "
+            f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}** |"
+        )
     return rows
 
 

@@ -47,8 +47,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="warm-up iterations (JEM family): the first runs at lr 0")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weat-steps", type=int, default=3, help="WEAT's attack steps (ResNet-18 is slow on a CPU)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="float64: both sides in double, to tell the same arithmetic from fp32 rounding")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="float64: both sides in double, to tell the same arithmetic from fp32 rounding",
+    )
     p.add_argument("--traj-rtol", type=float, default=1e-3, help="relative tolerance of each trajectory loss")
     p.add_argument("--channels-last", action="store_true", help="jeat side in channels_last (its default)")
     p.add_argument("--speed", action="store_true", help="speed mode: time steps only, at --depth/--width/--batch")
@@ -114,8 +118,11 @@ def main(argv=None) -> int:
         res["command"] = f"python benchmarks/parity/run.py --methods {m} " + " ".join(_without_methods(argv))
         results.setdefault(m, {})[key] = res
         status = "pass" if res["pass"] else "FAIL"
-        print(f"{m}: {status} " + ", ".join(f"{k} {v.get('max_rel', 0):.2e}" for k, v in res["checks"].items())
-              + (f"; speed jeat/ref {res['speed'].get('ratio', float('nan')):.2f}" if res.get("speed") else ""))
+        print(
+            f"{m}: {status} "
+            + ", ".join(f"{k} {v.get('max_rel', 0):.2e}" for k, v in res["checks"].items())
+            + (f"; speed jeat/ref {res['speed'].get('ratio', float('nan')):.2f}" if res.get("speed") else "")
+        )
         Path(o.out).write_text(json.dumps(results, indent=1) + "\n")
     write_markdown(results, Path(o.md))
     return 1 if failed else 0

@@ -96,8 +96,9 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
         init = {k: v.clone() for k, v in model.state_dict().items()}
         watch(model)
         opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-        shims.append("train() and adjust_learning_rate() compiled from train_trades_cifar10.py (it loads data "
-                     "at import)")
+        shims.append(
+            "train() and adjust_learning_rate() compiled from train_trades_cifar10.py (it loads data at import)"
+        )
         t0 = time.perf_counter()
         with (cuda_as_cpu(), seeded_calls(ns, "trades_loss", seeds), record_backward(ref_losses, "train"),
               record_grads_at_step(ref_grads, model, 0, ref_times)):  # fmt: skip
@@ -119,8 +120,9 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
         args.batch_size, args.epochs = batch, 1  # one epoch of these steps, as jeat's run below
         opt, scheduler = init_opt(args, model, (o.steps - 1) * batch + 1)
         shims.append("initialize_optimizer_and_scheduler() compiled from main.py (it imports wandb and data)")
-        shims.append(f"--num-steps {o.weat_steps} (attack steps; 10 in the paper) and batch {batch}: ResNet-18 "
-                     "on 2 cores")
+        shims.append(
+            f"--num-steps {o.weat_steps} (attack steps; 10 in the paper) and batch {batch}: ResNet-18 on 2 cores"
+        )
         t0 = time.perf_counter()
         with (cuda_as_cpu(), seeded_calls(utils, "WEAT_nat", seeds), record_backward(ref_losses, "adv_train"),
               record_grads_at_step(ref_grads, model, 0, ref_times)):  # fmt: skip
