@@ -344,3 +344,105 @@ def per_second(times: list[float], images_per_step: int, skip: int = 1) -> float
     if len(t) < 2:
         return float("nan")
     return images_per_step * (len(t) - 1) / (t[-1] - t[0])
+
+
+def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, state: dict, *,
+                 buffer: torch.Tensor | None = None, batch: int | None = None, **method):  # fmt: skip
+    """jeat's ``preset`` at the harness's sizes, from the reference's initial ``state`` (already in
+    jeat's keys) and replay ``buffer`` (in [-1, 1]), ready for ``train_step``. ``method``: more
+    ``cfg.method`` fields (e.g. px_batch_size)."""
+    from jeat import get_preset
+    from jeat.training.loop import Trainer
+
+    cfg = get_preset(preset)
+    cfg.model.arch = arch
+    cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = batch or o.batch, o.data, 2000, 100
+    cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
+    cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
+    cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
+    for k, v in method.items():
+        setattr(cfg.method, k, v)
+    tr = Trainer(cfg, run_dir=run_dir, progress=False)
+    tr.model.load_state_dict(state)
+    tr.model.to(dtype)
+    if buffer is not None:
+        tr.method.negatives.buffer.x = ((buffer + 1) / 2).to(dtype)
+    return tr
+
+
+def train_jeat(tr, lab: list, px: list | None = None) -> dict:
+    """jeat's loop on the harness's CE batches (and data-term batches ``px``): per-step losses, the
+    first step's gradients, step timestamps, wall time."""
+    losses, grads, times, step = [], {}, [], {"i": 0}
+    if px is not None:
+        tr.method.px_batch = lambda n: px[step["i"]][0]
+    t0 = time.perf_counter()
+    with record_grads_at_step(grads, tr.model, 0, times):
+        for i, (xb, yb) in enumerate(lab):
+            step["i"] = i
+            losses.append(float(tr.train_step(xb, yb)["loss"]))
+    return {"losses": losses, "grads": grads, "times": times, "wall": time.perf_counter() - t0}
+
+
+def jem_name_map(model: torch.nn.Module, depth: int) -> dict[str, str]:
+    """Reference parameter name -> jeat's, for JEM's family (aliases and unused heads left out)."""
+    from jeat.models.wrn import from_jem_state_dict
+
+    out = {}
+    for name, _ in model.named_parameters(remove_duplicate=False):
+        mapped = from_jem_state_dict({name: torch.zeros(1)}, depth)
+        if mapped:
+            out[name] = next(iter(mapped))
+    return out
+
+
+def one_ulp(batches: list, seed: int = 7) -> list:
+    """The same batches with every pixel moved by one float32 ulp, up or down at random: the
+    rounding-level change that the fp32 noise floor (``score``'s control) is measured with."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for x, *rest in batches:
+        up = torch.rand(x.shape, generator=gen) < 0.5
+        out.append((torch.nextafter(x, torch.where(up, x + 1, x - 1)), *rest))
+    return out
+
+
+FLOOR_FACTOR = 10.0
+
+
+def score(res: Result, o, ours: dict, ref: dict, name_map: dict, images: int, outputs: dict | None = None,
+          control: dict | None = None) -> Result:  # fmt: skip
+    """Checks (a)-(d) and the speed of one comparison into ``res``. ``outputs``: name -> (jeat's,
+    the reference's[, jeat's control]) sampler or attack output, in [0, 1].
+
+    float64: tolerance 1e-9 throughout. float32: ``STEP_RTOL`` (one step) and ``--traj-rtol`` (each
+    trajectory step), or ``FLOOR_FACTOR`` x the fp32 noise floor if that is larger. The floor is
+    jeat against *itself* with its inputs moved by one ulp (``control``, same structure as ``ours``):
+    samplers and attacks with clips, signs and ReLU kinks turn rounding into different branches,
+    and no reordering of the same arithmetic can agree more closely than that."""
+    fp32 = o.dtype == "float32"
+    rtol, trtol = (STEP_RTOL, o.traj_rtol) if fp32 else (1e-9, 1e-9)
+
+    def tol(base: float, floor: float | None) -> float:
+        return base if floor is None else max(base, FLOOR_FACTOR * floor)
+
+    for name, pair in (outputs or {}).items():
+        a, b = pair[0], pair[1]
+        floor = Diff.of(pair[2], a).rel if control is not None and len(pair) > 2 else None
+        res.checks[name] = {**tol_check(Diff.of(a, b), tol(rtol, floor)), "fp32_floor": floor}
+    floor = Diff.of(control["losses"][0], ours["losses"][0]).rel if control else None
+    res.checks["loss"] = {**tol_check(Diff.of(ours["losses"][0], ref["losses"][0]), tol(rtol, floor)),
+                          "fp32_floor": floor}  # fmt: skip
+    g = grads_diff(ours["grads"], ref["grads"], name_map)
+    floor = (
+        grads_diff(control["grads"], ours["grads"], {v: v for v in name_map.values()})["max_rel"] if control else None
+    )
+    res.checks["gradients"] = {**g, "rtol": tol(rtol, floor), "pass": g["max_rel"] <= tol(rtol, floor),
+                               "fp32_floor": floor}  # fmt: skip
+    floor = trajectory_check(control["losses"], ours["losses"], trtol)["max_rel"] if control else None
+    res.checks["trajectory"] = {**trajectory_check(ours["losses"], ref["losses"], tol(trtol, floor)),
+                                "fp32_floor": floor}  # fmt: skip
+    res.speed = {"reference_img_s": per_second(ref["times"], images), "jeat_img_s": per_second(ours["times"], images),
+                 "reference_wall_s": ref["wall"], "jeat_wall_s": ours["wall"], "images_per_step": images}  # fmt: skip
+    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
+    return res

@@ -19,23 +19,22 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
-    STEP_RTOL,
-    Diff,
     Result,
     batches,
     checkout_commit,
     cifar,
-    grads_diff,
     import_reference,
     install_stubs,
+    jeat_trainer,
+    jem_name_map,
     noise_feed,
-    per_second,
+    one_ulp,
     record_backward,
     record_grads_at_step,
     reference_parser,
+    score,
     script_flags,
-    tol_check,
-    trajectory_check,
+    train_jeat,
 )
 
 
@@ -113,36 +112,21 @@ def check(checkout: Path, o) -> Result:
         ref_wall = time.perf_counter() - t0
 
         # ---- jeat
-        from jeat import get_preset
         from jeat.models.wrn import from_jem_state_dict
-        from jeat.training.loop import Trainer
 
-        cfg = get_preset("paper-jem")
-        cfg.model.arch = f"jem-wrn-{o.depth}-{o.width}"
-        cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = o.batch, o.data, 500, 100
-        cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
-        cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
-        cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
-        tr = Trainer(cfg, run_dir=Path(d) / "jeat", progress=False)
-        tr.model.load_state_dict(from_jem_state_dict(cap["state"], o.depth))
-        tr.model.to(dtype)
-        tr.method.negatives.buffer.x = ((cap["buffer"] + 1) / 2).to(dtype)
-        samples, losses, grads, times = [], [], {}, []
-        step = {"i": 0}
-        tr.method.px_batch = lambda n: px[step["i"]][0]
+        tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
+                          from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"])  # fmt: skip
+        samples: list = []
         tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, samples)
-        t0 = time.perf_counter()
-        with record_grads_at_step(grads, tr.model, 0, times):
-            for i, (xb, yb) in enumerate(lab):
-                step["i"] = i
-                losses.append(float(tr.train_step(xb, yb)["loss"]))
-        our_wall = time.perf_counter() - t0
+        ours = train_jeat(tr, lab, px)
+        control, ctrl_samples = None, [None]
+        if o.dtype == "float32":  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
+            tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / "jeat-control", dtype,
+                              from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"])  # fmt: skip
+            ctrl_samples = []
+            tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, ctrl_samples)
+            control = train_jeat(tr, one_ulp(lab), one_ulp(px))
 
-    name_map = {}
-    for name, _ in cap["model"].named_parameters():
-        mapped = from_jem_state_dict({name: torch.zeros(1)}, o.depth)
-        if mapped:
-            name_map[name] = next(iter(mapped))
     res = Result("jem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                          "script": "README.md (CIFAR-10 command)"},
                  {"model": f"WRN-{o.depth}-{o.width} (JEM's block, no norm, LeakyReLU 0.2)", "batch": o.batch,
@@ -150,13 +134,14 @@ def check(checkout: Path, o) -> Result:
                   "sgld_steps": args.n_steps, "reference_flags": flags, "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
                  shims=shims)  # fmt: skip
-    rtol = STEP_RTOL if o.dtype == "float32" else 1e-9
-    res.checks["sampler"] = tol_check(Diff.of(samples[0], (ref_samples[0] + 1) / 2), rtol)
-    res.checks["loss"] = tol_check(Diff.of(losses[0], ref_losses[0]), rtol)
-    g = grads_diff(grads, ref_grads, name_map)
-    res.checks["gradients"] = {**g, "rtol": rtol, "pass": g["max_rel"] <= rtol}
-    res.checks["trajectory"] = trajectory_check(losses, ref_losses, o.traj_rtol if o.dtype == "float32" else 1e-9)
-    res.speed = {"reference_img_s": per_second(ref_times, o.batch), "jeat_img_s": per_second(times, o.batch),
-                 "reference_wall_s": ref_wall, "jeat_wall_s": our_wall}  # fmt: skip
-    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
-    return res
+    ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
+    return score(
+        res,
+        o,
+        ours,
+        ref,
+        jem_name_map(cap["model"], o.depth),
+        o.batch,
+        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples[0])},
+        control,
+    )

@@ -28,23 +28,22 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
-    STEP_RTOL,
-    Diff,
     Result,
     batches,
     checkout_commit,
     cifar,
-    grads_diff,
     import_reference,
     install_stubs,
-    per_second,
+    jeat_trainer,
+    jem_name_map,
+    one_ulp,
     record_backward,
     record_grads_at_step,
     reference_parser,
+    score,
     script_flags,
-    seeded_calls,  # fmt: skip
-    tol_check,
-    trajectory_check,
+    seeded_calls,
+    train_jeat,
 )
 
 
@@ -112,42 +111,17 @@ class _null:
         return False
 
 
-def run_jeat(o, preset: str, ref: dict, data, seeds, adv_seeds, tmp: Path, dtype: torch.dtype) -> dict:
-    from jeat import get_preset
+def run_jeat(o, preset: str, ref: dict, data, seeds, adv_seeds, tmp: Path, dtype: torch.dtype, tag: str = "") -> dict:
     from jeat.models.wrn import from_jem_state_dict
-    from jeat.training.loop import Trainer
 
-    cfg = get_preset(preset)
-    cfg.model.arch = f"jempp-wrn-{o.depth}-{o.width}"
-    cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = o.batch, o.data, 2000, 100
-    cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
-    cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
-    cfg.channels_last, cfg.amp, cfg.guard.enabled, cfg.tensorboard = o.channels_last, "none", False, False
-    tr = Trainer(cfg, run_dir=tmp / f"jeat-{preset}", progress=False)
-    missing = tr.model.load_state_dict(from_jem_state_dict(ref["init_state"], o.depth), strict=True)
-    assert not missing.missing_keys
-    if o.channels_last:
-        tr.model.to(memory_format=torch.channels_last)
-    tr.model.to(dtype)
-    tr.method.negatives.buffer.x = ((ref["init_buffer"] + 1) / 2).to(dtype)
+    tr = jeat_trainer(preset, o, f"jempp-wrn-{o.depth}-{o.width}", tmp / f"jeat-{preset}{tag}", dtype,
+                      from_jem_state_dict(ref["init_state"], o.depth), buffer=ref["init_buffer"])  # fmt: skip
     px, lab, _ = data
-    m = tr.method
-    samples, advs, losses, grads, times = [], [], [], {}, []
-    step = {"i": 0}
-    m.px_batch = lambda n: px[step["i"]][0]
-    ctx_adv = seeded_calls(m, "adv_attack", adv_seeds, advs) if preset == "paper-eb-jdat" else _null()
-    with seeded_calls(m.negatives, "sample", seeds, samples), record_grads_at_step(grads, tr.model, 0, times), ctx_adv:
-        for i, (x, y) in enumerate(lab):
-            step["i"] = i
-            metrics = tr.train_step(x, y)
-            losses.append(float(metrics["loss"]))
-    name_map = {}
-    for ref_name, _ in ref["model"].named_parameters(remove_duplicate=False):
-        mapped = from_jem_state_dict({ref_name: torch.zeros(1)}, o.depth)  # {} for aliases and unused heads
-        if mapped:
-            name_map[ref_name] = next(iter(mapped))
-    return {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times,
-            "name_map": name_map, "trainer": tr}  # fmt: skip
+    samples, advs = [], []
+    ctx_adv = seeded_calls(tr.method, "adv_attack", adv_seeds, advs) if preset == "paper-eb-jdat" else _null()
+    with seeded_calls(tr.method.negatives, "sample", seeds, samples), ctx_adv:
+        out = train_jeat(tr, lab, px)
+    return {**out, "samples": samples, "advs": advs}
 
 
 def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None = None) -> Result:
@@ -192,9 +166,11 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
             os.chdir(cwd)
         ref_wall = time.perf_counter() - t0
         torch.set_num_threads(o.threads)
-        t0 = time.perf_counter()
         ours = run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype)
-        our_wall = time.perf_counter() - t0
+        control = None
+        if o.dtype == "float32":  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
+            moved = (one_ulp(data[0]), one_ulp(data[1]), data[2])
+            control = run_jeat(o, f"paper-{variant}", ref, moved, seeds, adv_seeds, tmp, dtype, "-control")
 
     res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                            "script": str(script.relative_to(checkout))},
@@ -203,17 +179,10 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
                   "reference_flags": flags, "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
                  shims=shims)  # fmt: skip
-    # (a) the sampler after its full m x n steps, first training step, in [0, 1] units
-    rtol = STEP_RTOL if o.dtype == "float32" else 1e-9
-    res.checks["sampler"] = tol_check(Diff.of(ours["samples"][0], (ref["samples"][0] + 1) / 2), rtol)
+    # (a) the sampler after its full m x n steps (and EB-JDAT's attack), first iteration, in [0, 1] units
+    ctrl = control or {"samples": [None], "advs": [None]}
+    outputs = {"sampler": (ours["samples"][0], (ref["samples"][0] + 1) / 2, ctrl["samples"][0])}
     if variant == "eb-jdat":
-        res.checks["attack"] = tol_check(Diff.of(ours["advs"][0], (ref["advs"][0] + 1) / 2), rtol)
-    res.checks["loss"] = tol_check(Diff.of(ours["losses"][0], ref["losses"][0]), rtol)
-    g = grads_diff(ours["grads"], ref["grads"], ours["name_map"])
-    res.checks["gradients"] = {**g, "rtol": rtol, "pass": g["max_rel"] <= rtol}
-    res.checks["trajectory"] = trajectory_check(ours["losses"], ref["losses"], o.traj_rtol if o.dtype == "float32"
-                                                else 1e-9)  # fmt: skip
-    res.speed = {"reference_img_s": per_second(ref["times"], o.batch), "jeat_img_s": per_second(ours["times"], o.batch),
-                 "reference_wall_s": ref_wall, "jeat_wall_s": our_wall}  # fmt: skip
-    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
-    return res
+        outputs["attack"] = (ours["advs"][0], (ref["advs"][0] + 1) / 2, ctrl["advs"][0])
+    ref["wall"] = ref_wall
+    return score(res, o, ours, ref, jem_name_map(ref["model"], o.depth), o.batch, outputs, control)

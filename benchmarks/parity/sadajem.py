@@ -19,23 +19,22 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
-    STEP_RTOL,
-    Diff,
     Result,
     batches,
     checkout_commit,
     cifar,
-    grads_diff,
     import_reference,
     install_stubs,
-    per_second,
+    jeat_trainer,
+    jem_name_map,
+    one_ulp,
     record_backward,
     record_grads_at_step,
     reference_parser,
+    score,
     script_flags,
     seeded_calls,
-    tol_check,
-    trajectory_check,
+    train_jeat,
 )
 from jempp import _gaussian_files
 
@@ -106,38 +105,23 @@ def check(checkout: Path, o) -> Result:
             os.chdir(cwd)
         ref_wall = time.perf_counter() - t0
 
-        from jeat import get_preset
         from jeat.models.wrn import from_jem_state_dict
-        from jeat.training.loop import Trainer
 
-        cfg = get_preset("paper-sadajem")
-        cfg.model.arch = f"jempp-wrn-{o.depth}-{o.width}"
-        cfg.data.batch_size, cfg.method.px_batch_size = 2 * o.batch, o.batch
-        cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = o.data, 2000, 100
-        cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
-        cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
-        cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
-        tr = Trainer(cfg, run_dir=Path(d) / "jeat", progress=False)
-        tr.model.load_state_dict(from_jem_state_dict(cap["state"], o.depth))
-        tr.model.to(dtype)
-        tr.method.negatives.buffer.x = ((cap["buffer"] + 1) / 2).to(dtype)
-        samples, losses, grads, times = [], [], {}, []
-        step = {"i": 0}
-        tr.method.px_batch = lambda n: px[step["i"]][0]
-        t0 = time.perf_counter()
-        with seeded_calls(tr.method.negatives, "sample", seeds, samples), record_grads_at_step(grads, tr.model, 0,
-                                                                                                times):  # fmt: skip
-            for i, (xb, yb) in enumerate(lab):
-                step["i"] = i
-                losses.append(float(tr.train_step(xb, yb)["loss"]))
-        our_wall = time.perf_counter() - t0
+        tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
+                          from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"], batch=2 * o.batch,
+                          px_batch_size=o.batch)  # fmt: skip
+        samples: list = []
+        with seeded_calls(tr.method.negatives, "sample", seeds, samples):
+            ours = train_jeat(tr, lab, px)
+        control, ctrl_samples = None, [None]
+        if o.dtype == "float32":  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
+            tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / "jeat-control",
+                              dtype, from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"],
+                              batch=2 * o.batch, px_batch_size=o.batch)  # fmt: skip
+            ctrl_samples = []
+            with seeded_calls(tr.method.negatives, "sample", seeds, ctrl_samples):
+                control = train_jeat(tr, one_ulp(lab), one_ulp(px))
 
-    ref_step_losses = ref_losses[0::2]  # SAM: the first pass's loss; the second pass's is at w + e(w)
-    name_map = {}
-    for name, _ in cap["model"].named_parameters():
-        mapped = from_jem_state_dict({name: torch.zeros(1)}, o.depth)
-        if mapped:
-            name_map[name] = next(iter(mapped))
     res = Result("sadajem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                              "script": "scripts/sadajem_cifar10.sh"},
                  {"model": f"WRN-{o.depth}-{o.width} (JEM's block, BN momentum 0.9, LeakyReLU 0.2)",
@@ -146,14 +130,17 @@ def check(checkout: Path, o) -> Result:
                   "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000); CE batch flip-crop, p(x) batch un-augmented"},
                  shims=shims)  # fmt: skip
-    rtol = STEP_RTOL if o.dtype == "float32" else 1e-9
-    res.checks["sampler"] = tol_check(Diff.of(samples[0], (ref_samples[0] + 1) / 2), rtol)
-    res.checks["loss"] = tol_check(Diff.of(losses[0], ref_step_losses[0]), rtol)
-    g = grads_diff(grads, ref_grads, name_map)
-    res.checks["gradients"] = {**g, "rtol": rtol, "pass": g["max_rel"] <= rtol, "note": "SAM's second-pass gradient"}
-    res.checks["trajectory"] = trajectory_check(losses, ref_step_losses, o.traj_rtol if o.dtype == "float32" else 1e-9)
-    images = 2 * o.batch
-    res.speed = {"reference_img_s": per_second(ref_times, images), "jeat_img_s": per_second(times, images),
-                 "reference_wall_s": ref_wall, "jeat_wall_s": our_wall, "images_per_step": images}  # fmt: skip
-    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
+    # SAM: the first pass's loss is the step's; the second pass's (at w + e(w)) is recorded too
+    ref = {"losses": ref_losses[0::2], "grads": ref_grads, "times": ref_times, "wall": ref_wall}
+    res = score(
+        res,
+        o,
+        ours,
+        ref,
+        jem_name_map(cap["model"], o.depth),
+        2 * o.batch,
+        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples[0])},
+        control,
+    )
+    res.checks["gradients"]["note"] = "SAM's second-pass gradient"
     return res
