@@ -360,6 +360,7 @@ def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, s
     cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
     cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
     cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
+    cfg.compile = bool(getattr(o, "compile", False))
     for k, v in method.items():
         setattr(cfg.method, k, v)
     tr = Trainer(cfg, run_dir=run_dir, progress=False)

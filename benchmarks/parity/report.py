@@ -45,8 +45,8 @@ def _speed(results: dict) -> list[str]:
         "| method | model, batch, precision | jeat img/s | reference img/s | jeat / reference |",
         "|---|---|---|---|---|",
     ]
-    for m in ORDER:
-        r = results.get(m, {}).get("speed")
+    for m, key in ((m, k) for m in ORDER for k in ("speed", "speed-contiguous")):
+        r = results.get(m, {}).get(key)
         if r is None:
             continue
         sp, s = r["speed"], r["settings"]

@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--traj-rtol", type=float, default=1e-3, help="relative tolerance of each trajectory loss")
     p.add_argument("--channels-last", action="store_true", help="jeat side in channels_last (its default)")
+    p.add_argument("--compile", action="store_true", help="jeat side with compile=true (torch.compile)")
     p.add_argument("--speed", action="store_true", help="speed mode: time steps only, at --depth/--width/--batch")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/parity_cpu.json"))
     p.add_argument("--md", default=str(ROOT / "docs/PARITY.md"))
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(o)))
         return 0
     results = json.loads(Path(o.out).read_text()) if Path(o.out).exists() else {}
-    key = "speed" if o.speed else f"parity-{o.dtype}"
+    key = ("speed" if o.channels_last else "speed-contiguous") if o.speed else f"parity-{o.dtype}"
     failed = []
     for m in [s.strip() for s in o.methods.split(",") if s.strip()]:
         if m not in METHODS:
