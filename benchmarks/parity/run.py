@@ -117,6 +117,8 @@ def main(argv=None) -> int:
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["harness_wall_s"] = time.perf_counter() - t0
         res["command"] = f"python benchmarks/parity/run.py --methods {m} " + " ".join(_without_methods(argv))
+        # re-read before writing: another invocation may have added its results meanwhile
+        results = json.loads(Path(o.out).read_text()) if Path(o.out).exists() else {}
         results.setdefault(m, {})[key] = res
         status = "pass" if res["pass"] else "FAIL"
         print(
