@@ -397,6 +397,12 @@ def jem_name_map(model: torch.nn.Module, depth: int) -> dict[str, str]:
     return out
 
 
+def ulp_moved(x: torch.Tensor, seed: int = 11) -> torch.Tensor:
+    """``x`` with every entry moved by one ulp of its dtype, up or down at random."""
+    up = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return torch.nextafter(x, torch.where(up, x + 1, x - 1))
+
+
 def one_ulp(batches: list, seed: int = 7) -> list:
     """The same batches with every pixel moved by one float32 ulp, up or down at random: the
     rounding-level change that the fp32 noise floor (``score``'s control) is measured with."""

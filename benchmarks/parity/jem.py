@@ -35,6 +35,7 @@ from common import (
     score,
     script_flags,
     train_jeat,
+    ulp_moved,
 )
 
 
@@ -122,7 +123,7 @@ def check(checkout: Path, o) -> Result:
         control, ctrl_samples = None, [None]
         if o.dtype == "float32" and not o.speed:  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / "jeat-control", dtype,
-                              from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"])  # fmt: skip
+                              from_jem_state_dict(cap["state"], o.depth), buffer=ulp_moved(cap["buffer"]))  # fmt: skip
             ctrl_samples = []
             tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, ctrl_samples)
             control = train_jeat(tr, one_ulp(lab), one_ulp(px))

@@ -44,6 +44,7 @@ from common import (
     script_flags,
     seeded_calls,
     train_jeat,
+    ulp_moved,
 )
 
 
@@ -170,7 +171,8 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
         control = None
         if o.dtype == "float32" and not o.speed:  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             moved = (one_ulp(data[0]), one_ulp(data[1]), data[2])
-            control = run_jeat(o, f"paper-{variant}", ref, moved, seeds, adv_seeds, tmp, dtype, "-control")
+            moved_ref = {**ref, "init_buffer": ulp_moved(ref["init_buffer"])}
+            control = run_jeat(o, f"paper-{variant}", moved_ref, moved, seeds, adv_seeds, tmp, dtype, "-control")
 
     res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                            "script": str(script.relative_to(checkout))},

@@ -35,6 +35,7 @@ from common import (
     script_flags,
     seeded_calls,
     train_jeat,
+    ulp_moved,
 )
 from jempp import _gaussian_files
 
@@ -116,7 +117,7 @@ def check(checkout: Path, o) -> Result:
         control, ctrl_samples = None, [None]
         if o.dtype == "float32" and not o.speed:  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / "jeat-control",
-                              dtype, from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"],
+                              dtype, from_jem_state_dict(cap["state"], o.depth), buffer=ulp_moved(cap["buffer"]),
                               batch=2 * o.batch, px_batch_size=o.batch)  # fmt: skip
             ctrl_samples = []
             with seeded_calls(tr.method.negatives, "sample", seeds, ctrl_samples):
