@@ -17,13 +17,17 @@ from ..energy import upcast
 from .pgd import project
 
 
-def kl_to_clean(logits_adv: Tensor, p_clean: Tensor) -> Tensor:
-    """Per-example KL(p_clean || softmax(logits_adv))."""
-    return F.kl_div(F.log_softmax(upcast(logits_adv), 1), p_clean, reduction="none").sum(1)
+def kl_to_clean(logits_adv: Tensor, p_clean: Tensor, log_eps: float = 0.0) -> Tensor:
+    """Per-example KL(p_clean || softmax(logits_adv)). ``log_eps`` > 0 takes log(softmax + log_eps)
+    instead of log_softmax, as WEAT's code does (1e-12): it caps log q near -27.6, which matters once
+    a class's probability falls below 1e-12 (TRADES' code uses log_softmax)."""
+    z = upcast(logits_adv)
+    log_q = torch.log(F.softmax(z, 1) + log_eps) if log_eps else F.log_softmax(z, 1)
+    return F.kl_div(log_q, p_clean, reduction="none").sum(1)
 
 
 def trades_kl(model: nn.Module, x: Tensor, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
-              start_std: float = 0.001) -> Tensor:  # fmt: skip
+              start_std: float = 0.001, log_eps: float = 0.0) -> Tensor:  # fmt: skip
     if eps < 0 or steps < 0:
         raise ValueError(f"eps and steps must be non-negative, got eps={eps}, steps={steps}")
     x = x.detach()
@@ -32,6 +36,6 @@ def trades_kl(model: nn.Module, x: Tensor, eps: float = 8 / 255, step_size: floa
     x_adv = x + start_std * torch.randn_like(x)
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(kl_to_clean(model(x_adv), p_clean).sum(), x_adv)
+        (grad,) = torch.autograd.grad(kl_to_clean(model(x_adv), p_clean, log_eps).sum(), x_adv)
         x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps)
     return project(x_adv.detach(), x, eps)

@@ -35,6 +35,7 @@ def weat_weights(logits: Tensor) -> Tensor:
 class TRADES(Method):
     name = "trades"
     summary = "TRADES: CE(x) + beta * KL(p(x) || p(x')) with x' from the KL attack"
+    kl_log_eps = 0.0  # TRADES: log_softmax
 
     def __init__(self, cfg, model, train_set, device):
         super().__init__(cfg, model, train_set, device)
@@ -47,7 +48,7 @@ class TRADES(Method):
     def kl_attack(self, model, x: Tensor) -> Tensor:
         a, net = self.mcfg.attack, unwrap(model)
         with running_bn_stats(net):
-            return trades_kl(net, x, a.eps, a.step_size, a.steps)
+            return trades_kl(net, x, a.eps, a.step_size, a.steps, log_eps=self.kl_log_eps)
 
     def loss(self, model, x, y):
         x_adv = self.crafted("x_adv", lambda: self.kl_attack(model, x))
@@ -58,7 +59,7 @@ class TRADES(Method):
             # running statistics (which the next attack reads) see x, x', x. Same outputs, so no graph.
             with torch.no_grad():
                 model(x)
-        kl = kl_to_clean(logits_adv, F.softmax(logits, 1))
+        kl = kl_to_clean(logits_adv, F.softmax(logits, 1), self.kl_log_eps)
         ce_nat, ce_adv = cross_entropy(logits, y), cross_entropy(logits_adv, y)
         base = ce_adv if self.name == "weat" and self.mcfg.weat_variant == "adv" else ce_nat
         w = self.weights(logits)
@@ -85,6 +86,7 @@ class TRADES(Method):
 class WEAT(TRADES):
     name = "weat"
     summary = "WEAT: TRADES with per-example weights 1/softplus(|E(x)|) (nat or adv variant)"
+    kl_log_eps = 1e-12  # WEAT_loss.py: log(softmax + 1e-12), in its attack and its loss
 
     def weights(self, logits: Tensor) -> Tensor:
         return weat_weights(logits)
