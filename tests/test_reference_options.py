@@ -159,3 +159,16 @@ def test_paper_presets_carry_the_references_settings():
     o = trades.optim
     assert [o.lr * lr_factor(o, e * 10, 10, 760) for e in (73, 74, 75)] == pytest.approx([0.1, 0.01, 0.01])
     assert all(get_preset(n).amp == "none" for n in ("paper-jem", "paper-jeat", "paper-pgd", "paper-trades"))
+
+
+def test_weat_kl_takes_log_of_softmax_plus_1e12_and_trades_log_softmax():
+    from jeat.attacks.trades_kl import kl_to_clean
+    from jeat.methods.trades import TRADES, WEAT
+
+    z = torch.tensor([[0.0, 40.0, -40.0]], dtype=torch.float64)  # one class far below 1e-12
+    p = torch.tensor([[0.2, 0.5, 0.3]], dtype=torch.float64)
+    weat = (p * (p.log() - torch.log(z.softmax(1) + 1e-12))).sum(1)
+    trades = (p * (p.log() - z.log_softmax(1))).sum(1)
+    torch.testing.assert_close(kl_to_clean(z, p, WEAT.kl_log_eps), weat)
+    torch.testing.assert_close(kl_to_clean(z, p, TRADES.kl_log_eps), trades)
+    assert (trades - weat).item() > 1.0  # the cap matters here
