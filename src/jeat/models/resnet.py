@@ -1,7 +1,8 @@
-"""Pre-activation ResNet-18 (He et al. 2016, "Identity mappings"), the CIFAR variant: 3x3 stem,
+"""ResNet-18s for CIFAR. Pre-activation ResNet-18 (He et al. 2016, "Identity mappings"): 3x3 stem,
 four stages of two blocks (64, 128, 256, 512 channels; stride 2 from the second stage), BN and
 ReLU before each conv, a 1x1 projection on the pre-activated input where the shape changes,
-final BN-ReLU, global average pool, linear. WEAT (Mirza et al. 2024) trains this network.
+final BN-ReLU, global average pool, linear (WEAT's paper names it). :class:`ResNet18`, the standard
+post-activation one, is what WEAT's code trains by default (``paper-weat``).
 """
 
 from __future__ import annotations
