@@ -7,7 +7,7 @@ and x', from a uniform random start, kept in the pixel box:
 with w = 1: the reference attacks sub-batches of 2, and its ``feat_diff`` sums the two examples'
 distances (``L = len(outs0)`` is the sub-batch size, so ``val`` is a sum and its ``.mean()`` a
 no-op): each example ascends f(x', y) + 1 * d. (Until 2026-11-30 jeat used 1/2, a misreading; the
-parity harness, benchmarks/parity/ebjdat.py, runs the reference's ``sampleXadv`` beside this.)
+parity harness, benchmarks/parity/jempp.py, runs the reference's ``sampleXadv`` beside this.)
 Raising f(x', y) makes x' *easier* to classify (docs/LEADERBOARD.md measures it). The reference
 keeps a commented-out alternative, ``objective="ce"``: ascend CE(x', y) + the perception term
 (per example CE, weighted as above), a true adversarial attack.

@@ -17,11 +17,11 @@ Parity with jkcjkc/EB-JDAT (327ea16): docs/PARITY.md.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..attacks.ebjdat import OBJECTIVES, ebjdat_attack
 from ..energy import cross_entropy, marginal_energy, upcast
-from ..models.utils import frozen_bn_stats, running_bn_stats, unwrap
+from ..models.utils import frozen_bn_stats, repeated_bn_update, running_bn_stats, unwrap
 from .base import accuracy_metric
 from .jem import JEMPP
 
@@ -64,15 +64,9 @@ class EBJDAT(JEMPP):
         all in train mode; with bn_stats=all their BN updates matter to the next step's attack,
         which reads the running statistics. Outputs equal one forward of each, so: x_px without a
         graph, and x_adv once with the momentum of two updates by the same batch, 1 - (1 - m)^2."""
-        if not self.reuse_crafted:
-            with torch.no_grad():
-                model(x_px)
-        bns = [b for b in unwrap(model).modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.training]
-        saved = [b.momentum for b in bns]
-        for b in bns:
-            b.momentum = 0.0 if self.reuse_crafted or b.momentum is None else 1 - (1 - b.momentum) ** 2
-        try:
+        if self.reuse_crafted:  # SAM's second pass: BN statistics are frozen already
             return upcast(model(x_adv))
-        finally:
-            for b, mom in zip(bns, saved, strict=True):
-                b.momentum = mom
+        with torch.no_grad():
+            model(x_px)
+        with repeated_bn_update(unwrap(model), 2):
+            return upcast(model(x_adv))

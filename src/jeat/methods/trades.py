@@ -36,6 +36,7 @@ class TRADES(Method):
     name = "trades"
     summary = "TRADES: CE(x) + beta * KL(p(x) || p(x')) with x' from the KL attack"
     kl_log_eps = 0.0  # TRADES: log_softmax
+    refeeds_clean = True  # trades_loss forwards x again for the KL target (matters to BN, bn_stats=all)
 
     def __init__(self, cfg, model, train_set, device):
         super().__init__(cfg, model, train_set, device)
@@ -54,7 +55,7 @@ class TRADES(Method):
         x_adv = self.crafted("x_adv", lambda: self.kl_attack(model, x))
         logits = upcast(model(x))
         logits_adv = upcast(model(x_adv))
-        if self.mcfg.bn_stats == "all" and self.name == "trades" and not self.reuse_crafted:
+        if self.mcfg.bn_stats == "all" and self.refeeds_clean and not self.reuse_crafted:
             # TRADES' trades_loss forwards x a second time for the KL target, in train mode: its BN
             # running statistics (which the next attack reads) see x, x', x. Same outputs, so no graph.
             with torch.no_grad():
@@ -87,6 +88,7 @@ class WEAT(TRADES):
     name = "weat"
     summary = "WEAT: TRADES with per-example weights 1/softplus(|E(x)|) (nat or adv variant)"
     kl_log_eps = 1e-12  # WEAT_loss.py: log(softmax + 1e-12), in its attack and its loss
+    refeeds_clean = False  # WEAT_nat forwards x once
 
     def weights(self, logits: Tensor) -> Tensor:
         return weat_weights(logits)

@@ -46,6 +46,21 @@ def frozen_bn_stats(model: nn.Module):
 
 
 @contextlib.contextmanager
+def repeated_bn_update(model: nn.Module, times: int):
+    """One train-mode forward whose BN running-statistics update equals ``times`` updates by the same
+    batch: momentum m becomes 1 - (1 - m)^times (the statistics are the batch's each time)."""
+    saved = [(m, m.momentum) for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.momentum is not None]  # fmt: skip
+    for m, mom in saved:
+        m.momentum = 1 - (1 - mom) ** times
+    try:
+        yield model
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+
+
+@contextlib.contextmanager
 def running_bn_stats(model: nn.Module):
     """Normalise with BN running statistics (eval-mode BN) inside a train-mode model, and leave
     them untouched: what generation sees, applied to the SGLD negatives of training."""
