@@ -51,7 +51,10 @@ VARIANTS = {
 }
 BUFFERED = {"jeat", "jem", "jempp", "sadajem", "robust-jem", "eb-jdat"}  # methods with a replay buffer
 TRAIN_LIMIT, EPOCHS = 10_000, 3
-BUDGET = ["--epochs", str(EPOCHS), "--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "eval_robust_n=0"]
+# amp=none: every row trains in fp32. amp=auto resolves per machine (bf16 on a CPU with AMX / avx512_bf16,
+# fp32 on an AVX2 one), and session machines differ, so without the pin rows would differ in precision.
+BUDGET = ["--epochs", str(EPOCHS), "--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "eval_robust_n=0",
+          "--set", "amp=none"]  # fmt: skip
 N_EVAL, AA_N, PER_CLASS, N_REF = 500, 100, 50, 1000
 # No component trace: splitting E(x,y)'s and E(x)'s gradients costs a second backward per step.
 SAMPLING = ["--sampler", "joint", "--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0",

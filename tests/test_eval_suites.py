@@ -160,6 +160,46 @@ def test_our_pgd_matches_torchattacks(tiny_run):
     assert torch.equal(model(ours).argmax(1), model(theirs).argmax(1))
 
 
+def test_our_pgd_l2_matches_torchattacks_pgdl2(tiny_run):
+    torchattacks = pytest.importorskip("torchattacks")
+    from jeat.attacks import pgd
+    from jeat.data import load_dataset
+    from jeat.loading import load_trained
+
+    run, data, _ = tiny_run
+    # float64: in float32 a ReLU kink met one ulp apart already moves a pixel by ~1e-4 after 10 steps.
+    model = load_trained(run).model.eval().double()
+    test = load_dataset("npz", "test", root=str(data))
+    x, y = test.images.double() / 255, test.labels
+    ours = pgd(model, x, y, eps=0.5, step_size=0.1, steps=10, random_start=False, norm="l2")
+    theirs = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)
+    # torch's renorm divides by ||delta|| + 1e-7, torchattacks by ||delta||: ~1e-8 apart.
+    assert (ours - theirs).abs().max() < 1e-6
+    assert torch.equal(model(ours).argmax(1), model(theirs).argmax(1))
+    assert (ours - x).flatten(1).norm(dim=1).max() <= 0.5 + 1e-5
+
+
+def test_robustness_in_l2_names_its_threat_model(tiny_run, tmp_path, capsys):
+    run, data, _ = tiny_run
+    out = tmp_path / "l2"
+    rc = main(["evaluate", str(run), "--suite", "robustness", "--n", "8", "--device", "cpu", "--data", str(data),
+               "--out", str(out), "--no-progress", "--norm", "l2", "--eps", "0.25", "--set", "robustness.pgd_steps=3",
+               "--set", "robustness.aa_n=4", "--set", "robustness.cw_steps=3", "--set", "robustness.energy_steps=3",
+               "--set", "robustness.cw_l2_steps=3"])  # fmt: skip
+    assert rc == 0
+    rob = json.loads((out / "metrics.json").read_text())["suites"]["robustness"]
+    assert rob["norm"] == "l2" and rob["eps"] == 0.25
+    assert rob["pgd3"]["norm"] == "l2" and rob["pgd3"]["max_l2"] <= 0.25 + 1e-5
+    assert "cw_margin_l2" in rob and "cw_linf" not in rob
+    if "accuracy" in rob["autoattack"]:
+        assert rob["autoattack"]["norm"] == "L2" and rob["autoattack"]["max_l2"] <= 0.25 + 1e-4
+    if "agree" in rob.get("torchattacks_check", {}):
+        assert rob["torchattacks_check"]["attack"] == "torchattacks.PGDL2"
+    report = (out / "report.md").read_text()
+    assert "l_2, eps 0.25" in report
+    assert "l_2, eps 0.25" in capsys.readouterr().out
+
+
 def _aa_context(tmp_path, options=None):
     """A linear model on 3 images labelled by its own predictions (clean accuracy 100 %)."""
     pytest.importorskip("pyautoattack")

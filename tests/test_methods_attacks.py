@@ -148,3 +148,42 @@ def test_class_gaussian_sample_matches_per_example_factor():
     z = torch.randn(len(y), 9)
     ref = g.mean[y] + (g.chol[y] @ z.unsqueeze(-1)).squeeze(-1)  # the textbook form, D x D per example
     torch.testing.assert_close(got.view(len(y), -1), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["pgd", "fgsm", "prejeat", "jeat", "robust-jem", "trades"])
+def test_l2_attack_stays_in_l2_ball_and_box(name):
+    """method.attack.norm=l2: every adversarial method's attack stays within the l_2 ball and [0, 1]."""
+    model = small_cnn().train()
+    eps = 0.5
+    m = method_for(name, model, norm="l2", eps=eps, step_size=0.2, steps=4)
+    x, y = batch()
+    x_adv = m.kl_attack(model, x) if name == "trades" else m.inputs(model, x, y)
+    dist = (x_adv - x).flatten(1).norm(dim=1)
+    assert dist.max() <= eps + 1e-5 and dist.max() > eps / 2  # inside the ball, and it moved
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert (x_adv - x).abs().max() > 8 / 255  # an l_2 step is not confined to the l_inf ball
+
+
+def test_l2_pgd_step_is_the_unit_gradient_and_random_start_is_in_the_ball():
+    from jeat.attacks import pgd
+    from jeat.attacks.pgd import project
+
+    model = linear().eval()
+    x, y = batch()
+    x = x.clamp(0.25, 0.75)  # no pixel at the box: the first step is exactly step_size * g / ||g||
+    one = pgd(model, x, y, eps=10.0, step_size=0.1, steps=1, random_start=False, norm="l2")
+    assert torch.allclose((one - x).flatten(1).norm(dim=1), torch.full((len(x),), 0.1), atol=1e-6)
+    torch.manual_seed(0)
+    start = pgd(model, x, y, eps=0.3, step_size=0.1, steps=0, random_start=True, norm="l2")
+    assert (start - x).flatten(1).norm(dim=1).max() <= 0.3 + 1e-6
+    far = x + 1.0 * torch.randn_like(x)
+    assert ((project(far, x, 0.3, "l2") - x).flatten(1).norm(dim=1) <= 0.3 + 1e-6).all()
+    with pytest.raises(ValueError, match="norm"):
+        pgd(model, x, y, norm="l1")
+
+
+def test_eb_jdat_refuses_an_l2_attack():
+    cfg = TrainConfig(amp="none")
+    cfg.method.name, cfg.method.sgld.sampler, cfg.method.attack.norm = "eb-jdat", "pyld", "l2"
+    with pytest.raises(ValueError, match="l_inf only"):
+        build_method(cfg, small_cnn(), fake_set(), "cpu")

@@ -58,9 +58,10 @@ class OptimConfig:
 
 @dataclass
 class AttackConfig:
-    """An l_inf attack used inside training (and as the default for evaluation)."""
+    """The attack used inside training (l_inf unless ``norm=l2``)."""
 
     energy: str = "ce"  # ce: Eq. 14 (Madry) | joint: Eq. 18 (energy attack)
+    norm: str = "linf"  # linf | l2 (PGD-L2: unit-gradient steps, projection onto the l_2 ball; DAT's 0.5 / 0.1)
     eps: float = 8 / 255  # radius in [0, 1] pixel units
     step_size: float = 2 / 255
     steps: int = 10
@@ -330,6 +331,8 @@ def validate(cfg: TrainConfig) -> None:
         bad.append(f"method.px_data must be batch, separate or clean, got {cfg.method.px_data!r}")
     if cfg.method.bn_stats not in ("classifier", "all"):
         bad.append(f"method.bn_stats must be classifier or all, got {cfg.method.bn_stats!r}")
+    if cfg.method.attack.norm not in ("linf", "l2"):
+        bad.append(f"method.attack.norm must be linf or l2, got {cfg.method.attack.norm!r}")
     if cfg.ema.warmup < 1:
         bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
     if cfg.amp not in ("auto", "bf16", "none"):

@@ -86,7 +86,8 @@ class _Collect(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
+def run_autoattack(ctx: EvalContext, eps: float = 8 / 255, norm: str = "linf") -> dict:
+    """AutoAttack in the l_inf (``norm="linf"``) or l_2 (``"l2"``) ball of radius eps."""
     try:
         from pyautoattack import AutoAttack
     except ImportError as e:
@@ -96,14 +97,15 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
         raise ValueError(f"robustness.aa_version must be one of {', '.join(VERSIONS)}, got {version!r}")
     n = min(len(ctx.test), int(ctx.opt("robustness", "aa_n", len(ctx.test))))
     x, y = ctx.test.images[:n].float().div(255), ctx.test.labels[:n]
-    adversary = AutoAttack(ctx.model.eval(), norm="Linf", eps=eps, version=version, device=ctx.device,
+    aa_norm = {"linf": "Linf", "l2": "L2"}[norm]
+    adversary = AutoAttack(ctx.model.eval(), norm=aa_norm, eps=eps, version=version, device=ctx.device,
                            seed=ctx.seed)  # fmt: skip
     settings = check_version(adversary, version, ctx.test.num_classes)
     chain = list(adversary.attacks_to_run)
     # Our own resume state, written after every attack. pyautoattack 0.2.0's state_path cannot resume:
     # it stores the attack set with json's default=str and its resumed branch never defines y_adv.
     state_file = ctx.out_dir / "autoattack_state.json"
-    key = {"n": n, "eps": eps, "seed": ctx.seed, "attacks": chain, "version": version}
+    key = {"n": n, "norm": aa_norm, "eps": eps, "seed": ctx.seed, "attacks": chain, "version": version}
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     resumed = bool(state) and state.get("key") == key
     if not resumed:
@@ -117,7 +119,7 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
     log.addHandler(handler)
     old_level = log.level
     log.setLevel(logging.DEBUG)
-    max_linf = 0.0
+    max_linf = max_l2 = 0.0
     try:
         for attack in chain:
             if attack in state["done"]:
@@ -129,6 +131,7 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
                 x_adv, y_adv = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=ctx.batch_size)
                 robust[idx] = y_adv.cpu() == y[idx]
                 max_linf = max(max_linf, float((x_adv.cpu() - x[idx]).abs().amax()))
+                max_l2 = max(max_l2, float((x_adv.cpu() - x[idx]).flatten(1).norm(dim=1).amax()))
             state["done"].append(attack)
             state["robust"] = robust.tolist()
             state["after"][attack] = 100.0 * float(robust.sum()) / max(n, 1)
@@ -136,7 +139,8 @@ def run_autoattack(ctx: EvalContext, eps: float = 8 / 255) -> dict:
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)
-    return {"accuracy": 100.0 * float(robust.sum()) / max(n, 1), "n": n, "eps": eps, "version": version,
-            "package": "pyautoattack", "settings": settings, "robust_accuracy_after": state["after"],
-            "max_linf": max_linf, "state_file": str(state_file), "resumed": resumed,
+    return {"accuracy": 100.0 * float(robust.sum()) / max(n, 1), "n": n, "norm": aa_norm, "eps": eps,
+            "version": version, "package": "pyautoattack", "settings": settings,
+            "robust_accuracy_after": state["after"], "max_linf": max_linf, "max_l2": max_l2,
+            "state_file": str(state_file), "resumed": resumed,
             "log": [s for s in handler.lines if "robust accuracy" in s or "initial" in s]}  # fmt: skip

@@ -30,6 +30,7 @@ def cw_linf(
     step_size: float = 2 / 255,
     steps: int = 20,
     random_start: bool = True,
+    norm: str = "linf",
 ) -> Tensor:
-    """l_inf PGD ascending the margin; returns x_adv in the eps-ball and [0, 1]."""
-    return pgd(model, x, y, eps, step_size, steps, random_start=random_start, objective=margin)
+    """PGD (l_inf, or l_2 with ``norm="l2"``) ascending the margin; returns x_adv in the eps-ball and [0, 1]."""
+    return pgd(model, x, y, eps, step_size, steps, random_start=random_start, objective=margin, norm=norm)

@@ -45,11 +45,13 @@ def summary_row(m: dict) -> dict[str, str]:
     ea = rob.get("energy_attack", {})
     is_ = fid.get("is")
     row = {
+        "Threat model": threat(rob) if rob else "-",
         "Accuracy": _pm(rob.get("clean")),
         "PGD-20": _pm(rob.get("pgd20")),
         "PGD-50": _pm(rob.get("pgd50")),
         "C&W l2 (c=0.2, paper)": _pm(rob.get("cw")),
         "C&W-inf (margin PGD)": _pm(rob.get("cw_linf")),
+        "C&W margin PGD-l2": _pm(rob.get("cw_margin_l2")),
         "AutoAttack": (_pm(aa) + f" ({aa.get('version', 'standard')})") if "accuracy" in aa
         else ("not run" if aa else "-"),
         "Table 1 CE attack": _pm(ea.get("normal_attack")),
@@ -62,6 +64,15 @@ def summary_row(m: dict) -> dict[str, str]:
         "ECE FGSM": f"{100 * cal['fgsm']['ece']:.2f}% (N={cal['fgsm']['n']})" if "fgsm" in cal else "-",
     }
     return row
+
+
+def threat(rob: dict) -> str:
+    """'l_inf, eps 8/255' / 'l_2, eps 0.5': the ball every attack of a robustness result used."""
+    norm, eps = rob.get("norm", "linf"), rob.get("eps", 8 / 255)
+    if norm == "linf":
+        e = f"{round(eps * 255)}/255" if abs(eps * 255 - round(eps * 255)) < 1e-6 else f"{eps:g}"
+        return f"l_inf, eps {e}"
+    return f"l_2, eps {eps:g}"
 
 
 def label(m: dict) -> str:
@@ -98,7 +109,8 @@ def write_report(out_dir: Path, metrics: dict) -> Path:
         md += [
             "## Robustness",
             "",
-            "l_inf, eps 8/255, step 2/255, random start. C&W-inf is PGD on the C&W margin loss.",
+            f"{threat(rob)}, step {rob.get('step_size', 2 / 255):.4g}, random start. C&W-inf / C&W margin PGD-l2 "
+            "are PGD on the C&W margin loss; C&W l2 (c=0.2) is the minimum-distortion attack (no eps-ball).",
         ]
         for k in ("autoattack", "torchattacks_check"):
             v = rob.get(k, {})
@@ -106,7 +118,8 @@ def write_report(out_dir: Path, metrics: dict) -> Path:
                 md.append(f"- {k}: {v['skipped']}")
             elif k == "torchattacks_check" and "agree" in v:
                 md.append(
-                    f"- torchattacks.PGD-20 {v['accuracy']:.2f}% vs ours {v['ours']:.2f}% "
+                    f"- {v.get('attack', 'torchattacks.PGD')}-{v.get('steps', 20)} {v['accuracy']:.2f}% "
+                    f"vs ours {v['ours']:.2f}% "
                     f"(difference {v['difference']:+.2f}, tolerance {v['tolerance']:.2f}): "
                     f"{'agree' if v['agree'] else 'DISAGREE'}"
                 )

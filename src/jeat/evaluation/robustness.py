@@ -1,6 +1,10 @@
 """Robust accuracy (Tables 2-3) and the energy attack (Table 1).
 
-All attacks are l_inf with eps 8/255, step 2/255 and a random start unless set otherwise:
+All attacks are l_inf with eps 8/255, step 2/255 and a random start unless set otherwise;
+``robustness.norm=l2`` (``jeat evaluate --norm l2``) runs the same PGD attacks in the l_2 ball,
+eps 0.5 and step 0.1 by default (DAT's and RobustBench's CIFAR-10 l_2 setting), AutoAttack with
+``norm="L2"``, torchattacks.PGDL2 as the check, and the C&W margin PGD as ``cw_margin_l2``. Every
+entry records its norm and eps:
 - ``pgd20`` / ``pgd50``: our PGD on CE = E(x,y) - E(x) (Eq. 14), :func:`jeat.attacks.pgd`.
 - ``cw``: the JEAT paper's "C&W, c = 0.2" column: Carlini & Wagner's l_2 minimum-distortion
   attack (:func:`jeat.attacks.cw_l2`; no eps-ball, 50 Adam steps, cross-checked against
@@ -26,20 +30,42 @@ from .common import EvalContext, batches, pct
 from .cw import cw_linf
 
 EPS, STEP = 8 / 255, 2 / 255
+DEFAULTS = {"linf": (EPS, STEP), "l2": (0.5, 0.1)}  # norm -> (eps, step)
+
+
+def threat_model(ctx: EvalContext) -> tuple[str, float, float]:
+    """(norm, eps, step) from ``robustness.norm`` / ``.eps`` / ``.step`` ("8/255" is accepted)."""
+    norm = str(ctx.opt("robustness", "norm", "linf")).lower().replace("_", "")
+    if norm not in DEFAULTS:
+        raise ValueError(f"robustness.norm must be linf or l2, got {norm!r}")
+    eps = _number(ctx.options.get("robustness.eps", DEFAULTS[norm][0]))
+    step = _number(ctx.options.get("robustness.step", DEFAULTS[norm][1]))
+    if eps < 0 or step < 0:
+        raise ValueError(f"robustness.eps and robustness.step must be >= 0, got {eps}, {step}")
+    return norm, eps, step
+
+
+def _number(v) -> float:
+    if isinstance(v, str) and "/" in v:
+        num, den = v.split("/", 1)
+        return float(num) / float(den)
+    return float(v)
 
 
 def _attacks(ctx: EvalContext) -> dict:
-    eps, step = ctx.opt("robustness", "eps", EPS), ctx.opt("robustness", "step", STEP)
+    norm, eps, step = threat_model(ctx)
     table1_steps = ctx.opt("robustness", "energy_steps", 20)
+    ball = dict(eps=eps, step_size=step, norm=norm)
     out = {}
     for k in str(ctx.opt("robustness", "pgd_steps", "20,50")).split(","):
         if k.strip():
-            out[f"pgd{int(k)}"] = dict(kind="pgd", energy="ce", steps=int(k), eps=eps, step_size=step)
+            out[f"pgd{int(k)}"] = dict(kind="pgd", energy="ce", steps=int(k), **ball)
     out["cw"] = dict(kind="cw_l2", c=ctx.opt("robustness", "cw_c", 0.2), steps=ctx.opt("robustness", "cw_l2_steps", 50),
                      lr=ctx.opt("robustness", "cw_lr", 0.01))  # fmt: skip
-    out["cw_linf"] = dict(kind="cw_linf", steps=ctx.opt("robustness", "cw_steps", 20), eps=eps, step_size=step)
-    out["energy_attack_ce"] = dict(kind="pgd", energy="ce", steps=table1_steps, eps=eps, step_size=step)
-    out["energy_attack_joint"] = dict(kind="pgd", energy="joint", steps=table1_steps, eps=eps, step_size=step)
+    cw_key = "cw_linf" if norm == "linf" else "cw_margin_l2"
+    out[cw_key] = dict(kind="cw_linf", steps=ctx.opt("robustness", "cw_steps", 20), **ball)
+    out["energy_attack_ce"] = dict(kind="pgd", energy="ce", steps=table1_steps, **ball)
+    out["energy_attack_joint"] = dict(kind="pgd", energy="joint", steps=table1_steps, **ball)
     only = str(ctx.opt("robustness", "attacks", ""))  # e.g. "pgd20,cw_linf": only these (leaderboard)
     if only:
         keep = {k.strip() for k in only.split(",") if k.strip()}
@@ -54,8 +80,8 @@ def _run_attack(model, x, y, a: dict):
     if a["kind"] == "cw_l2":
         return cw_l2(model, x, y, a["c"], 0.0, a["steps"], a["lr"])
     if a["kind"] == "cw_linf":
-        return cw_linf(model, x, y, a["eps"], a["step_size"], a["steps"])
-    return pgd(model, x, y, a["eps"], a["step_size"], a["steps"], energy=a["energy"])
+        return cw_linf(model, x, y, a["eps"], a["step_size"], a["steps"], norm=a["norm"])
+    return pgd(model, x, y, a["eps"], a["step_size"], a["steps"], energy=a["energy"], norm=a["norm"])
 
 
 def binomial_se(acc_pct: float, n: int) -> float:
@@ -73,6 +99,7 @@ def run(ctx: EvalContext) -> dict:
     correct = {k: zero() for k in attacks}
     flipped = {k: zero() for k in attacks}  # clean-correct and wrong after the attack
     max_dev = {k: torch.zeros((), device=dev) for k in attacks}
+    max_l2 = {k: torch.zeros((), device=dev) for k in attacks}
     l2_sum = torch.zeros((), device=dev)  # C&W l_2: mean distortion of its successful examples
     bar = ctx.bar(n, "robustness")
     for x, y in batches(ctx.test, ctx.batch_size, dev):
@@ -86,13 +113,16 @@ def run(ctx: EvalContext) -> dict:
             correct[k] += ok_adv.sum()
             flipped[k] += (ok & ~ok_adv).sum()
             max_dev[k] = torch.maximum(max_dev[k], (x_adv - x).abs().amax())
+            max_l2[k] = torch.maximum(max_l2[k], (x_adv - x).flatten(1).norm(dim=1).amax())
             if a["kind"] == "cw_l2":
                 l2_sum += ((x_adv - x).flatten(1).norm(dim=1) * (ok & ~ok_adv)).sum()
         bar.update(len(y))
     bar.close()
 
     clean_acc = pct(clean, n)
-    res: dict = {"n": n, "clean": {"accuracy": clean_acc, "se": binomial_se(clean_acc, n), "n": n}}
+    norm, eps, step = threat_model(ctx)
+    res: dict = {"n": n, "norm": norm, "eps": eps, "step_size": step,
+                 "clean": {"accuracy": clean_acc, "se": binomial_se(clean_acc, n), "n": n}}  # fmt: skip
     for k, a in attacks.items():
         acc = pct(correct[k], n)
         entry = {
@@ -100,15 +130,16 @@ def run(ctx: EvalContext) -> dict:
             "se": binomial_se(acc, n),
             "n": n,
             "max_linf": float(max_dev[k]),
+            "max_l2": float(max_l2[k]),
             "success_rate": pct(flipped[k], int(clean)),
-            **{p: a[p] for p in ("eps", "step_size", "steps", "c", "lr") if p in a},
+            **{p: a[p] for p in ("norm", "eps", "step_size", "steps", "c", "lr") if p in a},
             "random_start": a["kind"] != "cw_l2",
         }
         if a["kind"] == "cw_l2":
             entry["loss"] = f"Carlini-Wagner l_2 (minimum distortion, c = {a['c']:g}, Adam, no eps-ball), the paper's"
             entry["mean_l2_of_successes"] = float(l2_sum / max(int(flipped[k]), 1))
         elif a["kind"] == "cw_linf":
-            entry["loss"] = "C&W margin max_{j!=y} f_j - f_y, l_inf PGD (not the paper's l_2 C&W)"
+            entry["loss"] = f"C&W margin max_{{j!=y}} f_j - f_y, {a['norm']} PGD (not the paper's l_2 C&W)"
         else:
             entry["loss"] = {"ce": "cross-entropy E(x,y)-E(x) (Eq. 14)", "joint": "E(x,y) only (Eq. 18)"}[a["energy"]]
         res[k] = entry
@@ -120,7 +151,7 @@ def run(ctx: EvalContext) -> dict:
             "energy_attack": res.pop("energy_attack_joint"),
         }
     if ctx.opt("robustness", "autoattack", 1):
-        res["autoattack"] = run_autoattack(ctx, eps=ctx.opt("robustness", "eps", EPS))
+        res["autoattack"] = run_autoattack(ctx, eps=eps, norm=norm)
     if ctx.opt("robustness", "torchattacks", 1):
         first = next((k for k in attacks if k.startswith("pgd")), None)  # pgd20 unless robustness.pgd_steps=...
         if first is not None:
@@ -129,17 +160,18 @@ def run(ctx: EvalContext) -> dict:
 
 
 def torchattacks_check(ctx: EvalContext, ours: dict | None, steps: int = 20) -> dict:
-    """torchattacks.PGD with our settings on the same images: accuracies should agree within noise.
+    """torchattacks.PGD (PGDL2 for l_2) with our settings on the same images: accuracies should agree within noise.
 
     Both use random starts drawn independently, so only the accuracies (not the images) can agree."""
     try:
         import torchattacks
     except ImportError as e:
         return {"skipped": f"torchattacks is not installed ({e}); pip install --no-deps torchattacks scipy requests"}
-    eps, step = ctx.opt("robustness", "eps", EPS), ctx.opt("robustness", "step", STEP)
-    atk = torchattacks.PGD(ctx.model, eps=eps, alpha=step, steps=steps, random_start=True)
+    norm, eps, step = threat_model(ctx)
+    cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
+    atk = cls(ctx.model, eps=eps, alpha=step, steps=steps, random_start=True)
     correct, n = torch.zeros((), dtype=torch.long, device=ctx.device), len(ctx.test)
-    bar = ctx.bar(n, "torchattacks.PGD")
+    bar = ctx.bar(n, f"torchattacks.{cls.__name__}")
     for x, y in batches(ctx.test, ctx.batch_size, ctx.device):
         x_adv = atk(x, y)
         with torch.no_grad():
@@ -151,7 +183,9 @@ def torchattacks_check(ctx: EvalContext, ours: dict | None, steps: int = 20) -> 
     out = {
         "accuracy": acc,
         "n": n,
+        "attack": f"torchattacks.{cls.__name__}",
         "steps": steps,
+        "norm": norm,
         "eps": eps,
         "step_size": step,
         "version": getattr(torchattacks, "__version__", "?"),

@@ -61,13 +61,13 @@ class Method:
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, energy: str | None = None,
                steps: int | None = None) -> Tensor:  # fmt: skip
-        """l_inf PGD/FGSM-RS from ``method.attack`` (``energy``/``steps`` override the config's) on
+        """PGD/FGSM-RS (l_inf or l_2) from ``method.attack`` (``energy``/``steps`` override the config's) on
         the unwrapped model with BN running statistics frozen. Returns x_adv (no graph)."""
         a = self.mcfg.attack
         net = unwrap(model)
         with frozen_bn_stats(net):
             return pgd(net, x, y, a.eps, a.step_size, a.steps if steps is None else steps, energy or a.energy,
-                       a.random_start)  # fmt: skip
+                       a.random_start, norm=a.norm)  # fmt: skip
 
     def track(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, logits_adv: Tensor) -> dict[str, Tensor]:
         """Delta_x energy metrics when ``method.track_energy`` is on (see :mod:`.tracking`); not on

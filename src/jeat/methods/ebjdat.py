@@ -37,6 +37,8 @@ class EBJDAT(JEMPP):
             raise ValueError(
                 f"unknown method.ebjdat_attack {self.mcfg.ebjdat_attack!r}; choose {', '.join(OBJECTIVES)}"
             )
+        if self.mcfg.attack.norm != "linf":
+            raise ValueError("eb-jdat's energy + perception attack is l_inf only (method.attack.norm=linf)")
 
     def adv_attack(self, model, x: Tensor, y: Tensor) -> Tensor:
         a, net = self.mcfg.attack, unwrap(model)

@@ -49,7 +49,7 @@ class TRADES(Method):
     def kl_attack(self, model, x: Tensor) -> Tensor:
         a, net = self.mcfg.attack, unwrap(model)
         with running_bn_stats(net):
-            return trades_kl(net, x, a.eps, a.step_size, a.steps, log_eps=self.kl_log_eps)
+            return trades_kl(net, x, a.eps, a.step_size, a.steps, log_eps=self.kl_log_eps, norm=a.norm)
 
     def loss(self, model, x, y):
         x_adv = self.crafted("x_adv", lambda: self.kl_attack(model, x))
