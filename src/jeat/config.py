@@ -339,4 +339,3 @@ def validate(cfg: TrainConfig) -> None:
         bad.append(f"amp must be 'auto', 'bf16' or 'none', got {cfg.amp!r}")
     if bad:
         raise ValueError("invalid configuration: " + "; ".join(bad) + " (set with --set FIELD=VALUE)")
-

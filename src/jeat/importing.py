@@ -61,7 +61,7 @@ def read(path: str | Path) -> dict:
 
 
 def _strip(state: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _tensors(obj: dict, *keys: str) -> dict[str, Tensor]:
@@ -95,9 +95,9 @@ def from_trades_state_dict(state: dict[str, Tensor], prefix: str = "backbone.") 
             index = 1 + (int(m.group(1)) - 1) * n + int(m.group(2))
             new = f"features.{index}." + m.group(3).replace("convShortcut", "shortcut")
         elif key.startswith("conv1."):
-            new = "features.0." + key[len("conv1."):]
+            new = "features.0." + key[len("conv1.") :]
         elif key.startswith("bn1."):
-            new = f"features.{1 + 3 * n}." + key[len("bn1."):]
+            new = f"features.{1 + 3 * n}." + key[len("bn1.") :]
         else:
             new = key
         out[prefix + new] = value

@@ -124,6 +124,8 @@ register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cy
 register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
     lambda: _paper(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), _adam_table4(), 64, 200)
 )
+
+
 # JEAT and JEM as a matched pair (Table 4 gives JEAT JEM's hyper-parameters; neither paper says
 # JEAT's WRN-28-10 has batch norm): the same JEM WRN-28-10 (JEM's block, no normalisation,
 # LeakyReLU 0.2, [-1, 1] inputs), JEM's augmentation, Adam 1e-4 with JEM's 1000-step warm-up, the
@@ -147,8 +149,11 @@ register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; 
 register("paper-robust-jem", "Robust JEM: JEM++ (BN WRN, SGD, proximal sampler m=10, n=5) + PGD-15 AT, eps 0.05")(
     lambda: _paper(
         MethodConfig(
-            "robust-jem", attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15), sgld=_jempp_sgld(10),
-            px_data="separate", bn_stats="all",
+            "robust-jem",
+            attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15),
+            sgld=_jempp_sgld(10),
+            px_data="separate",
+            bn_stats="all",
         ),
         _sgd_jempp(),
         64,
@@ -216,8 +221,9 @@ CPU_ENERGY_L2 = 0.1
 
 register("cpu-jeat", "small CNN, JEAT: energy FGSM + 10-step SGLD, 256-chain buffer, 4k images, 3 epochs")(
     lambda: _cpu(
-        MethodConfig("jeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1), sgld=_cpu_sgld(),
-                     energy_l2=CPU_ENERGY_L2),
+        MethodConfig(
+            "jeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1), sgld=_cpu_sgld(), energy_l2=CPU_ENERGY_L2
+        ),
         epochs=3,
         train_limit=4_000,
     )
@@ -249,9 +255,15 @@ register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal samp
 # the lr drops x0.1 when epoch >= 75, i.e. for its epochs 75 and 76: jeat's 0-based milestone 74.
 TRADES_ATTACK = AttackConfig("ce", 0.031, 0.007, 10)  # energy unused: the KL attack has its own objective
 register("paper-trades", "TRADES: WRN-34-10, KL attack 10 x 0.007 at eps 0.031, beta 6, SGD 0.1, 76 epochs")(
-    lambda: _paper(MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0, bn_stats="all"),
-                   OptimConfig("sgd", lr=0.1, weight_decay=2e-4, milestones=(74,), gamma=0.1), 128, 76,
-                   arch="wrn-34-10", augment="flip-crop-zero", normalization="none")  # fmt: skip
+    lambda: _paper(
+        MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0, bn_stats="all"),
+        OptimConfig("sgd", lr=0.1, weight_decay=2e-4, milestones=(74,), gamma=0.1),
+        128,
+        76,
+        arch="wrn-34-10",
+        augment="flip-crop-zero",
+        normalization="none",
+    )  # fmt: skip
 )
 
 
@@ -278,8 +290,15 @@ register("paper-weat-adv", "WEAT_adv: as paper-weat with CE on the adversarial i
 # m = 10, n = 5, pyld_lr 0.2; p(x) and CE batches from two loaders; BN momentum 0.9, every forward
 # moving the running statistics.
 register("paper-jempp", "JEM++: BN WRN-28-10, proximal sampler m=10 n=5, SGD 0.1, 150 epochs")(
-    lambda: _paper(MethodConfig("jempp", sgld=_jempp_sgld(10), px_data="separate", bn_stats="all"), _sgd_jempp(),
-                   64, 150, arch="jempp-wrn-28-10", augment="jem", bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
+    lambda: _paper(
+        MethodConfig("jempp", sgld=_jempp_sgld(10), px_data="separate", bn_stats="all"),
+        _sgd_jempp(),
+        64,
+        150,
+        arch="jempp-wrn-28-10",
+        augment="jem",
+        bn_momentum=JEMPP_BN_MOMENTUM,
+    )  # fmt: skip
 )
 
 
@@ -296,10 +315,24 @@ def _sada_sgld(steps: int = 5, buffer_size: int = 10_000) -> SGLDConfig:
 
 
 register("paper-sadajem", "SADA-JEM: JEM++'s WRN-28-10 + adaptive SAM (rho 2), clipped SGLD 5 steps, 200 epochs")(
-    lambda: _paper(MethodConfig("jem", sgld=_sada_sgld(), px_data="clean", px_batch_size=64, bn_stats="all"),
-                   OptimConfig("sgd", lr=0.1, weight_decay=5e-4, milestones=(60, 120, 180), gamma=0.2,
-                               warmup_steps=1000, sam_rho=2.0, sam_adaptive=True),
-                   128, 200, arch="jempp-wrn-28-10", augment="flip-crop", bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
+    lambda: _paper(
+        MethodConfig("jem", sgld=_sada_sgld(), px_data="clean", px_batch_size=64, bn_stats="all"),
+        OptimConfig(
+            "sgd",
+            lr=0.1,
+            weight_decay=5e-4,
+            milestones=(60, 120, 180),
+            gamma=0.2,
+            warmup_steps=1000,
+            sam_rho=2.0,
+            sam_adaptive=True,
+        ),
+        128,
+        200,
+        arch="jempp-wrn-28-10",
+        augment="flip-crop",
+        bn_momentum=JEMPP_BN_MOMENTUM,
+    )  # fmt: skip
 )
 # CPU twins of the hybrids: the small CNN, 10k images (TRADES/WEAT: 3 KL steps) or 4k (the
 # SGLD ones, with the energy L2 the other CPU EBM presets carry), 3 epochs.
@@ -311,15 +344,24 @@ register("cpu-weat", "small CNN, WEAT_nat (energy-weighted TRADES, 3 KL steps), 
     lambda: _cpu(MethodConfig("weat", attack=_CPU_KL), epochs=3, train_limit=10_000)
 )
 register("cpu-jempp", "small CNN, JEM++ (proximal sampler 5x5, Gaussian seeds), energy L2 0.1, 4k images, 3 epochs")(
-    lambda: _cpu(MethodConfig("jempp", sgld=_jempp_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2), epochs=3,
-                 augment="jem", train_limit=4_000)  # fmt: skip
+    lambda: _cpu(
+        MethodConfig("jempp", sgld=_jempp_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2),
+        epochs=3,
+        augment="jem",
+        train_limit=4_000,
+    )  # fmt: skip
 )
 register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5 steps), energy L2 0.1, 4k images")(
-    lambda: _cpu(MethodConfig("jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2, px_data="clean",
-                              px_batch_size=64),
-                 epochs=3,
-                 train_limit=4_000, optim=OptimConfig("sgd", lr=0.05, nesterov=True, weight_decay=5e-4,
-                                                      schedule="cyclic", sam_rho=2.0, sam_adaptive=True))  # fmt: skip
+    lambda: _cpu(
+        MethodConfig(
+            "jem", sgld=_sada_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2, px_data="clean", px_batch_size=64
+        ),
+        epochs=3,
+        train_limit=4_000,
+        optim=OptimConfig(
+            "sgd", lr=0.05, nesterov=True, weight_decay=5e-4, schedule="cyclic", sam_rho=2.0, sam_adaptive=True
+        ),
+    )  # fmt: skip
 )
 
 # EB-JDAT on JEM++ (EB-JDAT-JEM++/train.sh): JEM++'s model, data and sampler, SGD 0.01 (!), wd 4e-4,
@@ -327,15 +369,28 @@ register("cpu-sadajem", "small CNN, SADA-JEM (adaptive SAM rho 2, clipped SGLD 5
 # adversarial sampler 5 steps of 1/255 from a 4/255 uniform start ([-1, 1] units: 8/255, 2/255).
 EBJDAT_ATTACK = AttackConfig("joint", 4 / 255, 1 / 255, 5)
 register("paper-eb-jdat", "EB-JDAT on JEM++: BN WRN-28-10, PYLD m=10 n=5, adversarial joint term, SGD 0.01")(
-    lambda: _paper(MethodConfig("eb-jdat", attack=EBJDAT_ATTACK, sgld=_jempp_sgld(10), px_data="separate",
-                                bn_stats="all"),
-                   OptimConfig(**{**_sgd_jempp().__dict__, "lr": 0.01, "milestones": (40, 80, 120)}), 64, 150,
-                   arch="jempp-wrn-28-10", augment="jem", bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
+    lambda: _paper(
+        MethodConfig("eb-jdat", attack=EBJDAT_ATTACK, sgld=_jempp_sgld(10), px_data="separate", bn_stats="all"),
+        OptimConfig(**{**_sgd_jempp().__dict__, "lr": 0.01, "milestones": (40, 80, 120)}),
+        64,
+        150,
+        arch="jempp-wrn-28-10",
+        augment="jem",
+        bn_momentum=JEMPP_BN_MOMENTUM,
+    )  # fmt: skip
 )
 register("cpu-eb-jdat", "small CNN, EB-JDAT on JEM++ (PYLD 5x5, 3-step adversarial sampler), energy L2 0.1, 4k images")(
-    lambda: _cpu(MethodConfig("eb-jdat", attack=AttackConfig("joint", 4 / 255, 2 / 255, 3),
-                              sgld=_jempp_sgld(5, buffer_size=256), energy_l2=CPU_ENERGY_L2), epochs=3,
-                 augment="jem", train_limit=4_000)  # fmt: skip
+    lambda: _cpu(
+        MethodConfig(
+            "eb-jdat",
+            attack=AttackConfig("joint", 4 / 255, 2 / 255, 3),
+            sgld=_jempp_sgld(5, buffer_size=256),
+            energy_l2=CPU_ENERGY_L2,
+        ),
+        epochs=3,
+        augment="jem",
+        train_limit=4_000,
+    )  # fmt: skip
 )
 register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
     lambda: TrainConfig(

@@ -35,13 +35,19 @@ def add_parser(sub) -> None:
                    "robustness.pgd_steps=20,50, fid.n_ref=5000, fid.cache_dir=DIR, fid.is_weights=PATH, "
                    "fisher.probes=8, fisher.n=200, calibration.bins=20, landscape.images=4, "
                    "landscape.radius=2.0, memorisation.n=10, memorisation.train_n=10000")  # fmt: skip
-    p.add_argument("--norm", choices=("linf", "l2"),
-                   help="threat model of the robustness suite (default linf; same as --set robustness.norm=...)")
+    p.add_argument(
+        "--norm",
+        choices=("linf", "l2"),
+        help="threat model of the robustness suite (default linf; same as --set robustness.norm=...)",
+    )
     p.add_argument("--eps", help="its radius in [0, 1] pixel units, e.g. 8/255 or 0.5 (default 8/255 for linf, "
                    "0.5 for l2; also sets AutoAttack's)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--offline", action="store_true",
-                   help="never download (IS weights); also JEAT_OFFLINE=1. Cached or given files are still used")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download (IS weights); also JEAT_OFFLINE=1. Cached or given files are still used",
+    )
     add_model_options(p)
     p.set_defaults(func=run)
 

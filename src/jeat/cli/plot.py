@@ -159,8 +159,16 @@ def plot_curves(runs: list[str | Path], keys: list[str] | None = None, out: str 
                 (line,) = ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=labels[name])
                 for ev in (r for r in recs if r.get("kind") == "guard"):
                     ax.axvline(ev["step"], color=line.get_color(), ls="--", lw=0.8)
-                    ax.annotate(f"{ev['reason']} -> {ev['action']}", (ev["step"], 0.98), rotation=90, va="top",
-                                xycoords=("data", "axes fraction"), ha="right", fontsize=6, color=line.get_color())
+                    ax.annotate(
+                        f"{ev['reason']} -> {ev['action']}",
+                        (ev["step"], 0.98),
+                        rotation=90,
+                        va="top",
+                        xycoords=("data", "axes fraction"),
+                        ha="right",
+                        fontsize=6,
+                        color=line.get_color(),
+                    )
         ax.set_xlabel("step")
         ax.set_title(key)
     axes[0][0].legend(fontsize=8)

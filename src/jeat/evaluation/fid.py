@@ -175,8 +175,11 @@ def run(ctx: EvalContext) -> dict:
     if ctx.buffer is not None:
         states = ctx.buffer[: ctx.opt("fid", "n_buffer", len(ctx.buffer))]
         images = (states.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        res["buffer"] = {"fid": fid_of(images, "buffer"), "n": len(images),
-                         "what": "replay-buffer states (the chains as training left them), not fresh samples"}
+        res["buffer"] = {
+            "fid": fid_of(images, "buffer"),
+            "n": len(images),
+            "what": "replay-buffer states (the chains as training left them), not fresh samples",
+        }
     if ctx.samples is None:
         res["is"] = "not computed: no fresh samples (--samples)"
         return res

@@ -52,7 +52,8 @@ def summary_row(m: dict) -> dict[str, str]:
         "C&W l2 (c=0.2, paper)": _pm(rob.get("cw")),
         "C&W-inf (margin PGD)": _pm(rob.get("cw_linf")),
         "C&W margin PGD-l2": _pm(rob.get("cw_margin_l2")),
-        "AutoAttack": (_pm(aa) + f" ({aa.get('version', 'standard')})") if "accuracy" in aa
+        "AutoAttack": (_pm(aa) + f" ({aa.get('version', 'standard')})")
+        if "accuracy" in aa
         else ("not run" if aa else "-"),
         "Table 1 CE attack": _pm(ea.get("normal_attack")),
         "Table 1 energy attack": _pm(ea.get("energy_attack")),

@@ -66,8 +66,9 @@ def _lookup(name: str) -> tuple[Callable[[int, int], nn.Module], str] | None:
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3, normalization: str | None = None) -> Classifier:
     entry = _lookup(name)
     if entry is None:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())} "
-                         "(and any [jem-|jempp-]wrn-DEPTH-WIDTH)")
+        raise ValueError(
+            f"unknown model {name!r}; available: {', '.join(available_models())} (and any [jem-|jempp-]wrn-DEPTH-WIDTH)"
+        )
     factory, default_norm = entry
     mean, std = normalization_stats(normalization or default_norm, in_channels)
     return Classifier(factory(num_classes, in_channels), Normalize(mean, std), in_channels, num_classes)

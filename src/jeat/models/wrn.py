@@ -121,7 +121,7 @@ def from_jem_state_dict(state: dict[str, Tensor], depth: int = 28, prefix: str =
     n = (depth - 4) // 6
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        k = key[len("module."):] if key.startswith("module.") else key
+        k = key[len("module.") :] if key.startswith("module.") else key
         # JEM's unused heads; JEM++'s YOPO model registers conv1 again as layer_one and its stages
         # again in other_layers, so its state dict holds those tensors twice under alias names.
         if k.startswith(("energy_output.", "f.linear.", "f.layer_one.", "f.other_layers.")):

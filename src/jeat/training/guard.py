@@ -115,7 +115,7 @@ class Guard:
         """A runaway gap: beyond ``gap_hard``, or out of the band ``gap_patience`` checks in a row
         and still growing. One that settles outside the band is left alone (stability_cpu.md)."""
         c, size = self.cfg, abs(gap)
-        self.gap_streak = [*self.gap_streak, size][-c.gap_patience:] if size > c.gap_band else []
+        self.gap_streak = [*self.gap_streak, size][-c.gap_patience :] if size > c.gap_band else []
         if size > c.gap_hard:
             return Trigger("energy_gap", GAP_KEY, gap, step, c.gap_hard)
         s = self.gap_streak

@@ -35,7 +35,9 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if amp == "auto":
         return "bf16" if native else "none"
     if amp == "bf16" and not native:
-        msg = (f"amp=bf16 on {device.type} without native bf16 support: PyTorch emulates it, which was "
-               "about 10x slower than fp32 on an AVX2 CPU; amp=auto picks fp32 here")
+        msg = (
+            f"amp=bf16 on {device.type} without native bf16 support: PyTorch emulates it, which was "
+            "about 10x slower than fp32 on an AVX2 CPU; amp=auto picks fp32 here"
+        )
         warnings.warn(msg, stacklevel=2)
     return amp

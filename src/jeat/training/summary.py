@@ -34,13 +34,26 @@ class Summary:
             "test_acc": epochs[-1]["test_acc"] if epochs else None,
             "best_test_acc": self.guard.best_test_acc,
             "train_time_s": sum(r["train_time_s"] for r in epochs),
-            "guard": {"policy": cfg.guard.policy, "retries": self.retries, "lr_scale": self.lr_scale,
-                      "events": self.events},  # fmt: skip
+            "guard": {
+                "policy": cfg.guard.policy,
+                "retries": self.retries,
+                "lr_scale": self.lr_scale,
+                "events": self.events,
+            },  # fmt: skip
             # test_acc is measured with these weights (raw, or the EMA of training/ema.py)
             "weights": self.weights,
-            **({"ema": {"decay": cfg.ema.decay, "warmup": cfg.ema.warmup, "updates": self.ema.updates,
-                        "test_acc_raw": epochs[-1].get("test_acc_raw") if epochs else None}}
-               if self.ema is not None else {}),  # fmt: skip
+            **(
+                {
+                    "ema": {
+                        "decay": cfg.ema.decay,
+                        "warmup": cfg.ema.warmup,
+                        "updates": self.ema.updates,
+                        "test_acc_raw": epochs[-1].get("test_acc_raw") if epochs else None,
+                    }
+                }
+                if self.ema is not None
+                else {}
+            ),  # fmt: skip
         }
 
     def write_summary(self, status: str | None = None, extra: dict | None = None) -> dict:
@@ -69,4 +82,3 @@ class Summary:
     def _save_weights(self, state: dict, name: str) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         atomic_write_bytes(self.run.path / name, lambda f: f.write(st_save(state)))
-
