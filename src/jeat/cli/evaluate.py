@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--eps", help="its radius in [0, 1] pixel units, e.g. 8/255 or 0.5 (default 8/255 for linf, "
                    "0.5 for l2; also sets AutoAttack's)")  # fmt: skip
+    p.add_argument("--download", action="store_true",
+                   help="ood suite: download named sets (cifar100, svhn) missing from the data root")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--offline",
@@ -66,6 +68,8 @@ def _options(args) -> dict:
     options = parse_options(args.options)
     if getattr(args, "norm", None):
         options["robustness.norm"] = args.norm
+    if getattr(args, "download", False):
+        options["ood.download"] = "1"
     if getattr(args, "eps", None):
         options["robustness.eps"] = args.eps
     if args.offline:

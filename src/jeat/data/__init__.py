@@ -1,4 +1,4 @@
-"""Data sets by name: ``cifar10``, ``cifar100``, ``npz`` and ``folder``.
+"""Data sets by name: ``cifar10``, ``cifar100``, ``svhn``, ``npz`` and ``folder``.
 
 >>> train = load_dataset("cifar10", split="train", root="../shared/data")
 """
@@ -22,7 +22,7 @@ from .sources import (
     load_npz,
 )
 
-DATASETS = ("cifar10", "cifar100", "npz", "folder")
+DATASETS = ("cifar10", "cifar100", "svhn", "npz", "folder")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # Test files tried in order for npz-format CIFAR (shared/data ships a JPEG test set).
 TEST_NPZ = ("test.npz", "test_jpeg.npz")
@@ -80,6 +80,10 @@ def load_dataset(
                 data = ImageSet(data.images, data.labels, [str(i) for i in range(100)])
         else:
             data = load_cifar_batches(path, name, split == "train")
+    elif name == "svhn":
+        from .svhn import load_svhn
+
+        data = load_svhn(base, split, download)
     elif name == "npz":
         p = Path(root) if root else base
         if p.is_dir():

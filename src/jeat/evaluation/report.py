@@ -40,7 +40,7 @@ def _pm(entry: dict | None, key: str = "accuracy", unit: str = "%") -> str:
 def summary_row(m: dict) -> dict[str, str]:
     """The Table 2-3 quantities of one evaluation, formatted; '-' where not measured."""
     s = m.get("suites", {})
-    rob, fid, fis, cal = (s.get(k, {}) for k in ("robustness", "fid", "fisher", "calibration"))
+    rob, fid, fis, cal, ood = (s.get(k, {}) for k in ("robustness", "fid", "fisher", "calibration", "ood"))
     aa = rob.get("autoattack", {})
     ea = rob.get("energy_attack", {})
     is_ = fid.get("is")
@@ -63,6 +63,9 @@ def summary_row(m: dict) -> dict[str, str]:
         "IS ↑": f"{is_['mean']:.2f} ± {is_['std']:.2f} (N={is_['n']})" if isinstance(is_, dict) else "-",
         "ECE clean": f"{100 * cal['clean']['ece']:.2f}% (N={cal['clean']['n']})" if "clean" in cal else "-",
         "ECE FGSM": f"{100 * cal['fgsm']['ece']:.2f}% (N={cal['fgsm']['n']})" if "fgsm" in cal else "-",
+        "OOD AUROC log p(x)": f"{ood['mean_auroc']['logpx']:.3f} (mean of {len(ood['sets'])} sets, N={ood['n_in']})"
+        if "logpx" in ood.get("mean_auroc", {})
+        else "-",
     }
     return row
 
@@ -138,6 +141,15 @@ def write_report(out_dir: Path, metrics: dict) -> Path:
             f"- features: {fid.get('features')}",
             "",
         ]
+    ood = s.get("ood", {})
+    if ood.get("sets"):
+        from .ood import table
+
+        sizes = ", ".join(f"{k} (N={v['n']})" for k, v in ood["sets"].items())
+        md += ["## Out-of-distribution detection (JEM Table 3)", "",
+               f"Positives: {ood['n_in']} test images; sets: {sizes}. "
+               "Scores: logpx = log p(x) + const = -E(x); maxprob = max_y p(y|x); grad_norm = -||d log p(x)/dx||.", "",
+               *table(ood, "auroc"), "", *table(ood, "aupr_in"), "", *table(ood, "fpr95"), ""]  # fmt: skip
     mem = s.get("memorisation", {})
     if "skipped" in mem:
         md += ["## Memorisation", "", mem["skipped"], ""]

@@ -21,6 +21,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "calibration": ("calibration", "ECE (20 bins) on clean and FGSM data, reliability diagram (Fig. 16)"),
     "landscape": ("landscape", "E(x,y) contour on a random 2-D plane around real images (Fig. 2)"),
     "memorisation": ("memorisation", "nearest training images by SSIM for --samples (Fig. 7)"),
+    "ood": ("ood", "OOD detection (JEM Table 3): AUROC/AUPR/FPR95 of log p(x), max p(y|x), grad norm"),
 }
 _EXTRA: dict[str, SuiteFn] = {}
 
