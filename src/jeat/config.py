@@ -26,6 +26,10 @@ class DataConfig:
     eval_batch_size: int = 500
     train_limit: int | None = None  # random subset for quick runs
     test_limit: int | None = None
+    # DAT's out-of-distribution images: gaussian (the training set's class-conditional Gaussians, built in,
+    # offline) | uniform | cifar10 | cifar100 | svhn (train split, from the data root) | npz:PATH | folder:PATH.
+    # The reference draws 80M Tiny Images (withdrawn by its authors; give it as npz:/folder: if you have it).
+    outdist: str = "gaussian"
 
 
 @dataclass
@@ -61,11 +65,13 @@ class AttackConfig:
     """The attack used inside training (l_inf unless ``norm=l2``)."""
 
     energy: str = "ce"  # ce: Eq. 14 (Madry) | joint: Eq. 18 (energy attack)
-    norm: str = "linf"  # linf | l2 (PGD-L2: unit-gradient steps, projection onto the l_2 ball; DAT's 0.5 / 0.1)
     eps: float = 8 / 255  # radius in [0, 1] pixel units
     step_size: float = 2 / 255
     steps: int = 10
     random_start: bool = True
+    # linf | l2 (PGD-L2: unit-gradient steps, projection onto the l_2 ball; DAT's eps 0.5, step 0.1). Last, so
+    # positional AttackConfig(energy, eps, step_size, steps) keeps its meaning.
+    norm: str = "linf"
 
 
 @dataclass
@@ -102,6 +108,25 @@ class SGLDConfig:
 
 
 @dataclass
+class DATConfig:
+    """DAT (Yin et al. 2025, xuwangyin/DAT): the energy as a binary discriminator between data and
+    out-of-distribution images attacked towards high energy, with an AUC curriculum on the attack length."""
+
+    energy: str = "logsumexp"  # the BCE logit: logsumexp_y f(x)[y] = -E(x) (their logsumexp=true) | conditional f(x)[y]
+    sample_energy: str = "conditional"  # the attack ascends f(x)[y] of the in-distribution batch's labels
+    # (their logsumexp_sampling=false) | logsumexp
+    step_size: float = 0.1  # l_2 PGD step (unit-gradient), their attack.step_size
+    eps: float | None = None  # l_2 radius of that attack; None: unbounded (their eps=.inf), only the box
+    start_steps: int = 0  # attack steps at the start of training (their attack.start_step)
+    max_steps: int = 50  # T: the curriculum stops growing here (their attack.max_steps)
+    auc_threshold: float = 0.8  # +1 step once the running AUC(data vs attacked) reaches this (their AUC_th)
+    auc_window: int = 1000  # images over which that AUC is averaged (their min_imgs_per_threshold)
+    r1: float = 0.0  # weight of the zero-centred gradient penalty on data (their r1reg)
+    bn: str = "frozen"  # frozen: every BN uses its running statistics, never updated (their use_batchnorm=false)
+    # | train: BN as in the other methods (classifier forward in train mode)
+
+
+@dataclass
 class MethodConfig:
     name: str = "standard"  # `jeat info methods`
     noise_sigma: float = 8 / 255  # 'noise': delta ~ N(0, sigma^2) (Fig. 5)
@@ -132,6 +157,7 @@ class MethodConfig:
     # distances of a sub-batch of 2 (feat_diff's L = len(outs0)), so each example carries weight 1.
     ebjdat_perception_weight: float = 1.0
     ebjdat_attack: str = "energy"  # eb-jdat: x_adv ascends f(x,y) (reference) or CE ("ce", their commented variant)
+    dat: DATConfig = field(default_factory=DATConfig)
 
 
 @dataclass
@@ -198,6 +224,10 @@ class TrainConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     tensorboard: bool = True  # also write TensorBoard events under RUN/tensorboard when it is importable
+    # Start from these weights (a jeat run directory, checkpoint.pt or model.safetensors, e.g. one made by
+    # `jeat import` from RobustBench): stage two of DAT, or fine-tuning any method. Architecture must match.
+    init: str | None = None
+    init_weights: str = "auto"  # auto | ema | raw: which weights of that run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -289,7 +319,8 @@ def apply_override(cfg: TrainConfig, assignment: str) -> None:
 # Bounds checked before a run starts, so that e.g. `--epochs -1` is refused instead of training nothing.
 POSITIVE = ("epochs", "log_every", "data.batch_size", "data.eval_batch_size", "optim.lr", "method.attack.steps",
             "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps")  # fmt: skip
-NON_NEGATIVE = ("checkpoint_every", "eval_robust_n", "optim.weight_decay", "optim.warmup_steps", "optim.momentum",
+NON_NEGATIVE = ("method.dat.step_size", "method.dat.start_steps", "method.dat.max_steps", "method.dat.r1",
+                "checkpoint_every", "eval_robust_n", "optim.weight_decay", "optim.warmup_steps", "optim.momentum",
                 "optim.sam_rho",
                 "method.noise_sigma", "method.attack.eps", "method.attack.step_size", "method.sgld.step_size",
                 "method.sgld.noise", "method.sgld.inner_step_size", "method.sgld.inner_clip", "method.px_weight",
@@ -333,6 +364,18 @@ def validate(cfg: TrainConfig) -> None:
         bad.append(f"method.bn_stats must be classifier or all, got {cfg.method.bn_stats!r}")
     if cfg.method.attack.norm not in ("linf", "l2"):
         bad.append(f"method.attack.norm must be linf or l2, got {cfg.method.attack.norm!r}")
+    d = cfg.method.dat
+    if d.energy not in ("logsumexp", "conditional") or d.sample_energy not in ("logsumexp", "conditional"):
+        bad.append(f"method.dat.energy / sample_energy must be logsumexp or conditional, got {d.energy!r}, "
+                   f"{d.sample_energy!r}")  # fmt: skip
+    if d.start_steps > d.max_steps:
+        bad.append(f"method.dat.start_steps ({d.start_steps}) must be <= method.dat.max_steps ({d.max_steps})")
+    if d.bn not in ("frozen", "train"):
+        bad.append(f"method.dat.bn must be frozen or train, got {d.bn!r}")
+    if d.auc_window < 1 or not 0 <= d.auc_threshold <= 1:
+        bad.append("method.dat.auc_window must be >= 1 and method.dat.auc_threshold in [0, 1]")
+    if cfg.init_weights not in ("auto", "ema", "raw"):
+        bad.append(f"init_weights must be auto, ema or raw, got {cfg.init_weights!r}")
     if cfg.ema.warmup < 1:
         bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
     if cfg.amp not in ("auto", "bf16", "none"):

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import AttackConfig, DataConfig, MethodConfig, ModelConfig, OptimConfig, SGLDConfig, TrainConfig
+from .config import (
+    AttackConfig,
+    DataConfig,
+    DATConfig,
+    EMAConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    SGLDConfig,
+    TrainConfig,
+)
 from .sampling.pyld import JEMPP_INNER_CLIP, JEMPP_INNER_STEP, JEMPP_INNER_STEPS, JEMPP_STEP
 
 PresetFn = Callable[[], TrainConfig]
@@ -403,3 +413,49 @@ register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
         optim=OptimConfig("sgd", lr=0.05, schedule="constant"),
     )
 )
+
+
+# DAT (xuwangyin/DAT, experiments/cifar10/*_seed1.yaml, the config of its T40 model): WRN-34-10 with the
+# CIFAR mean/std inside the model and BN frozen (use_batchnorm=false), stage two from an l_2-robust
+# classifier (give it with --init; theirs is InNOutRobustness' WRN-34-10 AT), SGD 0.001 (Nesterov, momentum
+# 0.9, wd 5e-4, constant), batch 128, EMA 0.999 (warm-up (1+n)/(10+n)); classifier: l_2 PGD 10 x 0.1 at eps
+# 0.5, no random start; discriminator: unbounded l_2 PGD of 0.1 on f(x)[y], T from 0 up to 50 as the
+# AUC passes 0.8 over 1000 images. Departures (docs/TRAINING.md): out-of-distribution images from the
+# class Gaussians instead of 80M Tiny Images (not distributable; give them with data.outdist=npz:PATH),
+# flip-crop instead of AutoAugment + Cutout for the classifier batch; the reference runs until stopped
+# (total_epochs unset), here 100 epochs.
+DAT_ATTACK = AttackConfig("ce", 0.5, 0.1, 10, random_start=False, norm="l2")
+
+register("paper-dat", "DAT: WRN-34-10, l_2 AT (eps 0.5) + BCE energy vs attacked OOD images, T to 50 (--init)")(
+    lambda: _paper(
+        MethodConfig("dat", attack=DAT_ATTACK, dat=DATConfig()),
+        OptimConfig("sgd", lr=0.001, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="constant"),
+        128,
+        100,
+        arch="wrn-34-10",
+        normalization="cifar",
+        ema=EMAConfig(decay=0.999, warmup=10),
+    )  # fmt: skip
+)
+# CPU scale: stage two from cpu-pgd (`--init runs/cpu-pgd`), 3 epochs of 10k images. The attacks are
+# shorter (classifier 3 x 0.2, the discriminator's T up to 20) and lr 0.01 so that ~230 steps move a
+# small CNN; EMA 0.99 for the same reason.
+CPU_DAT_ATTACK = AttackConfig("ce", 0.5, 0.2, 3, random_start=False, norm="l2")
+CPU_DAT_OPTIM = OptimConfig("sgd", lr=0.01, nesterov=True, weight_decay=5e-4, schedule="constant")
+register("cpu-dat", "small CNN, DAT stage two (--init a cpu-pgd run): l_2 PGD-3 AT + BCE energy, T to 20, 10k images")(
+    lambda: _with(
+        _cpu(
+            MethodConfig("dat", attack=CPU_DAT_ATTACK, dat=DATConfig(max_steps=20)),
+            epochs=3,
+            train_limit=10_000,
+            optim=CPU_DAT_OPTIM,
+        ),
+        ema=EMAConfig(decay=0.99, warmup=10),
+    )  # fmt: skip
+)
+
+
+def _with(cfg: TrainConfig, **kw) -> TrainConfig:
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg

@@ -40,6 +40,14 @@ def add_parser(sub) -> None:
     p.add_argument("--name", help="run directory name (default: the preset name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field; repeatable")  # fmt: skip
+    p.add_argument(
+        "--init",
+        metavar="RUN_OR_CHECKPOINT",
+        help="start from these weights (run dir, checkpoint.pt, model.safetensors; `jeat import` makes one "
+        "from RobustBench / robustness checkpoints): DAT's stage two, or fine-tuning (shortcut for init)",
+    )
+    p.add_argument("--outdist", help="DAT's out-of-distribution images: gaussian | uniform | cifar100 | svhn | "
+                   "npz:PATH | folder:PATH (shortcut for data.outdist)")  # fmt: skip
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--reseed", type=int, help="with --resume: reseed the RNG (recovery after divergence)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -60,7 +68,8 @@ def resolve_config(args) -> TrainConfig:
         cfg = get_preset(args.preset)
     shortcuts = {"method": "method.name", "data": "data.root", "dataset": "data.name", "arch": "model.arch",
                  "epochs": "epochs", "batch_size": "data.batch_size", "lr": "optim.lr", "seed": "seed",
-                 "device": "device", "out": "out_dir", "name": "name"}  # fmt: skip
+                 "device": "device", "out": "out_dir", "name": "name", "init": "init",
+                 "outdist": "data.outdist"}  # fmt: skip
     for attr, key in shortcuts.items():
         value = getattr(args, attr)
         if value is not None:

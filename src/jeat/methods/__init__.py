@@ -14,6 +14,7 @@
 | trades | x | beta KL(p(x) || p(x')), x' from the KL attack |
 | weat | x (nat) or x' (adv), energy-weighted | beta KL, energy-weighted |
 | eb-jdat | x and x' (energy + perception attack) | E(x) - E(x~) + 0.1 (E(x) - E(x')) (JEM++ sampler) |
+| dat | l_2 PGD-k on CE | BCE(-E(x), 1) + BCE(-E(x_o^T), 0), OOD images attacked T steps (AUC curriculum) |
 
 Any method can be trained with SAM (``optim.sam_rho``; SADA-JEM = jempp + SAM).
 """
@@ -21,6 +22,7 @@ Any method can be trained with SAM (``optim.sam_rho``; SADA-JEM = jempp + SAM).
 from __future__ import annotations
 
 from .base import Method
+from .dat import DAT
 from .ebjdat import EBJDAT
 from .jeat import JEAT
 from .jem import JEM, JEMPP
@@ -40,7 +42,7 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM,
-             JEMPP, TRADES, WEAT, EBJDAT):  # fmt: skip
+             JEMPP, TRADES, WEAT, EBJDAT, DAT):  # fmt: skip
     register_method(_cls)
 METHODS["energy-pgd"] = PreJEAT  # the issue's name for Algorithm 2's training
 

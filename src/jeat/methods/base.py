@@ -76,6 +76,10 @@ class Method:
             return {}
         return self.tracker.before(model, x, x_adv, y, logits_adv)
 
+    def describe(self) -> dict:
+        """What the run's summary.json should say about this method (e.g. DAT's out-of-distribution source)."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 

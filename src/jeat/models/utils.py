@@ -82,3 +82,16 @@ def sgld_bn_context(model: nn.Module, mode: str):
     if mode == "running":
         return running_bn_stats(model)
     raise ValueError(f"unknown method.sgld.bn {mode!r}; choose batch or running")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``model.eval()`` for the block, then every module back to the mode it had (``train(was)`` would
+    put back in train mode the BN layers a surrounding ``running_bn_stats`` had switched off)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode

@@ -75,6 +75,8 @@ class Trainer(Checkpointing, Recovery, Summary):
 
         c = self.train_set.shape[0]
         self.model = build_model(cfg.model.arch, self.train_set.num_classes, c, cfg.model.normalization).to(self.device)
+        if cfg.init and not resume:  # a resumed run's checkpoint already holds the trained weights
+            init_from(self.model, cfg)
         set_bn_momentum(self.model, cfg.model.bn_momentum)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
@@ -275,6 +277,23 @@ class Trainer(Checkpointing, Recovery, Summary):
         for sink in self.run.sinks:
             sink.close()
         D.cleanup(self.dist)
+
+
+def init_from(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Load ``cfg.init``'s weights (a jeat run, checkpoint.pt or model.safetensors; `jeat import` turns
+    RobustBench / robustness-library checkpoints into one) into the freshly built model."""
+    from ..loading import load_trained
+
+    src = load_trained(cfg.init, weights=cfg.init_weights)
+    theirs = (src.config.model.arch, src.config.model.normalization)
+    ours = (cfg.model.arch, cfg.model.normalization)
+    if theirs != ours:
+        raise ValueError(f"--init {cfg.init}: its model is {theirs[0]!r} with normalization {theirs[1]!r}, "
+                         f"this run's {ours[0]!r} with {ours[1]!r} (set model.arch / model.normalization)")  # fmt: skip
+    missing, unexpected = model.load_state_dict(src.model.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"--init {cfg.init}: weights do not fit this run's model (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")  # fmt: skip
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False, reseed: int | None = None,

@@ -42,6 +42,8 @@ class Summary:
             },  # fmt: skip
             # test_acc is measured with these weights (raw, or the EMA of training/ema.py)
             "weights": self.weights,
+            **({"init": {"from": cfg.init, "weights": cfg.init_weights}} if cfg.init else {}),
+            **self.method.describe(),
             **(
                 {
                     "ema": {
