@@ -43,7 +43,11 @@ METHODS = {
     "sadajem": "cpu-sadajem",
     "robust-jem": "cpu-robust-jem",
     "eb-jdat": "cpu-eb-jdat",
+    "dat": "cpu-dat",
 }
+# Stage two: a method that starts from another's trained weights (--init); the start is trained
+# with the same budget and seed (run `<method>-start-s<seed>`) and its training time is counted.
+STARTS = {"dat": "pgd"}
 # Ablations: a method with settings changed (variant -> method, settings), run only when named
 # (--methods NAME) and reported in their own table under the leaderboard.
 VARIANTS = {
@@ -63,7 +67,9 @@ PAGE = ROOT / "docs" / "LEADERBOARD.md"
 RESULTS = ROOT / "benchmarks" / "results" / "leaderboard_cpu.json"  # committed: the runs themselves are not
 IMG = ROOT / "docs" / "img" / "leaderboard"
 COLUMNS = [("clean", "clean"), ("pgd20", "PGD-20"), ("cw_linf", "C&W-inf"), ("autoattack", "AutoAttack"),
-           ("fid", "FID ↓"), ("fid_buffer", "FID buffer ↓"), ("ece", "ECE ↓")]  # fmt: skip
+           ("fid", "FID ↓"), ("fid_buffer", "FID buffer ↓"), ("ece", "ECE ↓"), ("ood_auroc", "OOD AUROC")]  # fmt: skip
+# OOD detection column: AUROC (percent) of log p(x) = -E(x), test images against these synthetic sets, mean.
+OOD_SETS = "gaussian,interp"
 
 
 class Leaderboard:
@@ -82,10 +88,26 @@ class Leaderboard:
         if (run / "checkpoint.pt").exists() and not (run / "summary.json").exists():
             cmd = ["jeat", "train", "--resume", str(run), "--no-progress"]
         else:
+            init = []
+            if base(method) in STARTS:
+                start = self.out / f"{base(method)}-start-s{seed}"
+                cmd = ["jeat", "train", "--preset", METHODS[STARTS[base(method)]], "--seed", str(seed),
+                       "--data", self.args.data, "--out", str(self.out), "--name", start.name, "--no-progress",
+                       *BUDGET]  # fmt: skip
+                if not self.stages.sh(cmd, start / "summary.json"):
+                    return False
+                init = ["--init", str(start)]
             cmd = ["jeat", "train", "--preset", preset(method), "--seed", str(seed), "--data", self.args.data,
-                   "--out", str(self.out), "--name", run.name, "--no-progress", *BUDGET,
+                   "--out", str(self.out), "--name", run.name, "--no-progress", *BUDGET, *init,
                    *settings(method)]  # fmt: skip
         return self.stages.sh(cmd, run / "summary.json")
+
+    def ood(self, method: str, seed: int) -> bool:
+        run = self.run_dir(method, seed)
+        cmd = ["jeat", "evaluate", str(run), "--suite", "ood", "--n", str(N_EVAL), "--data", self.args.data,
+               "--out", str(run / "ood"), "--no-progress", "--set", f"ood.sets={OOD_SETS}",
+               "--set", "ood.scores=logpx,maxprob,grad_norm"]  # fmt: skip
+        return self.stages.sh(cmd, run / "ood" / "metrics.json")
 
     def evaluate(self, method: str, seed: int) -> bool:
         run = self.run_dir(method, seed)
@@ -113,7 +135,12 @@ class Leaderboard:
         """Whether RESULTS (committed) already holds this run complete: a fresh checkout has no
         runs/, and its finished runs must not be trained again."""
         rec = _load(RESULTS).get("runs", {}).get(f"{method}-s{seed}", {})
-        return bool(rec.get("fid_done") or rec.get("measures", {}).get("status") == "diverged")
+        if rec.get("measures", {}).get("status") == "diverged":
+            return True
+        # the OOD stage came later (issue 24): a run still on disk gets it; one recorded before without
+        # its directory cannot (its row says so)
+        ood_missing = "ood_auroc" not in rec.get("measures", {}) and self.run_dir(method, seed).is_dir()
+        return bool(rec.get("fid_done")) and not ood_missing
 
     def run(self) -> None:
         # Every stage of a run before the next run: a run is recorded complete (RESULTS) or not at
@@ -123,8 +150,8 @@ class Leaderboard:
             for method in self.args.methods:
                 if self.recorded(method, seed):
                     continue
-                if self.train(method, seed) and self.evaluate(method, seed):
-                    self.generate_and_fid(method, seed)
+                if self.train(method, seed) and self.evaluate(method, seed) and self.generate_and_fid(method, seed):
+                    self.ood(method, seed)
                 report(self.out, *page_scope(self.args))
 
 
@@ -162,10 +189,18 @@ def measures(run: Path) -> dict[str, float]:
         out["fid_buffer"] = fid["buffer"]["fid"]
     if "clean" in cal:
         out["ece"] = 100 * cal["clean"]["ece"]
+    ood = _load(run / "ood" / "metrics.json").get("suites", {}).get("ood", {})
+    if "logpx" in ood.get("mean_auroc", {}):
+        out["ood_auroc"] = 100 * ood["mean_auroc"]["logpx"]
     summary = _load(run / "summary.json")
     if summary:
         out["train_min"] = summary.get("train_time_s", 0) / 60
         out["status"] = summary.get("status")
+        method, seed = run.name.rsplit("-s", 1)
+        start = _load(run.parent / f"{method}-start-s{seed}" / "summary.json")
+        if method in STARTS and start:  # stage two: its start's training counts
+            out["start_train_min"] = start.get("train_time_s", 0) / 60
+            out["train_min"] += out["start_train_min"]
     return out
 
 
@@ -261,7 +296,15 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
         f"{PER_CLASS * 10} fresh samples (Eq. 17 SGLD, 100 steps from the class Gaussians) and, for methods with a "
         f"replay buffer, of its states (up to {PER_CLASS * 10}; the CPU presets keep 256 chains, so N=256), "
         f"against {N_REF} training images (biased upward at this "
-        "N: compare only within this page). 2 CPU cores, one job at a time; training autocast (amp=auto, resolved): "
+        "N: compare only within this page). OOD AUROC: log p(x) = -E(x) of the same clean test images against "
+        f"{OOD_SETS.replace(',', ' and ')} images (`jeat evaluate --suite ood`, mean of the two, percent); '-' for "
+        "rows recorded before that stage existed whose runs are gone. "
+        + "".join(
+            f"`{m}` starts from a `{s}` run of the same budget and seed (`--init`); its train time includes "
+            "that run's. "
+            for m, s in STARTS.items()
+        )
+        + "2 CPU cores, one job at a time; training autocast (amp=auto, resolved): "
         + (", ".join(sorted({str(r.get("amp")) for r in records.values() if r.get("amp")})) or "-")
         + " (none = fp32).",
         "",

@@ -46,6 +46,15 @@ def test_measures_reads_every_column_and_skips_what_is_missing(tmp_path):
     assert leaderboard.measures(tmp_path / "absent") == {}
 
 
+def test_ood_column_and_a_stage_two_run_counting_its_start(tmp_path):
+    _run(tmp_path, "dat-s1", 30.0, 200.0)
+    _write(tmp_path / "dat-s1" / "ood" / "metrics.json", {"suites": {"ood": {"mean_auroc": {"logpx": 0.625}}}})
+    _write(tmp_path / "dat-start-s1" / "summary.json", {"status": "ok", "train_time_s": 60.0})
+    m = leaderboard.measures(tmp_path / "dat-s1")
+    assert m["ood_auroc"] == 62.5  # percent
+    assert m["start_train_min"] == 1.0 and m["train_min"] == 3.0  # 2 min of DAT + 1 min of its pgd start
+
+
 def test_report_gives_mean_sd_over_seeds_one_seed_and_not_run(tmp_path, page):
     out = tmp_path / "runs"
     _run(out, "jem-s0", 30.0, 200.0)
@@ -62,7 +71,8 @@ def test_report_gives_mean_sd_over_seeds_one_seed_and_not_run(tmp_path, page):
     assert cells[2] == "32.0 ± 2.8%"  # clean: mean and sample sd of 30 and 34
     assert cells[6] == "200.0 (1 seed)"  # FID: only seed 0 measured, and the page says so
     assert cells[4] == "-"  # C&W-inf never measured
-    assert cells[10] == "3.0 min (1 seed)"  # wall time of all stages: only seed 0 has all its stages
+    assert cells[9] == "-"  # OOD AUROC not measured
+    assert cells[11] == "3.0 min (1 seed)"  # wall time of all stages: only seed 0 has all its stages
     pgd = next(line for line in text.splitlines() if line.startswith("| pgd |"))
     assert "not run" in pgd
 

@@ -51,7 +51,7 @@ def test_every_suite_end_to_end(tiny_run, mock_inception, tmp_path):
     m = evaluate(run, suites="all", n=16, batch_size=8, device="cpu", data=str(data), out_dir=out,
                  samples=samples, options=_opts(tmp_path), progress=False)  # fmt: skip
     s = m["suites"]
-    assert set(s) == {"robustness", "fid", "fisher", "calibration", "landscape", "memorisation"}
+    assert set(s) == {"robustness", "fid", "fisher", "calibration", "landscape", "memorisation", "ood"}
     rob = s["robustness"]
     for k in ("pgd3", "pgd5", "cw_linf"):
         assert rob[k]["n"] == 16 and rob[k]["max_linf"] <= EPS + 1e-6 and 0 <= rob[k]["accuracy"] <= 100

@@ -188,3 +188,16 @@ def test_jeat_train_method_dat_from_the_cli(data, tmp_path, capsys):
     cfg = json.loads((tmp_path / "dat" / "config.json").read_text())
     assert cfg["method"]["attack"]["norm"] == "l2" and cfg["method"]["attack"]["eps"] == 0.5  # implied by --method
     assert json.loads((tmp_path / "dat" / "summary.json").read_text())["dat"]["outdist"].startswith("gaussian")
+
+
+def test_generate_with_the_dat_sampler_raises_the_class_logit():
+    from jeat.sampling.generate import GenerateConfig, generate
+
+    model = small_cnn().eval()
+    seeds = torch.rand(8, 3, 8, 8)
+    cfg = GenerateConfig(sampler="dat", per_class=2, steps=10, step_size=0.2, batch_size=8)
+    res = generate(model, K, (3, 8, 8), cfg, seeds=lambda y: seeds[: len(y)])
+    with torch.no_grad():
+        before = model(seeds).gather(1, res.y.view(-1, 1)).squeeze(1)
+        after = model(res.x).gather(1, res.y.view(-1, 1)).squeeze(1)
+    assert (after > before).all() and res.x.min() >= 0 and res.x.max() <= 1 and res.trace is None

@@ -174,3 +174,20 @@ def test_tensorboard_event_file_is_written_with_the_real_package(data, tmp_path)
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
     assert "epoch/test_acc" in acc.Tags()["scalars"]
+
+
+def test_copy_first_starts_the_average_at_the_first_updated_weights_as_dats_averaged_model():
+    from jeat.training.ema import EMA
+
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, 0.999, warmup=10, copy_first=True)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    w1 = model.weight.detach().clone()
+    ema.update(model)
+    assert torch.equal(ema.shadow["weight"], w1)  # n = 0: a copy, the initial weights forgotten
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)  # n = 1: decay (1 + 1) / (10 + 1)
+    d = 2 / 11
+    assert torch.allclose(ema.shadow["weight"], d * w1 + (1 - d) * model.weight)

@@ -30,6 +30,7 @@ REFERENCES = {
         "Adversarial ML",
     ),  # fmt: skip
     "eb-jdat": ("jkcjkc/EB-JDAT", "327ea16da975a9d47550c3f91d77b6bd73756a64", "EB-JDAT-JEM++"),
+    "dat": ("xuwangyin/DAT", "fb2ffc756da1f55321c1bbcbe0727a2e1de114c6", ""),
 }
 
 

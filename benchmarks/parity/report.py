@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BEGIN, END = "<!-- parity-table -->", "<!-- /parity-table -->"
-ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat")
+ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat")
 
 
 def _cell(check: dict | None) -> str:
@@ -31,6 +31,10 @@ def _correctness(results: dict, key: str) -> list[str]:
             continue
         c, s = r["checks"], r["settings"]
         extra = f"; lr schedule {_cell(c['schedule'])}" if "schedule" in c else ""
+        if "curriculum" in c:  # DAT: the attack length T per step, the AUC that drives it, the EMA
+            cur = c["curriculum"]
+            extra += (f"; T per step {'pass' if cur['pass'] else '**FAIL**'} ({cur['ours'][0]} -> {cur['ours'][-1]}); "
+                      f"AUC {_cell(c.get('auc'))}; EMA {_cell(c.get('ema'))}")  # fmt: skip
         ref = f"{r['reference']['repo']} @ {r['reference']['commit'][:7]}"
         grads = f"{_cell(c.get('gradients'))} ({c['gradients']['params']} tensors)"
         rows.append(f"| {m} | {ref} | {_a(c)} | {_cell(c.get('loss'))} | {grads} | "

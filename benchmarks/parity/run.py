@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE))
 from common import REFERENCES, ref_checkout  # noqa: E402
 from report import write_markdown  # noqa: E402
 
-METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat")
+METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
-          "weat": "trades"}  # fmt: skip
+          "weat": "trades", "dat": "dat"}  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -201,6 +201,7 @@ class EMAConfig:
 
     decay: float = 0.0  # e.g. 0.999; evaluation, sampling and model_ema.safetensors use the average
     warmup: int = 10  # d_t = min(decay, (1 + t) / (warmup + t)); 1: no ramp
+    copy_first: bool = False  # d_0 = 0: the average starts at the first updated weights (DAT's AveragedModel)
 
 
 @dataclass

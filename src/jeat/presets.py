@@ -434,7 +434,7 @@ register("paper-dat", "DAT: WRN-34-10, l_2 AT (eps 0.5) + BCE energy vs attacked
         100,
         arch="wrn-34-10",
         normalization="cifar",
-        ema=EMAConfig(decay=0.999, warmup=10),
+        ema=EMAConfig(decay=0.999, warmup=10, copy_first=True),
     )  # fmt: skip
 )
 # CPU scale: stage two from cpu-pgd (`--init runs/cpu-pgd`), 3 epochs of 10k images. The attacks are
@@ -450,7 +450,7 @@ register("cpu-dat", "small CNN, DAT stage two (--init a cpu-pgd run): l_2 PGD-3 
             train_limit=10_000,
             optim=CPU_DAT_OPTIM,
         ),
-        ema=EMAConfig(decay=0.99, warmup=10),
+        ema=EMAConfig(decay=0.99, warmup=10, copy_first=True),
     )  # fmt: skip
 )
 

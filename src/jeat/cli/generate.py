@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
         "(alpha/2, sqrt(alpha)) form is --step-size alpha/2 --noise sqrt(alpha).",
     )
     p.add_argument("checkpoint", help="run directory, checkpoint.pt or model.safetensors")
-    p.add_argument("--sampler", choices=["ce", "joint", "marginal", "combined"], default="joint",
+    p.add_argument("--sampler", choices=["ce", "joint", "marginal", "combined", "dat"], default="joint",
                    help="target energy (default: joint, Eq. 17)")  # fmt: skip
     p.add_argument("--seed-dist", choices=["uniform", "gaussian", "gmm", "buffer"], default="uniform",
                    help="initial x0: U(0,1); class-conditional Gaussian; per-class Gaussian mixture (both fitted on "

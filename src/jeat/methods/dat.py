@@ -125,7 +125,9 @@ class DAT(Method):
             metrics["adv_auc"], metrics["clean_auc"] = self._pending[0], self._pending[1]
         if d.r1 > 0:
             metrics["r1"] = r1.detach()
-        return bce + d.r1 * r1 + ce, metrics
+        loss = bce + d.r1 * r1 + ce
+        metrics["loss"] = loss.detach()
+        return loss, metrics
 
     def _attack_outdist(self, net, x_out: Tensor, y_in: Tensor) -> Tensor:
         with eval_mode(net):  # the reference attacks in eval mode

@@ -21,17 +21,20 @@ from torch import nn
 
 
 class EMA:
-    def __init__(self, model: nn.Module, decay: float, warmup: int = 10):
+    def __init__(self, model: nn.Module, decay: float, warmup: int = 10, copy_first: bool = False):
         if not 0 < decay < 1:
             raise ValueError(f"ema.decay must be in (0, 1), got {decay}")
         if warmup < 1:
             raise ValueError(f"ema.warmup must be >= 1, got {warmup}")
-        self.decay, self.warmup, self.updates = decay, warmup, 0
+        self.decay, self.warmup, self.updates, self.copy_first = decay, warmup, 0, copy_first
         self.shadow = {k: v.detach().float().clone() if v.is_floating_point() else v.detach().clone()
                        for k, v in model.state_dict().items()}  # fmt: skip
 
     def rate(self) -> float:
-        """d_t of the next update."""
+        """d_t of the next update (0 for the first with ``copy_first``: the average starts at the first
+        updated weights, as InNOutRobustness' / DAT's AveragedModel, not at the initial ones)."""
+        if self.copy_first and self.updates == 0:
+            return 0.0
         return min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
 
     @torch.no_grad()

@@ -92,7 +92,7 @@ class Trainer(Checkpointing, Recovery, Summary):
         torch.manual_seed(D.rank_seed(cfg.seed, self.rank))
         method_cfg = D.per_rank_config(cfg, self.world, self.train_set.num_classes)
         self.method = build_method(method_cfg, self.model, self.train_set, self.device)
-        self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay > 0 else None
+        self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup, cfg.ema.copy_first) if cfg.ema.decay > 0 else None
         self.opt = build_optimizer(self.model.parameters(), cfg.optim)
         o = cfg.optim
         self.sam = SAM(self.model.parameters(), o.sam_rho, o.sam_adaptive) if o.sam_rho > 0 else None

@@ -86,7 +86,7 @@ class Checkpointing:
             if s.get("ema"):
                 self.ema.load_state_dict(s["ema"])
             else:  # EMA switched on when resuming a run that had none: start it from these weights
-                self.ema = EMA(self.model, self.cfg.ema.decay, self.cfg.ema.warmup)
+                self.ema = EMA(self.model, self.cfg.ema.decay, self.cfg.ema.warmup, self.cfg.ema.copy_first)
         self.opt.load_state_dict(s["optimizer"])
         self.sched.load_state_dict(s["scheduler"])
         # The saved states carry the old base lr; the (possibly overridden) config decides, so that
