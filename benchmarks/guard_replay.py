@@ -21,8 +21,13 @@ from jeat.training.guard import Guard, Trigger, absolute_trigger
 NOT_METRICS = {"kind", "step", "epoch", "lr", "images_per_s"}
 
 
-def first_trigger(metrics: Path, cfg: GuardConfig, chance: float = 0.1) -> Trigger | None:
-    guard = Guard(cfg)
+def first_trigger(
+    metrics: Path, cfg: GuardConfig, chance: float = 0.1, energy_l2: float | None = None
+) -> Trigger | None:
+    if energy_l2 is None:  # the run's own energy L2 (it sets the gap's healthy band), from its config.json
+        run_cfg = metrics.parent / "config.json"
+        energy_l2 = json.loads(run_cfg.read_text())["method"].get("energy_l2", 0.0) if run_cfg.is_file() else 0.0
+    guard = Guard(cfg, energy_l2)
     for line in metrics.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("kind") == "step":

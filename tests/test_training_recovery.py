@@ -116,6 +116,25 @@ def test_gap_that_settles_outside_the_band_does_not_fire():
     assert g.pending  # still outside the band: no checkpoint is taken there
 
 
+def test_gap_inside_the_band_the_energy_l2_makes_healthy_does_not_fire():
+    """Issue 26's false alarm: cpu-jeat on unseen data, energy L2 0.1, the gap walking towards -1/alpha
+    = -10 (-5 ... -9.43, -9.72, -9.86): the old guard rolled back three times; with the regulariser's
+    band (1.25 / alpha = 12.5) it cannot fire there, while a runaway past that band or 2 / alpha still does."""
+    seq = [-5.5, -6.8, -8.0, -9.43, -9.72, -9.86, -9.9]
+    old = Guard(GuardConfig(warmup_checks=2, gap_patience=3, gap_growth=1.0))
+    new = Guard(GuardConfig(warmup_checks=2, gap_patience=3, gap_growth=1.0), energy_l2=0.1)
+    ok = {"energy_gap": 0.1, "energy_x_data": -2.0, "energy_x_neg": -2.1}
+    for i in range(3):
+        old.check(ok, i), new.check(ok, i)
+    fired_old = [old.check({**ok, "energy_gap": g}, 3 + i) for i, g in enumerate(seq)]
+    assert any(fired_old)  # what the issue measured
+    assert not any(new.check({**ok, "energy_gap": g}, 3 + i) for i, g in enumerate(seq))
+    assert new.band == pytest.approx(12.5) and new.hard == pytest.approx(20.0)
+    run = [new.check({**ok, "energy_gap": g}, 20 + i) for i, g in enumerate([-13.0, -14.0, -15.5])]
+    assert run[-1] is not None and run[-1].reason == "energy_gap"  # out of the band and growing
+    assert Guard(GuardConfig(), energy_l2=0.01).hard == pytest.approx(200.0)
+
+
 def test_gap_beyond_the_hard_limit_fires_at_once():
     g, ok = _gap_guard(gap_patience=3, gap_hard=20.0)
     t = g.check({**ok, "energy_gap": -38.5}, 3)

@@ -177,6 +177,9 @@ class GuardConfig:
     gap_patience: int = 3
     gap_growth: float = 1.0
     gap_hard: float = 20.0  # |gap| beyond this fires at once
+    # With method.energy_l2 = alpha > 0 the gap settles near -1/alpha: the band becomes at least
+    # (1 + gap_settle_margin) / alpha and the hard bound at least 2 / alpha (training/guard.py).
+    gap_settle_margin: float = 0.25
     jump_factor: float = 10.0  # |E - recent median| > factor * max(recent range, jump_floor)
     jump_floor: float = 1.0
     ce_factor: float = 3.0  # CE above factor * recent median ...
@@ -187,6 +190,11 @@ class GuardConfig:
     # low for test_acc_drop to see (healthy runs here lost at most 39 %, collapses 72-102 %).
     learned_lost: float = 0.6
     chance_learned: float = 0.05
+    # A finished run whose best test accuracy is below chance + fail_margin did not learn: status `failed`
+    # (and a non-zero exit from `jeat train`), whatever the guard did on the way. Judged only with at least
+    # fail_min_test test images (a smaller test set cannot tell chance from a few points above it).
+    fail_margin: float = 0.05
+    fail_min_test: int = 100
     # What a trigger does: stop | warn (log, go on) | rollback (last good checkpoint, new noise
     # seed) | rollback-lr (also lr *= lr_factor). After max_retries rollbacks the run stops.
     policy: str = "rollback-lr"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..config import TrainConfig, apply_override, validate
@@ -98,4 +99,7 @@ def run(args) -> int:
                     progress=not args.no_progress)  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints the summary
         print(json.dumps(summary, indent=2))
+    if summary.get("status") == "failed":  # finished, but the model is not usable: say so, and exit non-zero
+        print(f"jeat train: FAILED: {summary['failure']}", file=sys.stderr)
+        return 3
     return 0

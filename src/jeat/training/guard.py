@@ -99,9 +99,15 @@ class Guard:
     """The run's recent history and the triggers that judge new values against it. Its state is
     checkpointed, so a resumed run makes the same decisions as an uninterrupted one."""
 
-    def __init__(self, cfg: GuardConfig):
+    def __init__(self, cfg: GuardConfig, energy_l2: float = 0.0):
         validate(cfg)
         self.cfg = cfg
+        # The energy L2 alpha (E(x_data)^2 + E(x~)^2) makes a gap near -1/alpha the run's healthy state
+        # (benchmarks/results/stability_cpu.md): the band and the hard bound widen to contain it, so the
+        # trigger cannot fire where the regulariser itself puts the gap (issue 26's false alarms at -9.4..-9.9
+        # with alpha 0.1). Without the penalty there is no such band.
+        self.band = max(cfg.gap_band, (1 + cfg.gap_settle_margin) / energy_l2) if energy_l2 > 0 else cfg.gap_band
+        self.hard = max(cfg.gap_hard, 2 / energy_l2) if energy_l2 > 0 else cfg.gap_hard
         self.history: dict[str, deque[float]] = {}
         self.best_test_acc: float | None = None
         self.gap_streak: list[float] = []  # |gap| of the consecutive checks outside the band
@@ -115,12 +121,12 @@ class Guard:
         """A runaway gap: beyond ``gap_hard``, or out of the band ``gap_patience`` checks in a row
         and still growing. One that settles outside the band is left alone (stability_cpu.md)."""
         c, size = self.cfg, abs(gap)
-        self.gap_streak = [*self.gap_streak, size][-c.gap_patience :] if size > c.gap_band else []
-        if size > c.gap_hard:
-            return Trigger("energy_gap", GAP_KEY, gap, step, c.gap_hard)
+        self.gap_streak = [*self.gap_streak, size][-c.gap_patience :] if size > self.band else []
+        if size > self.hard:
+            return Trigger("energy_gap", GAP_KEY, gap, step, self.hard)
         s = self.gap_streak
         if len(s) >= c.gap_patience and s[-1] - s[0] >= c.gap_growth:
-            return Trigger("energy_gap", GAP_KEY, gap, step, c.gap_band)
+            return Trigger("energy_gap", GAP_KEY, gap, step, self.band)
         return None
 
     def _recent(self, key: str) -> list[float] | None:

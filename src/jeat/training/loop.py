@@ -99,7 +99,7 @@ class Trainer(Checkpointing, Recovery, Summary):
         self.sched = build_scheduler(self.opt, cfg.optim, len(self.stream), cfg.epochs)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.last_good: str | None = None
-        self.guard = Guard(cfg.guard)
+        self.guard = Guard(cfg.guard, cfg.method.energy_l2)
         # Recovery state: survives rollbacks (not restored from the rolled-back-to checkpoint).
         self.events: list[dict] = []
         self.retries, self.lr_scale = 0, 1.0

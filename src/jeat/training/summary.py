@@ -21,12 +21,18 @@ class Summary:
         rollbacks = [e for e in self.events if e.get("action", "").startswith("rollback")]
         if status is None:
             status = "recovered" if rollbacks else ("warned" if self.events else "ok")
+        failure = self.did_not_learn(epochs) if status != "diverged" else None
+        if failure:
+            status = "failed"
         return {
+            **({"failure": failure} if failure else {}),
             "preset": cfg.preset,
             "method": cfg.method.name,
             "arch": cfg.model.arch,
             "amp": cfg.amp,  # resolved (amp=auto -> bf16 | none): speeds are only comparable at equal precision
-            "status": status,  # ok | recovered (rolled back) | warned (policy warn) | diverged (stopped)
+            # ok | recovered (rolled back, then learned) | warned (policy warn) | diverged (stopped) | failed
+            # (finished without learning: best test accuracy within guard.fail_margin of chance)
+            "status": status,
             "epochs": self.epoch,
             "steps": self.global_step,
             "train_images": len(self.train_set),
@@ -57,6 +63,20 @@ class Summary:
                 else {}
             ),  # fmt: skip
         }
+
+    def did_not_learn(self, epochs: list[dict]) -> str | None:
+        """Why a finished run counts as not having learned, or None (also None when not judged)."""
+        g = self.cfg.guard
+        if not epochs or len(self.test_set) < g.fail_min_test:
+            return None
+        chance = 1.0 / max(self.train_set.num_classes, 1)
+        best = max(r["test_acc"] for r in epochs)
+        if best >= chance + g.fail_margin:
+            return None
+        what = "; ".join(f"{e['action']} at step {e['step']}" for e in self.events if "action" in e) or "no guard event"
+        return (f"the run did not learn: best test accuracy {best:.3f} (final {epochs[-1]['test_acc']:.3f}) on "
+                f"{len(self.test_set)} test images is within {g.fail_margin:.2f} of chance ({chance:.3f}, "
+                f"{self.train_set.num_classes} classes); guard: {what}")  # fmt: skip
 
     def write_summary(self, status: str | None = None, extra: dict | None = None) -> dict:
         summary = {**self.summary(status), **(extra or {})}
