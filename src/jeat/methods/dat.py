@@ -32,7 +32,7 @@ from ..attacks import pgd
 from ..data import augment
 from ..energy import upcast
 from ..evaluation.ood_metrics import auroc
-from ..models.utils import eval_mode, running_bn_stats, unwrap
+from ..models.utils import eval_mode, frozen_bn_stats, running_bn_stats, unwrap
 from .base import Method, accuracy_metric
 from .outdist import OutDist
 
@@ -109,8 +109,10 @@ class DAT(Method):
                 self._pending = torch.tensor([adv_auc, clean_auc])
             if d.r1 > 0:
                 x_in = x_in.detach().requires_grad_(True)
-            s_in = dat_logit(model(x_in), y_in, d.energy)
-            s_adv = dat_logit(model(x_adv), y_in, d.energy)
+            # bn=train: only the classifier's forward moves BN running statistics (frozen: none does)
+            with frozen_bn_stats(net):
+                s_in = dat_logit(model(x_in), y_in, d.energy)
+                s_adv = dat_logit(model(x_adv), y_in, d.energy)
             target = torch.cat([torch.ones_like(s_in), torch.zeros_like(s_adv)])
             bce = F.binary_cross_entropy_with_logits(torch.cat([s_in, s_adv]), target)
             r1 = r1_penalty(s_in, x_in) if d.r1 > 0 else s_in.new_zeros(())
