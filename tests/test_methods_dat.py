@@ -201,3 +201,19 @@ def test_generate_with_the_dat_sampler_raises_the_class_logit():
         before = model(seeds).gather(1, res.y.view(-1, 1)).squeeze(1)
         after = model(res.x).gather(1, res.y.view(-1, 1)).squeeze(1)
     assert (after > before).all() and res.x.min() >= 0 and res.x.max() <= 1 and res.trace is None
+
+
+def test_r1_penalty_is_half_the_mean_squared_input_gradient_and_enters_the_loss():
+    from jeat.methods.dat import r1_penalty
+
+    model = small_cnn().eval()
+    x = torch.rand(6, 3, 8, 8, requires_grad=True)
+    s = torch.logsumexp(model(x), 1)
+    r1 = r1_penalty(s, x)
+    (g,) = torch.autograd.grad(s.sum(), x)
+    assert torch.allclose(r1, 0.5 * g.pow(2).flatten(1).sum(1).mean())
+    m = dat_method(small_cnn().train(), r1=10.0)
+    loss, metrics = m.loss(m_model := small_cnn().train(), torch.rand(16, 3, 8, 8), torch.arange(16) % K)
+    assert metrics["r1"] > 0 and torch.allclose(loss, metrics["bce"] + metrics["ce"] + 10.0 * metrics["r1"], atol=1e-5)
+    loss.backward()  # the penalty's double backward reaches the weights
+    assert all(p.grad is not None for p in m_model.parameters())
