@@ -56,6 +56,8 @@ DATASETS = ("cifar10", "gray28", "digits28")
 # The guard's thresholds were chosen on the first group; the second was never used to choose them.
 SELECTION, HELD_OUT = ("cifar10", "gray28"), ("digits28",)
 NPZ_SETS = {"gray28": "cifar10-gray28", "digits28": "digits28"}  # data sets built under OUT/data/
+# digits28 has 1,497 training images, not 12,000: 24 epochs give about the steps of the others' 3 (~280)
+EPOCHS = {"digits28": 24}
 SEEDS = (0, 1, 2)
 BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "--set", "eval_robust_n=0",
           "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
@@ -104,6 +106,8 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, out: Path
     if (run / "checkpoint.pt").exists():
         return cmd + ["--resume", str(run)]
     cmd += ["--preset", f"cpu-{method}", "--seed", str(seed), "--out", str(run.parent), "--name", run.name, *BUDGET]
+    if dataset in EPOCHS:
+        cmd += ["--epochs", str(EPOCHS[dataset])]
     cmd += (
         ["--data", data]
         if dataset == "cifar10"
@@ -183,7 +187,8 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "Budget per run: `jeat train --preset cpu-<method>` with 12,000 training images (3x the presets' 4,000) "
         "x 3 epochs, batch 128, bf16; test accuracy on 2,000 test images after each epoch. Data: CIFAR-10 "
         "(`../shared/data`), CIFAR-10 as 28x28 grayscale (`benchmarks/make_gray28.py`) and, held out, handwritten "
-        "digits upscaled to 28x28 (`benchmarks/make_digits28.py`, scikit-learn's 8x8 set: 1,497 train / 300 test). "
+        "digits upscaled to 28x28 (`benchmarks/make_digits28.py`, scikit-learn's 8x8 set: 1,497 train / 300 test; "
+        f"{EPOCHS['digits28']} epochs, about the same number of steps). "
         f"The guard's thresholds were chosen on {' and '.join(SELECTION)} (selection group); {', '.join(HELD_OUT)} "
         "was never used to choose them (held-out group). Collapsed = final test "
         f"accuracy more than {COLLAPSE_DROP * 100:.0f} points below the run's best, or having lost more than "
