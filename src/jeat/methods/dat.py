@@ -72,7 +72,9 @@ class DAT(Method):
         self.outdist = OutDist(cfg.data.outdist, train_set, cfg.data.root, device, cfg.data.download)
         self.images, self.labels = train_set.images, train_set.labels
         self.batch_size = cfg.data.batch_size
-        self.window = math.ceil(self.d.auc_window / self.batch_size)
+        # data.batch_size is per rank; the reference's window counts global batches of images
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.window = math.ceil(self.d.auc_window / (self.batch_size * world))
         self.steps = self.d.start_steps  # T, the current attack length
         self.aucs: list[float] = []  # adversarial AUCs since T last changed (at most `window`)
         self._pending: Tensor | None = None
