@@ -109,6 +109,12 @@ def _paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, ar
 JEMPP_BN_MOMENTUM = 0.9
 
 
+def _jempp_paper(method: MethodConfig) -> TrainConfig:
+    """JEM++'s CIFAR-10 run: its BN WRN-28-10, SGD 0.1 over 150 epochs, batch 64, JEM's augmentation."""
+    return _paper(method, _sgd_jempp(), 64, 150, arch="jempp-wrn-28-10", augment="jem",
+                  bn_momentum=JEMPP_BN_MOMENTUM)  # fmt: skip
+
+
 # Robust JEM: eps = 0.1 in [-1, 1] units (its inputs are scaled to [-1, 1]) = 0.05 in [0, 1].
 ROBUST_JEM_EPS = 0.1 / 2
 
@@ -157,20 +163,14 @@ register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; 
     lambda: _paper(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=_jem_sgld()), _adam_table4(), 64, 200)
 )
 register("paper-robust-jem", "Robust JEM: JEM++ (BN WRN, SGD, proximal sampler m=10, n=5) + PGD-15 AT, eps 0.05")(
-    lambda: _paper(
+    lambda: _jempp_paper(
         MethodConfig(
             "robust-jem",
             attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15),
             sgld=_jempp_sgld(10),
             px_data="separate",
             bn_stats="all",
-        ),
-        _sgd_jempp(),
-        64,
-        150,
-        arch="jempp-wrn-28-10",
-        augment="jem",
-        bn_momentum=JEMPP_BN_MOMENTUM,
+        )
     )
 )
 
@@ -300,15 +300,7 @@ register("paper-weat-adv", "WEAT_adv: as paper-weat with CE on the adversarial i
 # m = 10, n = 5, pyld_lr 0.2; p(x) and CE batches from two loaders; BN momentum 0.9, every forward
 # moving the running statistics.
 register("paper-jempp", "JEM++: BN WRN-28-10, proximal sampler m=10 n=5, SGD 0.1, 150 epochs")(
-    lambda: _paper(
-        MethodConfig("jempp", sgld=_jempp_sgld(10), px_data="separate", bn_stats="all"),
-        _sgd_jempp(),
-        64,
-        150,
-        arch="jempp-wrn-28-10",
-        augment="jem",
-        bn_momentum=JEMPP_BN_MOMENTUM,
-    )  # fmt: skip
+    lambda: _jempp_paper(MethodConfig("jempp", sgld=_jempp_sgld(10), px_data="separate", bn_stats="all"))
 )
 
 
