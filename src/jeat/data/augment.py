@@ -43,3 +43,13 @@ def augment(x: Tensor, kind: str, gen: torch.Generator, noise_std: float = JEM_N
     if kind == "jem":
         x = x + noise_std * torch.randn(x.shape, generator=gen)
     return x
+
+
+def random_batch(images: Tensor, n: int, kind: str = "none") -> tuple[Tensor, Tensor]:
+    """``n`` uint8 images drawn with replacement by the global RNG (which checkpoints carry, so a
+    resumed run draws the same), in [0, 1] and augmented with ``kind``; returns (x, indices)."""
+    idx = torch.randint(len(images), (n,))
+    x = images[idx].float().div_(255)
+    if kind != "none":
+        x = augment(x, kind, torch.Generator().manual_seed(int(torch.randint(2**62, ()))))
+    return x, idx

@@ -25,6 +25,7 @@ import math
 import torch
 
 from ..attacks import cw_l2, pgd
+from ..config import _eval_number
 from .autoattack import run_autoattack
 from .common import EvalContext, batches, pct
 from .cw import cw_linf
@@ -46,10 +47,7 @@ def threat_model(ctx: EvalContext) -> tuple[str, float, float]:
 
 
 def _number(v) -> float:
-    if isinstance(v, str) and "/" in v:
-        num, den = v.split("/", 1)
-        return float(num) / float(den)
-    return float(v)
+    return _eval_number(v) if isinstance(v, str) else float(v)  # "8/255" as config.py parses it
 
 
 def _attacks(ctx: EvalContext) -> dict:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attacks import pgd
-from ..data import augment
+from ..data.augment import random_batch
 from ..energy import upcast
 from ..evaluation.ood_metrics import auroc
 from ..models.utils import eval_mode, frozen_bn_stats, running_bn_stats, unwrap
@@ -86,9 +86,7 @@ class DAT(Method):
     def ebm_batch(self) -> tuple[Tensor, Tensor]:
         """The discriminator's in-distribution batch, drawn apart from the classifier's (the reference's
         two loaders) and flip-cropped ("original" augmentation); global RNG, so resumable."""
-        idx = torch.randint(len(self.images), (self.batch_size,))
-        gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        x = augment(self.images[idx].float().div_(255), "flip-crop", gen)
+        x, idx = random_batch(self.images, self.batch_size, "flip-crop")
         return x.to(self.device), self.labels[idx].to(self.device)
 
     def adv_auc(self, net, x_in: Tensor, y_in: Tensor, x_adv: Tensor, x_out: Tensor) -> tuple[float, float]:

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 
-import torch
 from torch import Tensor
 
-from ..data.augment import augment
+from ..data.augment import random_batch
 from ..energy import cross_entropy, joint_energy, marginal_energy, upcast
 from ..models.utils import frozen_bn_stats, unwrap
 from .base import Method, accuracy_metric
@@ -60,12 +59,7 @@ class JEM(Method):
         """The data term's own batch: n training images drawn apart from the CE batch, augmented as
         the CE batch is (``separate``, JEM/JEM++) or not (``clean``, SADA-JEM). Drawn with the global
         RNG, which checkpoints carry, so a resumed run draws the same."""
-        idx = torch.randint(len(self.train_images), (n,))
-        x = self.train_images[idx].float().div_(255)
-        if self.augmentation != "none":
-            gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-            x = augment(x, self.augmentation, gen)
-        return x.to(self.device)
+        return random_batch(self.train_images, n, self.augmentation)[0].to(self.device)
 
     def inputs(self, model, x, y):
         """The classifier's inputs; JEM trains on clean x."""

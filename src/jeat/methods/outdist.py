@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..data import ImageSet, augment, load_dataset
+from ..data import ImageSet, load_dataset
+from ..data.augment import random_batch
 from .negatives import class_gaussian
 
 BUILT_IN = {
@@ -58,7 +59,4 @@ class OutDist:
             return self.gaussian.sample(y.to(self.device), clamp=True)
         if self.spec == "uniform":
             return torch.rand(n, *self.shape).to(self.device)
-        idx = torch.randint(len(self.images), (n,))
-        x = self.images[idx].float().div_(255)
-        gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        return augment(x, "flip-crop", gen).to(self.device)
+        return random_batch(self.images, n, "flip-crop")[0].to(self.device)
