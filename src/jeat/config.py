@@ -184,7 +184,10 @@ class GuardConfig:
     jump_floor: float = 1.0
     ce_factor: float = 3.0  # CE above factor * recent median ...
     acc_drop: float = 0.10  # ... while batch accuracy falls this far below its recent median
-    test_acc_drop: float = 0.10  # an epoch's test accuracy this far below the run's best
+    test_acc_drop: float = 0.10  # an epoch's test accuracy this far below the run's best ...
+    # ... on test_acc_patience epochs in a row: one dip that the next epoch climbs out of is not a
+    # collapse (issue 26: jempp on digits28 fell 82.3 -> 64.7 % for one epoch and went on to 96.7 %).
+    test_acc_patience: int = 2
     # An epoch's test accuracy that lost more than learned_lost of the run's best gain over chance
     # (1/classes), once that gain reached chance_learned: the collapse of a run whose best was too
     # low for test_acc_drop to see (healthy runs here lost at most 39 %, collapses 72-102 %).

@@ -13,8 +13,8 @@ docs/TRAINING.md):
 | ``energy_gap`` | E(x_data) - E(x~) runs away (see ``Guard._gap_trigger``) |
 | ``energy_jump`` | E(x_data) or E(x~) leaves its recent median by > ``jump_factor`` x max(range, ``jump_floor``) |
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
-| ``test_acc_drop`` | an epoch's test accuracy falls ``test_acc_drop`` below the run's best |
-| ``test_acc_lost`` | an epoch's test accuracy lost ``learned_lost`` of the run's best gain over chance |
+| ``test_acc_drop`` | test accuracy is ``test_acc_drop`` below the run's best ``test_acc_patience`` epochs in a row |
+| ``test_acc_lost`` | an epoch's test accuracy lost ``learned_lost`` of the run's best gain over chance (at once) |
 
 "Recent" is the last ``window`` checks; relative triggers wait for ``warmup_checks`` of them.
 What the loop does on a trigger is ``policy`` (``training/loop.py``): ``stop``, ``warn``,
@@ -80,6 +80,8 @@ def validate(cfg: GuardConfig) -> None:
     if cfg.gap_patience < 1 or cfg.gap_hard < cfg.gap_band:
         raise ValueError(f"guard.gap_patience must be >= 1 and guard.gap_hard >= guard.gap_band, got "
                          f"{cfg.gap_patience}, {cfg.gap_hard} < {cfg.gap_band}")  # fmt: skip
+    if cfg.test_acc_patience < 1:
+        raise ValueError(f"guard.test_acc_patience must be >= 1, got {cfg.test_acc_patience}")
     if cfg.max_retries < 0 or not 0 < cfg.lr_factor <= 1:
         raise ValueError(f"guard.max_retries must be >= 0 and 0 < guard.lr_factor <= 1, got "
                          f"{cfg.max_retries}, {cfg.lr_factor}")  # fmt: skip
@@ -111,6 +113,7 @@ class Guard:
         self.history: dict[str, deque[float]] = {}
         self.best_test_acc: float | None = None
         self.gap_streak: list[float] = []  # |gap| of the consecutive checks outside the band
+        self.drop_streak = 0  # consecutive epochs test_acc_drop below the best
 
     @property
     def pending(self) -> bool:
@@ -172,12 +175,16 @@ class Guard:
         if not math.isfinite(test_acc):
             return Trigger("nonfinite", "test_acc", test_acc, step, epoch_level=True)
         best = self.best_test_acc
-        if best is not None and test_acc < best - c.test_acc_drop:
-            return Trigger("test_acc_drop", "test_acc", test_acc, step, best, epoch_level=True)
+        # Losing most of what was learned is a collapse at once; a smaller drop must persist, since a
+        # healthy run can dip for an epoch and climb out (the rollback target, the best epoch, is kept).
         if chance is not None and best is not None and best - chance >= c.chance_learned:
             lost = (best - test_acc) / (best - chance)  # share of what the run had learned above chance
             if lost > c.learned_lost:
                 return Trigger("test_acc_lost", "test_acc", test_acc, step, best, epoch_level=True)
+        dropped = best is not None and test_acc < best - c.test_acc_drop
+        self.drop_streak = self.drop_streak + 1 if dropped else 0
+        if dropped and self.drop_streak >= c.test_acc_patience:
+            return Trigger("test_acc_drop", "test_acc", test_acc, step, best, epoch_level=True)
         self.best_test_acc = test_acc if best is None else max(best, test_acc)
         return None
 
@@ -186,9 +193,10 @@ class Guard:
 
     def state_dict(self) -> dict:
         return {"history": {k: list(v) for k, v in self.history.items()}, "best_test_acc": self.best_test_acc,
-                "gap_streak": list(self.gap_streak)}  # fmt: skip
+                "gap_streak": list(self.gap_streak), "drop_streak": self.drop_streak}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.history = {k: deque(v, maxlen=self.cfg.window) for k, v in state.get("history", {}).items()}
         self.best_test_acc = state.get("best_test_acc")
         self.gap_streak = list(state.get("gap_streak", []))
+        self.drop_streak = int(state.get("drop_streak", 0))
