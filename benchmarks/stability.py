@@ -21,9 +21,11 @@ on first use under --out). Arms:
   stability issue) under ``warn`` and under ``rollback-lr``: what detection and recovery do on a
   run that really collapses.
 
-A run is *collapsed* when its final test accuracy is more than 10 points below its best, has lost
-more than 60 % of its best gain over chance, or is non-finite; *caught* when a guard event
-precedes the collapse.
+A run is *collapsed* when, at any epoch, its test accuracy has lost more than 60 % of its best gain
+over chance so far, or is more than 10 points below its best so far on two epochs in a row (or on
+the last), or is non-finite, or the run stopped; *caught* when a guard event comes no later than
+the collapse's first epoch. A mid-run collapse counts even if the run climbs back later. A *false
+alarm* is a guard event (replayed: the current guard) on a recovery-off run that did not collapse.
 
     python benchmarks/stability.py --data ../shared/data [--out runs/stability] [--arms default warn old]
     python benchmarks/stability.py --report-only
@@ -145,16 +147,28 @@ def outcome(run: Path) -> dict | None:
     events = replayed(run) if warn_only else logged
     final = accs[-1] if accs else float("nan")
     best = max(accs) if accs else float("nan")
-    # lost more than LEARNED_LOST of the best gain over chance (once that gain reached CHANCE_LEARNED)
-    dead = lambda acc: best - CHANCE >= CHANCE_LEARNED and (best - acc) / (best - CHANCE) > LEARNED_LOST  # noqa: E731
-    collapsed = (not math.isfinite(final) or final < best - COLLAPSE_DROP or dead(final)
-                 or summary.get("status") == "diverged")  # fmt: skip
-    # Caught: a guard event no later than the first epoch after the best that fell that low.
-    after_best = epochs[accs.index(best) + 1 :] if accs and math.isfinite(best) else []
-    drops = [r["step"] for r in after_best if r["test_acc"] < best - COLLAPSE_DROP or dead(r["test_acc"])]
-    caught = bool(events) and (not drops or events[0]["step"] <= drops[0])
+    onset = collapse_epoch(accs)
+    collapsed = not math.isfinite(final) or onset is not None or summary.get("status") == "diverged"
+    # Caught: a guard event no later than the collapse's first epoch.
+    caught = bool(events) and (onset is None or events[0]["step"] <= epochs[onset]["step"])
     return {"best": best, "final": final, "accs": accs, "collapsed": collapsed, "caught": caught, "logged": logged,
-            "status": summary.get("status"), "events": events, "time_s": summary.get("train_time_s", 0.0)}  # fmt: skip
+            "status": summary.get("status"), "events": events, "time_s": summary.get("train_time_s", 0.0),
+            "false_alarm": bool(events) and not collapsed and warn_only}  # fmt: skip
+
+
+def collapse_epoch(accs: list[float]) -> int | None:
+    """The first epoch of a collapse (module docstring), judged against the best so far; None if none."""
+    for i in range(1, len(accs)):
+        best = max(accs[:i])
+        lost = (best - accs[i]) / (best - CHANCE) if best - CHANCE >= CHANCE_LEARNED else 0.0
+        below = [a < best - COLLAPSE_DROP for a in accs[i : i + 2]]
+        if (
+            not math.isfinite(accs[i])
+            or lost > LEARNED_LOST
+            or (all(below) and (len(below) == 2 or i == len(accs) - 1))
+        ):
+            return i
+    return None
 
 
 def stand_in(out: Path, arm: str, method: str, dataset: str, seed: int) -> dict | None:
@@ -185,16 +199,18 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         f"Command: `{cmdline}` (resumable; this file is rewritten after every run).",
         "",
         "Budget per run: `jeat train --preset cpu-<method>` with 12,000 training images (3x the presets' 4,000) "
-        "x 3 epochs, batch 128, bf16; test accuracy on 2,000 test images after each epoch. Data: CIFAR-10 "
+        "x 3 epochs, batch 128, amp=auto (bf16 on a CPU with AMX, else fp32); test accuracy on 2,000 test images "
+        "after each epoch. Data: CIFAR-10 "
         "(`../shared/data`), CIFAR-10 as 28x28 grayscale (`benchmarks/make_gray28.py`) and, held out, handwritten "
         "digits upscaled to 28x28 (`benchmarks/make_digits28.py`, scikit-learn's 8x8 set: 1,497 train / 300 test; "
         f"{EPOCHS['digits28']} epochs, about the same number of steps). "
         f"The guard's thresholds were chosen on {' and '.join(SELECTION)} (selection group); {', '.join(HELD_OUT)} "
-        "was never used to choose them (held-out group). Collapsed = final test "
-        f"accuracy more than {COLLAPSE_DROP * 100:.0f} points below the run's best, or having lost more than "
-        f"{LEARNED_LOST * 100:.0f} % of its best gain over chance (once >= {CHANCE_LEARNED * 100:.0f} points), "
-        "or non-finite, or stopped. "
-        "Caught = a guard event at or before the collapse. Guard events of warn runs are the current guard "
+        "was never used to choose them (held-out group). Collapsed = at any epoch, more than "
+        f"{LEARNED_LOST * 100:.0f} % of the best gain over chance so far lost (once >= {CHANCE_LEARNED * 100:.0f} "
+        f"points), or more than {COLLAPSE_DROP * 100:.0f} points below the best so far on two epochs in a row (or "
+        "the last), or non-finite, or stopped; a mid-run collapse counts even if the run climbs back. "
+        "Caught = a guard event at or before the collapse's first epoch. False alarm = a guard event on a "
+        "recovery-off run that did not collapse. Guard events of warn runs are the current guard "
         "replayed over the run's metrics (`benchmarks/guard_replay.py`; the run's path does not depend on the "
         "guard). Machine: 2 CPU cores, torch 2.13.0+cpu, one job at a time.",
         "",
@@ -225,14 +241,19 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         lines.append(f"| {arm} | {method} | {dataset} | {seed} | {accs} | {o['best'] * 100:.1f} | "
                      f"{o['final'] * 100:.1f} | {col} | {_events(o['events'])} | {o['status']} | "
                      f"{o['time_s'] / 60:.1f} min |")  # fmt: skip
-    lines += ["", "## Totals", "", "| arm | runs done | collapsed | silent collapses | runs with guard events |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "## Totals", "",
+              "| arm | data | runs done | collapsed | silent collapses | runs with guard events | false alarms |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for arm in dict.fromkeys(j[0] for j in jobs):
-        rs = [o for k, o in done.items() if k[0] == arm]
-        lines.append(
-            f"| {arm} | {len(rs)} of {sum(j[0] == arm for j in jobs)} | {sum(o['collapsed'] for o in rs)} | "
-            f"{sum(o['collapsed'] and not o['caught'] for o in rs)} | {sum(bool(o['events']) for o in rs)} |"
-        )
+        for data in dict.fromkeys(j[2] for j in jobs if j[0] == arm):
+            rs = [o for k, o in done.items() if k[0] == arm and k[2] == data]
+            group = "held out" if data in HELD_OUT else "selection"
+            fa = str(sum(o.get("false_alarm", False) for o in rs)) if arm in ("warn", "old-warn") else "-"
+            lines.append(
+                f"| {arm} | {data} ({group}) | {len(rs)} of {sum(j[0] == arm and j[2] == data for j in jobs)} | "
+                f"{sum(o['collapsed'] for o in rs)} | {sum(o['collapsed'] and not o['caught'] for o in rs)} | "
+                f"{sum(bool(o['events']) for o in rs)} | {fa} |"
+            )
     text = "\n".join(lines) + "\n"
     notes = RESULTS.with_name(RESULTS.stem + "_notes.md")
     if notes.exists():

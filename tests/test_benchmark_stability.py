@@ -1,0 +1,57 @@
+"""benchmarks/stability.py's judge: when a run counts as collapsed, caught, or a false alarm."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import stability  # noqa: E402
+
+# The digits28 recovery-off twins (seed 0, benchmarks/results/stability_digits28_cpu.md), first epochs.
+JEM = [0.107, 0.213, 0.167, 0.447, 0.37, 0.117, 0.053, 0.137, 0.21, 0.317, 0.477]
+JEMPP = [0.153, 0.143, 0.357, 0.33, 0.367, 0.607, 0.713, 0.823, 0.647, 0.733, 0.72, 0.86, 0.967]
+
+
+def test_a_mid_run_collapse_counts_even_if_the_run_climbs_back():
+    assert stability.collapse_epoch(JEM) == 5  # 44.7 -> 11.7 %: 95 % of the gain lost; final 47.7 is its best
+
+
+def test_a_one_epoch_dip_is_not_a_collapse_but_a_persisting_drop_or_a_last_epoch_drop_is():
+    assert stability.collapse_epoch(JEMPP) is None
+    assert stability.collapse_epoch([0.5, 0.8, 0.65, 0.66, 0.8]) == 2  # two epochs 10+ points down
+    assert stability.collapse_epoch([0.5, 0.8, 0.85, 0.7]) == 3  # the last epoch cannot recover
+    assert stability.collapse_epoch([0.1, 0.12, 0.11]) is None  # never learned: not a collapse (status says so)
+    assert stability.collapse_epoch([0.3, float("nan")]) == 1
+
+
+def _run(path: Path, accs: list[float], policy: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps({"status": "warned", "train_time_s": 60.0}))
+    (path / "config.json").write_text(json.dumps({"guard": {"policy": policy}, "method": {}}))
+    rows = [{"kind": "epoch", "step": 10 * (i + 1), "epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+    (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_outcome_replays_the_current_guard_on_warn_runs(tmp_path):
+    jem = stability.outcome(_run(tmp_path / "jem", JEM, "warn"))
+    assert jem["collapsed"] and jem["caught"] and not jem["false_alarm"]
+    assert jem["events"][0]["reason"] == "test_acc_lost" and jem["events"][0]["step"] == 60
+    jempp = stability.outcome(_run(tmp_path / "jempp", JEMPP, "warn"))
+    assert not jempp["collapsed"] and jempp["events"] == [] and not jempp["false_alarm"]
+    # A guard that fired on the dip (the old one-epoch rule) would be a false alarm.
+    dip = stability.outcome(_run(tmp_path / "dip", [0.5, 0.8, 0.66, 0.75, 0.9], "warn"))
+    assert not dip["collapsed"] and dip["events"] == []
+
+
+def test_a_step_trigger_on_a_run_that_did_not_collapse_is_a_false_alarm(tmp_path):
+    run = _run(tmp_path / "spike", [0.5, 0.8, 0.85], "warn")
+    spike = json.dumps({"kind": "step", "step": 5, "energy_x": 2e4, "acc": 0.5})  # one absurd interval
+    (run / "metrics.jsonl").write_text(spike + "\n" + (run / "metrics.jsonl").read_text())
+    o = stability.outcome(run)
+    assert o["events"][0]["reason"] == "energy_bound" and not o["collapsed"] and o["false_alarm"]
+    # The same events on a run that recovered by itself under rollback are not judged here: only warn runs.
+    (run / "config.json").write_text(json.dumps({"guard": {"policy": "rollback-lr"}, "method": {}}))
+    assert not stability.outcome(run)["false_alarm"]
