@@ -30,7 +30,7 @@ MODELS = {
     "noise-24": ("cpu-noise-24", []),
     "pgd": ("cpu-pgd", []),
     "prejeat": ("cpu-prejeat", []),
-    # JEM and JEAT share one CPU recipe (256-chain buffer, 10 SGLD steps; presets.py says why).
+    # JEM and JEAT share one CPU recipe (256-chain buffer, 10 SGLD steps; presets/jeat_paper.py says why).
     "jem": ("cpu-jem", []),
     "jeat": ("cpu-jeat", []),
     "robust-jem": ("cpu-robust-jem", []),

@@ -1,0 +1,148 @@
+"""The JEAT paper's methods (standard, noise, PGD-AT, Fast AT, PreJEAT, JEAT, JEM, Robust JEM) at the
+papers' scale (``paper-*``, Table 4 of the JEAT paper where it speaks) and on 2 CPU cores (``cpu-*``)."""
+
+from __future__ import annotations
+
+from ..config import (
+    AttackConfig,
+    DataConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
+from .parts import (
+    CPU_ENERGY_L2,
+    ROBUST_JEM_EPS,
+    adam_table4,
+    cpu,
+    cpu_sgld,
+    jem_sgld,
+    jempp_paper,
+    jempp_sgld,
+    paper,
+    sgd_madry,
+)
+from .registry import register
+
+# ------------------------------------------------------------------ paper presets (WRN-28-10)
+register("paper-standard", "WRN-28-10, plain cross-entropy, SGD 0.1, 200 epochs")(
+    lambda: paper(MethodConfig("standard"), sgd_madry(), 128, 200)
+)
+for _s in (8, 16, 24):
+    register(f"paper-noise-{_s}", f"WRN-28-10, Gaussian noise sigma={_s}/255 injected (Fig. 5)")(
+        lambda s=_s: paper(MethodConfig("noise", noise_sigma=s / 255), sgd_madry(), 128, 200)
+    )
+register("paper-pgd", "WRN-28-10, Madry PGD-10 AT, eps 8/255, step 2/255")(
+    lambda: paper(MethodConfig("pgd", attack=AttackConfig("ce", 8 / 255, 2 / 255, 10)), sgd_madry(), 128, 200)
+)
+register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cyclic LR 0-0.2, 15 epochs (Table 4)")(
+    lambda: paper(
+        MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)),
+        OptimConfig("sgd", lr=0.2, weight_decay=5e-4, schedule="cyclic"),
+        128,
+        15,
+    )
+)
+register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
+    lambda: paper(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), adam_table4(), 64, 200)
+)
+
+
+# JEAT and JEM as a matched pair (Table 4 gives JEAT JEM's hyper-parameters; neither paper says
+# JEAT's WRN-28-10 has batch norm): the same JEM WRN-28-10 (JEM's block, no normalisation,
+# LeakyReLU 0.2, [-1, 1] inputs), JEM's augmentation, Adam 1e-4 with JEM's 1000-step warm-up, the
+# same sampler. They differ only in the method. paper-jeat-bn keeps the BN/ReLU WRN as an option.
+def _jem_pair(method: MethodConfig) -> TrainConfig:
+    return paper(method, OptimConfig(**{**adam_table4().__dict__, "warmup_steps": 1000}), 64, 200,
+                  arch="jem-wrn-28-10", augment="jem")  # fmt: skip
+
+
+JEAT_ATTACK = AttackConfig("joint", 8 / 255, 8 / 255, 1)
+register("paper-jeat", "JEAT (Alg. 1) on JEM's WRN-28-10; Table 4, the same settings as paper-jem")(
+    lambda: _jem_pair(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=jem_sgld()))
+)
+# JEM draws its p(x) batch and its CE batch from two loaders (train_wrn_ebm.py): px_data=separate.
+register("paper-jem", "JEM's WRN-28-10 (no BN, LeakyReLU), JEM objective, Table 4, warm-up 1000 steps")(
+    lambda: _jem_pair(MethodConfig("jem", sgld=jem_sgld(), px_data="separate"))
+)
+register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; Table 4 otherwise")(
+    lambda: paper(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=jem_sgld()), adam_table4(), 64, 200)
+)
+register("paper-robust-jem", "Robust JEM: JEM++ (BN WRN, SGD, proximal sampler m=10, n=5) + PGD-15 AT, eps 0.05")(
+    lambda: jempp_paper(
+        MethodConfig(
+            "robust-jem",
+            attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 4, 15),
+            sgld=jempp_sgld(10),
+            px_data="separate",
+            bn_stats="all",
+        )
+    )
+)
+
+
+# ------------------------------------------------------------------ CPU presets (2 cores)
+register("cpu-standard", "small CNN, plain cross-entropy, 10 epochs (the README's main job)")(
+    lambda: cpu(MethodConfig("standard"))
+)
+for _s in (8, 16, 24):
+    register(f"cpu-noise-{_s}", f"small CNN, Gaussian noise sigma={_s}/255 (Fig. 5), 10 epochs")(
+        lambda s=_s: cpu(MethodConfig("noise", noise_sigma=s / 255))
+    )
+# Budgets: 2 shared cores run the small CNN at ~60-90 img/s per forward+backward (bf16); an
+# attack step or an SGLD step costs about one more. Each preset below is sized to ~15-20 min.
+register("cpu-pgd", "small CNN, PGD-3 AT (eps 8/255, step 3/255), 10k images, 3 epochs")(
+    lambda: cpu(MethodConfig("pgd", attack=AttackConfig("ce", 8 / 255, 3 / 255, 3)), epochs=3, train_limit=10_000)
+)
+register("cpu-fgsm", "small CNN, Fast AT (FGSM + random start, step 10/255), 10k images, 4 epochs")(
+    lambda: cpu(MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)), epochs=4, train_limit=10_000)
+)
+register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 10k images, 4 epochs")(
+    lambda: cpu(
+        MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), epochs=4, train_limit=10_000
+    )
+)
+
+
+register("cpu-jeat", "small CNN, JEAT: energy FGSM + 10-step SGLD, 256-chain buffer, 4k images, 3 epochs")(
+    lambda: cpu(
+        MethodConfig(
+            "jeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1), sgld=cpu_sgld(), energy_l2=CPU_ENERGY_L2
+        ),
+        epochs=3,
+        train_limit=4_000,
+    )
+)
+register("cpu-jem", "small CNN, JEM objective + energy L2 0.1, 10-step SGLD, 256-chain buffer, 4k images, 3 epochs")(
+    lambda: cpu(MethodConfig("jem", sgld=cpu_sgld(), energy_l2=CPU_ENERGY_L2), epochs=3, train_limit=4_000)
+)
+# Robust JEM at CPU scale: JEM++'s sampler (5 outer x 5 inner proximal steps, unconditional chains
+# from the class Gaussians) and its optimizer family (SGD, one-cycle here) on the twins' BN CNN,
+# a 256-chain buffer for the short run, PGD-3, JEM's augmentation.
+register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal sampler 5x5, energy L2 0.1, 4k images")(
+    lambda: cpu(
+        MethodConfig(
+            "robust-jem",
+            attack=AttackConfig("ce", ROBUST_JEM_EPS, ROBUST_JEM_EPS / 2, 3),
+            sgld=jempp_sgld(5, buffer_size=256),
+            energy_l2=CPU_ENERGY_L2,
+        ),
+        epochs=3,
+        augment="jem",
+        train_limit=4_000,
+    )
+)
+
+
+register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
+    lambda: TrainConfig(
+        epochs=1,
+        amp="none",
+        channels_last=False,
+        log_every=2,
+        data=DataConfig(batch_size=32, train_limit=512, test_limit=256, augment="flip-crop"),
+        model=ModelConfig("cnn-small"),
+        optim=OptimConfig("sgd", lr=0.05, schedule="constant"),
+    )
+)
