@@ -187,9 +187,31 @@ def _events(evs: list[dict]) -> str:
                      for e in evs)  # fmt: skip
 
 
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The children's environment with ``threads`` CPU threads. The thread count changes the order of
+    reductions, so a default run and its warn twin are bit-identical only at the same count."""
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
 def set_results(path: Path) -> None:
     global RESULTS
     RESULTS = path
+
+
+def _threads(out: Path, jobs: list[tuple]) -> str:
+    """The CPU threads the finished runs used (their summaries; older runs did not record it)."""
+    seen = set()
+    for job in jobs:
+        f = out / run_name(*job) / "summary.json"
+        if f.exists():
+            seen.add(json.loads(f.read_text()).get("threads"))
+    known = sorted(t for t in seen if t is not None)
+    return (" / ".join(f"{t} thread{'s' if t > 1 else ''}" for t in known) or "threads not recorded") + (
+        " (some runs did not record it)" if None in seen and known else ""
+    )
 
 
 def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
@@ -212,7 +234,7 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "Caught = a guard event at or before the collapse's first epoch. False alarm = a guard event on a "
         "recovery-off run that did not collapse. Guard events of warn runs are the current guard "
         "replayed over the run's metrics (`benchmarks/guard_replay.py`; the run's path does not depend on the "
-        "guard). Machine: 2 CPU cores, torch 2.13.0+cpu, one job at a time.",
+        f"guard). Machine: 2 CPU cores, torch 2.13.0+cpu, {_threads(out, jobs)} per run.",
         "",
         "| arm | method | data | seed | test acc per epoch | best | final | collapsed | guard events -> action | "
         "status | train time |",
@@ -273,6 +295,9 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per run (OMP_NUM_THREADS; default: torch's). Use one value for a whole "
+                   "study: twins are compared bit for bit (1 lets two studies share 2 cores)")  # fmt: skip
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="markdown rewritten after every run (default benchmarks/results/stability_cpu.md); a "
                    "partial study (--datasets digits28) names its own: it lists only what --out holds")  # fmt: skip
@@ -306,7 +331,7 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}", flush=True)
         run.parent.mkdir(parents=True, exist_ok=True)
         with open(out / "log.txt", "a") as log:
-            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False, env=thread_env(a.threads))
         report(out, jobs, cmdline)
     print(report(out, jobs, cmdline))
 

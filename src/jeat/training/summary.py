@@ -8,6 +8,7 @@ writes ``model.safetensors`` (and ``model_ema.safetensors``) atomically on rank 
 
 from __future__ import annotations
 
+import torch
 from safetensors.torch import save as st_save
 
 from . import distributed as D
@@ -30,6 +31,9 @@ class Summary:
             "method": cfg.method.name,
             "arch": cfg.model.arch,
             "amp": cfg.amp,  # resolved (amp=auto -> bf16 | none): speeds are only comparable at equal precision
+            # CPU threads: speeds depend on it, and so do the exact numbers (reduction order), so two runs
+            # are bit-identical only at the same count (benchmarks/stability.py pairs runs on it)
+            "threads": torch.get_num_threads(),
             # ok | recovered (rolled back, then learned) | warned (policy warn) | diverged (stopped) | failed
             # (finished without learning: best test accuracy within guard.fail_margin of chance)
             "status": status,
