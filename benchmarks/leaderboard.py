@@ -196,12 +196,24 @@ def measures(run: Path) -> dict[str, float]:
     if summary:
         out["train_min"] = summary.get("train_time_s", 0) / 60
         out["status"] = summary.get("status")
+        if summary.get("threads"):  # recorded since 2026-12-01; train times depend on it
+            out["threads"] = summary["threads"]
         method, seed = run.name.rsplit("-s", 1)
         start = _load(run.parent / f"{method}-start-s{seed}" / "summary.json")
         if method in STARTS and start:  # stage two: its start's training counts
             out["start_train_min"] = start.get("train_time_s", 0) / 60
             out["train_min"] += out["start_train_min"]
     return out
+
+
+def _threads(records: dict[str, dict]) -> str:
+    """The thread counts the runs trained with (older runs did not record it: 2, one job at a time)."""
+    counts = [r.get("measures", {}).get("threads") for r in records.values()]
+    parts = [f"{t} for {', '.join(sorted(k for k, r in records.items() if r.get('measures', {}).get('threads') == t))}"
+             for t in sorted({c for c in counts if c})]  # fmt: skip
+    if any(not c for c in counts):
+        parts.insert(0, "2 (torch's default here; not recorded before 2026-12-01)")
+    return "; ".join(parts) or "-"
 
 
 def stage_records(log: Path) -> dict[str, list[dict]]:
@@ -304,7 +316,9 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
             "that run's. "
             for m, s in STARTS.items()
         )
-        + "2 CPU cores, one job at a time; training autocast (amp=auto, resolved): "
+        + "2 CPU cores; CPU threads per training run: "
+        + _threads(records)
+        + "; training autocast (amp=auto, resolved): "
         + (", ".join(sorted({str(r.get("amp")) for r in records.values() if r.get("amp")})) or "-")
         + " (none = fp32).",
         "",
