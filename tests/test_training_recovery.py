@@ -179,10 +179,30 @@ def test_one_epoch_dip_is_not_a_drop_but_a_persisting_one_is():
         Guard(GuardConfig(test_acc_patience=0))
 
 
+def test_an_epoch_fall_within_the_test_sets_sampling_noise_does_not_fire():
+    # issue 26, digits28 (300 test images): cpu-jeat 15.7 -> 12.0 % "lost" 65 % of a 5.7-point gain, but
+    # the fall is 1.3 standard errors; the rule without the test set's size fired on it.
+    g = Guard(GuardConfig(test_acc_z=3.0))
+    g.check_epoch(0.157, 11, chance=0.1, n=300)
+    assert g.check_epoch(0.12, 22, chance=0.1, n=300) is None
+    blind = Guard(GuardConfig())
+    blind.check_epoch(0.157, 11, chance=0.1)
+    assert blind.check_epoch(0.12, 22, chance=0.1).reason == "test_acc_lost"  # n unknown: no margin
+    # A real collapse on the same test set is far outside the noise: jem's 44.7 -> 11.7 %.
+    g = Guard(GuardConfig(test_acc_z=3.0))
+    g.check_epoch(0.447, 55, chance=0.1, n=300)
+    assert g.check_epoch(0.117, 66, chance=0.1, n=300).reason == "test_acc_lost"
+    # The margin widens test_acc_drop too: 12 points on 60 images is noise (3 SE = 0.25), on 2000 it is not.
+    for n, fires in ((60, False), (2000, True)):
+        g = Guard(GuardConfig(test_acc_patience=1, learned_lost=1.0))
+        g.check_epoch(0.6, 1, chance=0.1, n=n)
+        assert (g.check_epoch(0.48, 2, chance=0.1, n=n) is not None) is fires
+
+
 def test_test_acc_drop_fires_and_rolls_back_to_the_best_epoch(npz_dir, tmp_path, monkeypatch):
     accs = iter([0.6, 0.45, 0.4, 0.55, 0.6])  # epochs 2-3 stay 10+ points down; after the rollback not
     monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: next(accs))
-    cfg = _cfg(npz_dir, tmp_path, epochs=3)
+    cfg = _cfg(npz_dir, tmp_path, epochs=3, guard__test_acc_z=0.0)  # 32 test images: 3 SE would be 37 points
     t = Trainer(cfg, progress=False)
     summary = t.fit()
     assert summary["status"] == "recovered" and summary["epochs"] == 3

@@ -188,6 +188,10 @@ class GuardConfig:
     # ... on test_acc_patience epochs in a row: one dip that the next epoch climbs out of is not a
     # collapse (issue 26: jempp on digits28 fell 82.3 -> 64.7 % for one epoch and went on to 96.7 %).
     test_acc_patience: int = 2
+    # Both epoch triggers also need the fall to exceed test_acc_z standard errors of the difference of
+    # two accuracies on the run's test set (sqrt(b(1-b)/n + a(1-a)/n)): on 300 test images a fall from
+    # 15.7 to 12.0 % is noise (SE 2.8 points), not 65 % of the gain lost (issue 26, digits28).
+    test_acc_z: float = 3.0
     # An epoch's test accuracy that lost more than learned_lost of the run's best gain over chance
     # (1/classes), once that gain reached chance_learned: the collapse of a run whose best was too
     # low for test_acc_drop to see (healthy runs here lost at most 39 %, collapses 72-102 %).

@@ -16,6 +16,8 @@ docs/TRAINING.md):
 | ``test_acc_drop`` | test accuracy is ``test_acc_drop`` below the run's best ``test_acc_patience`` epochs in a row |
 | ``test_acc_lost`` | an epoch's test accuracy lost ``learned_lost`` of the run's best gain over chance (at once) |
 
+Both epoch triggers also need the fall to exceed ``test_acc_z`` standard errors on the test set.
+
 "Recent" is the last ``window`` checks; relative triggers wait for ``warmup_checks`` of them.
 What the loop does on a trigger is ``policy`` (``training/loop.py``): ``stop``, ``warn``,
 ``rollback`` (last good checkpoint, new noise seed) or ``rollback-lr`` (also lr x ``lr_factor``).
@@ -167,8 +169,10 @@ class Guard:
                 self.history.setdefault(k, deque(maxlen=self.cfg.window)).append(float(v))
         return trig
 
-    def check_epoch(self, test_acc: float, step: int, chance: float | None = None) -> Trigger | None:
-        """End of an epoch: test accuracy against the run's best so far and against ``chance``."""
+    def check_epoch(self, test_acc: float, step: int, chance: float | None = None, n: int | None = None
+                    ) -> Trigger | None:  # fmt: skip
+        """End of an epoch: test accuracy against the run's best so far and against ``chance``. With the
+        test set's size ``n`` a fall must also exceed ``test_acc_z`` standard errors (sampling noise)."""
         c = self.cfg
         if not c.enabled:
             return None
@@ -177,11 +181,14 @@ class Guard:
         best = self.best_test_acc
         # Losing most of what was learned is a collapse at once; a smaller drop must persist, since a
         # healthy run can dip for an epoch and climb out (the rollback target, the best epoch, is kept).
+        noise = 0.0
+        if best is not None and n:
+            noise = c.test_acc_z * math.sqrt((best * (1 - best) + test_acc * (1 - test_acc)) / n)
         if chance is not None and best is not None and best - chance >= c.chance_learned:
             lost = (best - test_acc) / (best - chance)  # share of what the run had learned above chance
-            if lost > c.learned_lost:
+            if lost > c.learned_lost and best - test_acc > noise:
                 return Trigger("test_acc_lost", "test_acc", test_acc, step, best, epoch_level=True)
-        dropped = best is not None and test_acc < best - c.test_acc_drop
+        dropped = best is not None and test_acc < best - max(c.test_acc_drop, noise)
         self.drop_streak = self.drop_streak + 1 if dropped else 0
         if dropped and self.drop_streak >= c.test_acc_patience:
             return Trigger("test_acc_drop", "test_acc", test_acc, step, best, epoch_level=True)

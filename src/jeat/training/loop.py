@@ -259,9 +259,9 @@ class Trainer(Checkpointing, Recovery, Summary):
         if self.ema is not None:  # both, so the log shows what the average buys
             rec["test_acc_raw"] = self.evaluate(self.test_set, amp=cfg.amp == "bf16", weights="raw")
         if cfg.guard.enabled:
-            trig = absolute_trigger({k: v for k, v in rec.items() if isinstance(v, float)}, self.global_step,
-                                    cfg.guard) or self.guard.check_epoch(rec["test_acc"], self.global_step,
-                                                                  1 / self.train_set.num_classes)  # fmt: skip
+            floats = {k: v for k, v in rec.items() if isinstance(v, float)}
+            trig = absolute_trigger(floats, self.global_step, cfg.guard) or self.guard.check_epoch(
+                rec["test_acc"], self.global_step, 1 / self.train_set.num_classes, len(self.test_set))  # fmt: skip
             if trig is not None:  # a rollback drops this epoch; its test accuracy is in the event
                 trig.epoch_level = True
                 self._on_trigger(trig)  # warn returns: the epoch counts as done
