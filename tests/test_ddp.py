@@ -232,8 +232,9 @@ def test_torchrun_cli(tmp_path):
     """`torchrun --nproc_per_node 2 -m jeat train` end to end with a BatchNorm model (the tiny
     preset's cnn-small): the trainer owns the group, rank 0 writes, the test accuracy is sharded."""
     data = _npz(tmp_path / "data")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), "-m", "jeat", "train", "--preset", "tiny", "--dataset", "npz", "--data", str(data),
+    # --standalone: torchrun binds a free port itself (a port found free here can be taken before it binds)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "jeat", "train", "--preset", "tiny", "--dataset", "npz", "--data", str(data),
            "--device", "cpu", "--batch-size", "8", "--out", str(tmp_path / "runs"),
            "--name", "tr", "--no-progress", "--set", "data.test_limit=none", "--set", "data.train_limit=none",
            "--set", "log_every=2"]  # fmt: skip
