@@ -23,7 +23,8 @@ on first use under --out). Arms:
 
 A run is *collapsed* when, at any epoch, its test accuracy has lost more than 60 % of its best gain
 over chance so far, or is more than 10 points below its best so far on two epochs in a row (or on
-the last), or is non-finite, or the run stopped; *caught* when a guard event comes no later than
+the last), each fall also beyond 3 standard errors on the test set, or is non-finite, or the run
+stopped; *caught* when a guard event comes no later than
 the collapse's first epoch. A mid-run collapse counts even if the run climbs back later. A *false
 alarm* is a guard event (replayed: the current guard) on a recovery-off run that did not collapse.
 
@@ -64,7 +65,8 @@ SEEDS = (0, 1, 2)
 BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "--set", "eval_robust_n=0",
           "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
 COLLAPSE_DROP = 0.10
-CHANCE, LEARNED_LOST, CHANCE_LEARNED = 0.1, 0.6, 0.05  # both data sets have 10 classes
+CHANCE, LEARNED_LOST, CHANCE_LEARNED = 0.1, 0.6, 0.05  # every data set here has 10 classes
+Z = GuardConfig().test_acc_z  # a fall within Z standard errors on the test set is sampling noise
 # One stabiliser at a time on cpu-jem without the energy L2 (the `old` arm's JEM, which collapses),
 # recovery off: JEM++'s proximal sampler with Gaussian seeds (cpu-robust-jem's 5 x 5), SADA-JEM's
 # adaptive SAM (rho 2), JEM's Adam 1e-4 with warm-up (100 steps: JEM's 1000 exceed this budget).
@@ -147,7 +149,7 @@ def outcome(run: Path) -> dict | None:
     events = replayed(run) if warn_only else logged
     final = accs[-1] if accs else float("nan")
     best = max(accs) if accs else float("nan")
-    onset = collapse_epoch(accs)
+    onset = collapse_epoch(accs, summary.get("test_images"))
     collapsed = not math.isfinite(final) or onset is not None or summary.get("status") == "diverged"
     # Caught: a guard event no later than the collapse's first epoch.
     caught = bool(events) and (onset is None or events[0]["step"] <= epochs[onset]["step"])
@@ -156,12 +158,18 @@ def outcome(run: Path) -> dict | None:
             "false_alarm": bool(events) and not collapsed and warn_only}  # fmt: skip
 
 
-def collapse_epoch(accs: list[float]) -> int | None:
-    """The first epoch of a collapse (module docstring), judged against the best so far; None if none."""
+def collapse_epoch(accs: list[float], n: int | None = None) -> int | None:
+    """The first epoch of a collapse (module docstring), judged against the best so far; None if none.
+    With the test set's size ``n`` a fall must also exceed Z standard errors (sampling noise)."""
     for i in range(1, len(accs)):
         best = max(accs[:i])
-        lost = (best - accs[i]) / (best - CHANCE) if best - CHANCE >= CHANCE_LEARNED else 0.0
-        below = [a < best - COLLAPSE_DROP for a in accs[i : i + 2]]
+
+        def fell(a: float, best: float = best) -> float:  # the fall beyond the noise margin
+            noise = Z * math.sqrt((best * (1 - best) + a * (1 - a)) / n) if n and math.isfinite(a) else 0.0
+            return (best - a) > noise
+
+        lost = (best - accs[i]) / (best - CHANCE) if best - CHANCE >= CHANCE_LEARNED and fell(accs[i]) else 0.0
+        below = [a < best - COLLAPSE_DROP and fell(a) for a in accs[i : i + 2]]
         if (
             not math.isfinite(accs[i])
             or lost > LEARNED_LOST
@@ -230,7 +238,8 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "was never used to choose them (held-out group). Collapsed = at any epoch, more than "
         f"{LEARNED_LOST * 100:.0f} % of the best gain over chance so far lost (once >= {CHANCE_LEARNED * 100:.0f} "
         f"points), or more than {COLLAPSE_DROP * 100:.0f} points below the best so far on two epochs in a row (or "
-        "the last), or non-finite, or stopped; a mid-run collapse counts even if the run climbs back. "
+        f"the last), each fall also beyond {Z:g} standard errors on the run's test set, or non-finite, or stopped; "
+        "a mid-run collapse counts even if the run climbs back. "
         "Caught = a guard event at or before the collapse's first epoch. False alarm = a guard event on a "
         "recovery-off run that did not collapse. Guard events of warn runs are the current guard "
         "replayed over the run's metrics (`benchmarks/guard_replay.py`; the run's path does not depend on the "

@@ -55,3 +55,11 @@ def test_a_step_trigger_on_a_run_that_did_not_collapse_is_a_false_alarm(tmp_path
     # The same events on a run that recovered by itself under rollback are not judged here: only warn runs.
     (run / "config.json").write_text(json.dumps({"guard": {"policy": "rollback-lr"}, "method": {}}))
     assert not stability.outcome(run)["false_alarm"]
+
+
+def test_a_fall_within_the_test_sets_noise_is_not_a_collapse():
+    # digits28 (300 test images), cpu-jeat with one thread: 15.7 -> 11.3 % near chance is 1.5 standard errors
+    early = [0.157, 0.14, 0.12, 0.113, 0.113, 0.167, 0.233, 0.287, 0.427]
+    assert stability.collapse_epoch(early, n=300) is None
+    assert stability.collapse_epoch(early) == 3  # without the test set's size every fall counts
+    assert stability.collapse_epoch(JEM, n=300) == 5  # a real collapse is far outside the noise
