@@ -159,7 +159,7 @@ def outcome(run: Path) -> dict | None:
 
 
 def collapse_epoch(accs: list[float], n: int | None = None) -> int | None:
-    """The first epoch of a collapse (module docstring), judged against the best so far; None if none.
+    """The epoch a collapse (module docstring) is known at, judged against the best so far; None if none.
     With the test set's size ``n`` a fall must also exceed Z standard errors (sampling noise)."""
     for i in range(1, len(accs)):
         best = max(accs[:i])
@@ -170,12 +170,10 @@ def collapse_epoch(accs: list[float], n: int | None = None) -> int | None:
 
         lost = (best - accs[i]) / (best - CHANCE) if best - CHANCE >= CHANCE_LEARNED and fell(accs[i]) else 0.0
         below = [a < best - COLLAPSE_DROP and fell(a) for a in accs[i : i + 2]]
-        if (
-            not math.isfinite(accs[i])
-            or lost > LEARNED_LOST
-            or (all(below) and (len(below) == 2 or i == len(accs) - 1))
-        ):
+        if not math.isfinite(accs[i]) or lost > LEARNED_LOST:
             return i
+        if all(below) and (len(below) == 2 or i == len(accs) - 1):
+            return i + len(below) - 1  # a persisting drop is known at its second epoch
     return None
 
 
@@ -220,6 +218,23 @@ def _threads(out: Path, jobs: list[tuple]) -> str:
     return (" / ".join(f"{t} thread{'s' if t > 1 else ''}" for t in known) or "threads not recorded") + (
         " (some runs did not record it)" if None in seen and known else ""
     )
+
+
+def recovery_effect(done: dict) -> list[str]:
+    """What recovery changed, outcome against outcome: the final test accuracy of each default run
+    the guard acted on minus that of its recovery-off twin (same run until the first trigger). A
+    diverged default run counts with its last kept epoch, the checkpoint it leaves (best.pt)."""
+    rows = []
+    for (arm, method, data, seed), o in done.items():
+        twin = done.get(("warn", method, data, seed))
+        if arm == "default" and o["events"] and twin is not None and twin is not o:
+            rows.append(f"| {method} | {data} | {seed} | {o['final'] * 100:.1f} ({o['status']}) | "
+                        f"{twin['final'] * 100:.1f} | {(o['final'] - twin['final']) * 100:+.1f} |")  # fmt: skip
+    if not rows:
+        return []
+    return ["", "## What recovery changed (default run against its recovery-off twin)", "",
+            "| method | data | seed | final, default | final, recovery off | difference (points) |",
+            "|---|---|---|---|---|---|", *rows]  # fmt: skip
 
 
 def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
@@ -285,6 +300,7 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
                 f"{sum(o['collapsed'] for o in rs)} | {sum(o['collapsed'] and not o['caught'] for o in rs)} | "
                 f"{sum(bool(o['events']) for o in rs)} | {fa} |"
             )
+    lines += recovery_effect(done)
     text = "\n".join(lines) + "\n"
     notes = RESULTS.with_name(RESULTS.stem + "_notes.md")
     if notes.exists():

@@ -20,7 +20,7 @@ def test_a_mid_run_collapse_counts_even_if_the_run_climbs_back():
 
 def test_a_one_epoch_dip_is_not_a_collapse_but_a_persisting_drop_or_a_last_epoch_drop_is():
     assert stability.collapse_epoch(JEMPP) is None
-    assert stability.collapse_epoch([0.5, 0.8, 0.65, 0.66, 0.8]) == 2  # two epochs 10+ points down
+    assert stability.collapse_epoch([0.5, 0.8, 0.65, 0.66, 0.8]) == 3  # two epochs 10+ points down: known at the second
     assert stability.collapse_epoch([0.5, 0.8, 0.85, 0.7]) == 3  # the last epoch cannot recover
     assert stability.collapse_epoch([0.1, 0.12, 0.11]) is None  # never learned: not a collapse (status says so)
     assert stability.collapse_epoch([0.3, float("nan")]) == 1
@@ -63,3 +63,14 @@ def test_a_fall_within_the_test_sets_noise_is_not_a_collapse():
     assert stability.collapse_epoch(early, n=300) is None
     assert stability.collapse_epoch(early) == 2  # without the test set's size every fall counts
     assert stability.collapse_epoch(JEM, n=300) == 5  # a real collapse is far outside the noise
+
+
+def test_recovery_effect_compares_final_accuracies_of_twins():
+    ev = [{"reason": "test_acc_lost"}]
+    done = {
+        ("default", "jem", "digits28", 0): {"events": ev, "final": 0.98, "status": "recovered"},
+        ("warn", "jem", "digits28", 0): {"events": ev, "final": 0.503, "status": "warned"},
+        ("default", "jeat", "digits28", 1): {"events": [], "final": 0.9, "status": "ok"},  # no action: no row
+    }
+    rows = stability.recovery_effect(done)
+    assert rows[-1] == "| jem | digits28 | 0 | 98.0 (recovered) | 50.3 | +47.7 |" and len(rows) == 6
