@@ -330,7 +330,7 @@ def main() -> None:
     set_results(a.results)
     out = Path(a.out)
     jobs = plan(a.arms, a.seeds, a.methods, a.datasets)
-    cmdline = "python benchmarks/stability.py " + " ".join(sys.argv[1:])
+    cmdline = "python benchmarks/stability.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
     if a.report_only:
         print(report(out, jobs, cmdline))
         return
