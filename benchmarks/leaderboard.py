@@ -2,6 +2,7 @@
 
     python benchmarks/leaderboard.py --data ../shared/data [--out runs/leaderboard] [--seeds 0 1]
     python benchmarks/leaderboard.py --data ../shared/data --methods eb-jdat-ce --seeds 0  # an ablation
+    python benchmarks/leaderboard.py --data ../shared/data --methods pgd jem --remeasure pgd jem  # again, from scratch
     python benchmarks/leaderboard.py --report-only
 
 Every method trains from its ``cpu-*`` preset with the budget overridden to the same data and
@@ -22,6 +23,7 @@ import json
 import re
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 from stages import ROOT, Stages
@@ -65,6 +67,7 @@ SAMPLING = ["--sampler", "joint", "--seed-dist", "gaussian", "--steps", "100", "
             "--noise", "0.01", "--no-component-trace"]  # fmt: skip
 PAGE = ROOT / "docs" / "LEADERBOARD.md"
 RESULTS = ROOT / "benchmarks" / "results" / "leaderboard_cpu.json"  # committed: the runs themselves are not
+SUPERSEDED = RESULTS.with_name("leaderboard_cpu_superseded.json")  # records replaced by --remeasure
 IMG = ROOT / "docs" / "img" / "leaderboard"
 COLUMNS = [("clean", "clean"), ("pgd20", "PGD-20"), ("cw_linf", "C&W-inf"), ("autoattack", "AutoAttack"),
            ("fid", "FID ↓"), ("fid_buffer", "FID buffer ↓"), ("ece", "ECE ↓"), ("ood_auroc", "OOD AUROC")]  # fmt: skip
@@ -135,6 +138,9 @@ class Leaderboard:
         """Whether RESULTS (committed) already holds this run complete: a fresh checkout has no
         runs/, and its finished runs must not be trained again."""
         rec = _load(RESULTS).get("runs", {}).get(f"{method}-s{seed}", {})
+        if rec and method in (getattr(self.args, "remeasure", None) or []) and not self.run_dir(method, seed).is_dir():
+            supersede(f"{method}-s{seed}", rec)  # kept, then measured again from scratch (e.g. for a later stage)
+            return False
         if rec.get("measures", {}).get("status") == "diverged":
             return True
         # the OOD stage came later (issue 24): a run still on disk gets it; one recorded before without
@@ -153,6 +159,16 @@ class Leaderboard:
                 if self.train(method, seed) and self.evaluate(method, seed) and self.generate_and_fid(method, seed):
                     self.ood(method, seed)
                 report(self.out, *page_scope(self.args))
+
+
+def supersede(name: str, rec: dict) -> None:
+    """Move a record that --remeasure replaces to SUPERSEDED (with the date) before its run starts."""
+    old = _load(SUPERSEDED)
+    old.setdefault("runs", {}).setdefault(name, []).append({**rec, "superseded": time.strftime("%Y-%m-%d")})
+    atomic_write_text(SUPERSEDED, json.dumps(old, indent=1, sort_keys=True) + "\n")
+    runs = _load(RESULTS)
+    runs.get("runs", {}).pop(name, None)
+    atomic_write_text(RESULTS, json.dumps(runs, indent=1, sort_keys=True) + "\n")
 
 
 def page_scope(args) -> tuple[list[str], list[int]]:
@@ -343,6 +359,10 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, *VARIANTS])
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--remeasure", nargs="+", default=[], metavar="METHOD",
+                   help="measure these methods again from scratch even where RESULTS holds them complete (e.g. "
+                   "rows recorded before the OOD stage, whose runs are gone); the old records move to "
+                   "leaderboard_cpu_superseded.json")  # fmt: skip
     a = p.parse_args()
     if not a.report_only:
         Leaderboard(a).run()

@@ -128,6 +128,23 @@ def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page
     assert ran == [("jem", 1)]  # seed 1 lacks its FID: its stages run (each skipped if its output exists)
 
 
+def test_remeasure_runs_a_recorded_method_again_and_keeps_its_old_record(tmp_path, page, monkeypatch):
+    monkeypatch.setattr(leaderboard, "SUPERSEDED", tmp_path / "results" / "superseded.json")
+    args = type("Args", (), {"out": str(tmp_path / "runs"), "data": "data", "seeds": [0], "methods": ["jem", "pgd"],
+                             "remeasure": ["jem"]})()  # fmt: skip
+    board = leaderboard.Leaderboard(args)
+    done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
+            "pgd-s0": {"measures": {"clean": 41.0}, "fid_done": True, "stages": []}}  # fmt: skip
+    _write(leaderboard.RESULTS, {"runs": done})
+    ran = []
+    board.train = lambda m, s: ran.append((m, s)) or False
+    board.run()
+    assert ran == [("jem", 0)]  # pgd is recorded and not named: skipped
+    old = json.loads(leaderboard.SUPERSEDED.read_text())["runs"]["jem-s0"]
+    assert old[0]["measures"] == {"clean": 30.0} and "superseded" in old[0]
+    assert "jem-s0" not in json.loads(leaderboard.RESULTS.read_text())["runs"]
+
+
 def test_an_ablation_trains_with_its_settings_and_gets_its_own_table(tmp_path, page):
     out = tmp_path / "runs"
     args = type("Args", (), {"out": str(out), "data": "data", "seeds": [0], "methods": ["eb-jdat-ce"]})()
