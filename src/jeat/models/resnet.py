@@ -8,6 +8,7 @@ post-activation one, is what WEAT's code trains by default (``paper-weat``).
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 class PreActBlock(nn.Module):
@@ -79,10 +80,11 @@ class ResNet18(nn.Module):
             stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))
             c_in = c_out
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.linear = nn.Linear(c_in, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return self.linear(self.pool(out))
+        # The reference's F.avg_pool2d over the whole map: the mean AdaptiveAvgPool2d(1) computes, summed in
+        # the reference's order (the two differ by a float32 ulp in the default layout, not in channels_last).
+        return self.linear(F.avg_pool2d(out, out.shape[-2:]).flatten(1))
