@@ -8,10 +8,11 @@ Python API (mirrors the CLI)::
     model = load_trained("runs/cpu-standard").model
 """
 
-from .config import TrainConfig, apply_override
+from .config import TrainConfig
 from .energy import cross_entropy, joint_energy, marginal_energy
 from .loading import TrainedModel, load_trained
 from .models import available_models, build_model
+from .overrides import apply_override
 from .presets import available_presets, get_preset
 from .training import train
 

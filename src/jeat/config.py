@@ -1,4 +1,4 @@
-"""Typed configuration of a training run, and ``section.field=value`` overrides.
+"""Typed configuration of a training run.
 
 A run is fully described by one :class:`TrainConfig`; it is written to the run directory as
 ``config.json`` and read back on resume. Presets (``jeat.presets``) are functions that
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
+
+from .overrides import apply_override  # noqa: F401  (public: jeat.config.apply_override)
+from .validation import validate  # noqa: F401  (public: jeat.config.validate)
 
 
 @dataclass
@@ -272,129 +274,3 @@ def _from_dict(cls, d: dict):
         else:
             kwargs[name] = value
     return cls(**kwargs)
-
-
-def _parse(value: str, t) -> object:
-    """Parse a CLI string into the field's declared type."""
-    origin, args = typing.get_origin(t), typing.get_args(t)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value.lower() in ("none", "null", ""):
-            return None
-        return _parse(value, next(a for a in args if a is not type(None)))
-    if t is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected a boolean, got {value!r}")
-    if origin is tuple:
-        parts = [p for p in value.replace("[", "").replace("]", "").split(",") if p.strip()]
-        return tuple(_parse(p.strip(), args[0]) for p in parts)
-    if t is float:
-        return _eval_number(value)
-    if t is int:
-        v = _eval_number(value)
-        if not math.isfinite(v) or int(v) != v:
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(v)
-    return value
-
-
-def _eval_number(value: str) -> float:
-    """Numbers, with the fractions robustness papers write: ``8/255``."""
-    if "/" in value:
-        num, den = value.split("/", 1)
-        return float(num) / float(den)
-    return float(value)
-
-
-def apply_override(cfg: TrainConfig, assignment: str) -> None:
-    """Apply ``section.field=value`` (e.g. ``optim.lr=0.01``, ``method.attack.eps=8/255``)."""
-    if "=" not in assignment:
-        raise ValueError(f"override {assignment!r} must look like section.field=value")
-    path, value = assignment.split("=", 1)
-    obj = cfg
-    *parents, leaf = path.strip().split(".")
-    for p in parents:
-        if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
-            raise ValueError(f"unknown config section {p!r} in {path!r}")
-        obj = getattr(obj, p)
-    hints = typing.get_type_hints(type(obj))
-    if leaf not in hints:
-        choices = ", ".join(f.name for f in fields(obj))
-        raise ValueError(f"unknown config field {path!r}; {type(obj).__name__} has: {choices}")
-    if dataclasses.is_dataclass(hints[leaf]):
-        choices = ", ".join(f.name for f in fields(hints[leaf]))
-        raise ValueError(f"{path.strip()!r} is a config section, not a value; set one of its fields: {choices}")
-    try:
-        setattr(obj, leaf, _parse(value.strip(), hints[leaf]))
-    except ValueError as e:
-        raise ValueError(f"bad value for {path}: {e}") from None
-
-
-# Bounds checked before a run starts, so that e.g. `--epochs -1` is refused instead of training nothing.
-POSITIVE = ("epochs", "log_every", "data.batch_size", "data.eval_batch_size", "optim.lr", "method.attack.steps",
-            "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps")  # fmt: skip
-NON_NEGATIVE = ("method.dat.step_size", "method.dat.start_steps", "method.dat.max_steps", "method.dat.r1",
-                "checkpoint_every", "eval_robust_n", "optim.weight_decay", "optim.warmup_steps", "optim.momentum",
-                "optim.sam_rho",
-                "method.noise_sigma", "method.attack.eps", "method.attack.step_size", "method.sgld.step_size",
-                "method.sgld.noise", "method.sgld.inner_step_size", "method.sgld.inner_clip", "method.px_weight",
-                "method.energy_l2", "method.trades_beta", "method.ebjdat_perception_weight")  # fmt: skip
-AT_LEAST_ONE_OR_NONE = ("data.train_limit", "data.test_limit", "method.px_batch_size")
-UNIT_INTERVAL = ("method.sgld.reinit_prob",)
-HALF_OPEN_UNIT = ("ema.decay",)  # [0, 1)
-
-
-def _get(cfg: TrainConfig, path: str):
-    obj = cfg
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Refuse values no run can use, naming the field and how to fix it (ValueError)."""
-    bad = []
-    for path in POSITIVE:
-        if not _get(cfg, path) > 0:
-            bad.append(f"{path} must be > 0, got {_get(cfg, path)!r}")
-    for path in NON_NEGATIVE:
-        if not _get(cfg, path) >= 0:
-            bad.append(f"{path} must be >= 0, got {_get(cfg, path)!r}")
-    for path in AT_LEAST_ONE_OR_NONE:
-        value = _get(cfg, path)
-        if value is not None and value < 1:
-            bad.append(f"{path} must be >= 1 or none, got {value!r}")
-    for path in UNIT_INTERVAL:
-        if not 0 <= _get(cfg, path) <= 1:
-            bad.append(f"{path} must be in [0, 1], got {_get(cfg, path)!r}")
-    for path in HALF_OPEN_UNIT:
-        if not 0 <= _get(cfg, path) < 1:
-            bad.append(f"{path} must be in [0, 1), got {_get(cfg, path)!r}")
-    if cfg.model.bn_momentum is not None and not 0 <= cfg.model.bn_momentum <= 1:
-        bad.append(f"model.bn_momentum must be in [0, 1] or none, got {cfg.model.bn_momentum!r}")
-    if cfg.method.px_data not in ("batch", "separate", "clean"):
-        bad.append(f"method.px_data must be batch, separate or clean, got {cfg.method.px_data!r}")
-    if cfg.method.bn_stats not in ("classifier", "all"):
-        bad.append(f"method.bn_stats must be classifier or all, got {cfg.method.bn_stats!r}")
-    if cfg.method.attack.norm not in ("linf", "l2"):
-        bad.append(f"method.attack.norm must be linf or l2, got {cfg.method.attack.norm!r}")
-    d = cfg.method.dat
-    if d.energy not in ("logsumexp", "conditional") or d.sample_energy not in ("logsumexp", "conditional"):
-        bad.append(f"method.dat.energy / sample_energy must be logsumexp or conditional, got {d.energy!r}, "
-                   f"{d.sample_energy!r}")  # fmt: skip
-    if d.start_steps > d.max_steps:
-        bad.append(f"method.dat.start_steps ({d.start_steps}) must be <= method.dat.max_steps ({d.max_steps})")
-    if d.bn not in ("frozen", "train"):
-        bad.append(f"method.dat.bn must be frozen or train, got {d.bn!r}")
-    if d.auc_window < 1 or not 0 <= d.auc_threshold <= 1:
-        bad.append("method.dat.auc_window must be >= 1 and method.dat.auc_threshold in [0, 1]")
-    if cfg.init_weights not in ("auto", "ema", "raw"):
-        bad.append(f"init_weights must be auto, ema or raw, got {cfg.init_weights!r}")
-    if cfg.ema.warmup < 1:
-        bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
-    if cfg.amp not in ("auto", "bf16", "none"):
-        bad.append(f"amp must be 'auto', 'bf16' or 'none', got {cfg.amp!r}")
-    if bad:
-        raise ValueError("invalid configuration: " + "; ".join(bad) + " (set with --set FIELD=VALUE)")

@@ -8,8 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import TrainConfig, apply_override, validate
+from ..config import TrainConfig
+from ..overrides import apply_override
 from ..presets import available_presets, get_preset
+from ..validation import validate
 
 
 def _epilog() -> str:

@@ -25,7 +25,7 @@ import math
 import torch
 
 from ..attacks import cw_l2, pgd
-from ..config import _eval_number
+from ..overrides import parse_number
 from .autoattack import run_autoattack
 from .common import EvalContext, batches, pct
 from .cw import cw_linf
@@ -47,7 +47,7 @@ def threat_model(ctx: EvalContext) -> tuple[str, float, float]:
 
 
 def _number(v) -> float:
-    return _eval_number(v) if isinstance(v, str) else float(v)  # "8/255" as config.py parses it
+    return parse_number(v) if isinstance(v, str) else float(v)  # "8/255" as --set parses it
 
 
 def _attacks(ctx: EvalContext) -> dict:

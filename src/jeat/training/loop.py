@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig, validate
+from ..config import TrainConfig
 from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
 from ..methods import build_method
 from ..models import build_model
 from ..models.utils import frozen_bn_stats, set_bn_momentum
+from ..validation import validate
 from . import distributed as D
 from .ema import EMA
 from .guard import Guard, absolute_trigger
