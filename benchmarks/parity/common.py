@@ -289,16 +289,30 @@ def one_ulp(batches: list, seed: int = 7) -> list:
 
 
 FLOOR_FACTOR = 10.0
+ULP_SEEDS = (7, 11)  # one_ulp's and ulp_moved's seeds of control 0; control k adds k
+
+
+def control_draws(o) -> range:
+    """The one-ulp control runs to make: none outside float32 accuracy runs, else ``--controls``."""
+    return range(o.controls if o.dtype == "float32" and not o.speed else 0)
+
+
+def _floors(controls: list, measure) -> dict:
+    """The fp32 noise floor: the largest ``measure`` over the one-ulp control draws (a single draw
+    is itself a noisy estimate of it; ``--controls N`` takes N), and each draw's value."""
+    vals = [measure(c) for c in controls if c is not None]
+    return {"fp32_floor": max(vals, default=None), "fp32_floors": vals}
 
 
 def score(res: Result, o, ours: dict, ref: dict, name_map: dict, images: int, outputs: dict | None = None,
-          control: dict | None = None) -> Result:  # fmt: skip
+          control: list[dict] | None = None) -> Result:  # fmt: skip
     """Checks (a)-(d) and the speed of one comparison into ``res``. ``outputs``: name -> (jeat's,
-    the reference's[, jeat's control]) sampler or attack output, in [0, 1].
+    the reference's[, jeat's controls' list]) sampler or attack output, in [0, 1].
 
     float64: tolerance 1e-9 throughout. float32: ``STEP_RTOL`` (one step) and ``--traj-rtol`` (each
     trajectory step), or ``FLOOR_FACTOR`` x the fp32 noise floor if that is larger. The floor is
-    jeat against *itself* with its inputs moved by one ulp (``control``, same structure as ``ours``):
+    jeat against *itself* with its inputs moved by one ulp (``control``: one dict per draw, each the
+    structure of ``ours``; the floor is the largest over the draws):
     samplers and attacks with clips, signs and ReLU kinks turn rounding into different branches,
     and no reordering of the same arithmetic can agree more closely than that."""
     fp32 = o.dtype == "float32"
@@ -309,20 +323,20 @@ def score(res: Result, o, ours: dict, ref: dict, name_map: dict, images: int, ou
 
     for name, pair in (outputs or {}).items():
         a, b = pair[0], pair[1]
-        floor = Diff.of(pair[2], a).rel if control is not None and len(pair) > 2 else None
-        res.checks[name] = {**tol_check(Diff.of(a, b), tol(rtol, floor)), "fp32_floor": floor}
-    floor = Diff.of(control["losses"][0], ours["losses"][0]).rel if control else None
-    res.checks["loss"] = {**tol_check(Diff.of(ours["losses"][0], ref["losses"][0]), tol(rtol, floor)),
-                          "fp32_floor": floor}  # fmt: skip
+        fl = _floors(pair[2] if len(pair) > 2 else [], lambda c, a=a: Diff.of(c, a).rel)
+        res.checks[name] = {**tol_check(Diff.of(a, b), tol(rtol, fl["fp32_floor"])), **fl}
+    control = control or []
+    fl = _floors(control, lambda c: Diff.of(c["losses"][0], ours["losses"][0]).rel)
+    res.checks["loss"] = {**tol_check(Diff.of(ours["losses"][0], ref["losses"][0]), tol(rtol, fl["fp32_floor"])), **fl}
     g = grads_diff(ours["grads"], ref["grads"], name_map)
-    floor = (
-        grads_diff(control["grads"], ours["grads"], {v: v for v in name_map.values()})["max_rel"] if control else None
-    )
-    res.checks["gradients"] = {**g, "rtol": tol(rtol, floor), "pass": g["max_rel"] <= tol(rtol, floor),
-                               "fp32_floor": floor}  # fmt: skip
-    floor = trajectory_check(control["losses"], ours["losses"], trtol)["max_rel"] if control else None
-    res.checks["trajectory"] = {**trajectory_check(ours["losses"], ref["losses"], tol(trtol, floor)),
-                                "fp32_floor": floor}  # fmt: skip
+    same = {v: v for v in name_map.values()}
+    fl = _floors(control, lambda c: grads_diff(c["grads"], ours["grads"], same)["max_rel"])
+    t = tol(rtol, fl["fp32_floor"])
+    res.checks["gradients"] = {**g, "rtol": t, "pass": g["max_rel"] <= t, **fl}
+    fl = _floors(control, lambda c: trajectory_check(c["losses"], ours["losses"], trtol)["max_rel"])
+    res.checks["trajectory"] = {**trajectory_check(ours["losses"], ref["losses"], tol(trtol, fl["fp32_floor"])), **fl}
+    if control:
+        res.settings["fp32_controls"] = len(control)  # one-ulp draws the float32 floor is the largest of
     res.speed = {"reference_img_s": per_second(ref["times"], images), "jeat_img_s": per_second(ours["times"], images),
                  "reference_wall_s": ref["wall"], "jeat_wall_s": ours["wall"], "images_per_step": images}  # fmt: skip
     res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]

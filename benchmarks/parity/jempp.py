@@ -28,10 +28,12 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
+    ULP_SEEDS,
     Result,
     batches,
     checkout_commit,
     cifar,
+    control_draws,
     import_reference,
     install_stubs,
     jeat_trainer,
@@ -168,11 +170,12 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
         ref_wall = time.perf_counter() - t0
         torch.set_num_threads(o.threads)
         ours = run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype)
-        control = None
-        if o.dtype == "float32" and not o.speed:  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
-            moved = (one_ulp(data[0]), one_ulp(data[1]), data[2])
-            moved_ref = {**ref, "init_buffer": ulp_moved(ref["init_buffer"])}
-            control = run_jeat(o, f"paper-{variant}", moved_ref, moved, seeds, adv_seeds, tmp, dtype, "-control")
+        control = []
+        for k in control_draws(o):  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
+            moved = (one_ulp(data[0], ULP_SEEDS[0] + k), one_ulp(data[1], ULP_SEEDS[0] + k), data[2])
+            moved_ref = {**ref, "init_buffer": ulp_moved(ref["init_buffer"], ULP_SEEDS[1] + k)}
+            control.append(run_jeat(o, f"paper-{variant}", moved_ref, moved, seeds, adv_seeds, tmp, dtype,
+                                    f"-control{k}"))  # fmt: skip
 
     res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                            "script": str(script.relative_to(checkout))},
@@ -182,9 +185,8 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
                   "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
                  shims=shims)  # fmt: skip
     # (a) the sampler after its full m x n steps (and EB-JDAT's attack), first iteration, in [0, 1] units
-    ctrl = control or {"samples": [None], "advs": [None]}
-    outputs = {"sampler": (ours["samples"][0], (ref["samples"][0] + 1) / 2, ctrl["samples"][0])}
+    outputs = {"sampler": (ours["samples"][0], (ref["samples"][0] + 1) / 2, [c["samples"][0] for c in control])}
     if variant == "eb-jdat":
-        outputs["attack"] = (ours["advs"][0], (ref["advs"][0] + 1) / 2, ctrl["advs"][0])
+        outputs["attack"] = (ours["advs"][0], (ref["advs"][0] + 1) / 2, [c["advs"][0] for c in control])
     ref["wall"] = ref_wall
     return score(res, o, ours, ref, jem_name_map(ref["model"], o.depth), o.batch, outputs, control)

@@ -21,6 +21,11 @@ def _a(checks: dict) -> str:
     return "; ".join(parts) or "-"
 
 
+def _draws(settings: dict) -> str:
+    n = settings.get("fp32_controls", 1)
+    return f"; fp32 floor: largest of {n} one-ulp controls" if n > 1 else ""
+
+
 def _correctness(results: dict, key: str) -> list[str]:
     rows = ["| method | reference @ commit | (a) sampler / attack output | (b) loss | (c) every gradient | "
             "(d) loss, step by step | steps | model, batch |",
@@ -40,7 +45,7 @@ def _correctness(results: dict, key: str) -> list[str]:
         rows.append(f"| {m} | {ref} | {_a(c)} | {_cell(c.get('loss'))} | {grads} | "
                     f"{_cell(c.get('trajectory'))} (worst step {c['trajectory']['worst_step']}){extra} | "
                     f"{s['steps']} | "
-                    f"{s['model']}, {s['batch']} |")  # fmt: skip
+                    f"{s['model']}, {s['batch']}{_draws(s)} |")  # fmt: skip
     return rows
 
 

@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
         help="float64: both sides in double, to tell the same arithmetic from fp32 rounding",
     )
     p.add_argument("--traj-rtol", type=float, default=1e-3, help="relative tolerance of each trajectory loss")
+    p.add_argument("--controls", type=int, default=1,
+                   help="float32: one-ulp control draws of jeat against itself; floor = their largest")  # fmt: skip
     p.add_argument("--channels-last", action="store_true", help="jeat side in channels_last (its default)")
     p.add_argument("--compile", action="store_true", help="jeat side with compile=true (torch.compile)")
     p.add_argument("--speed", action="store_true", help="speed mode: time steps only, at --depth/--width/--batch")

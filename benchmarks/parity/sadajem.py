@@ -19,10 +19,12 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
+    ULP_SEEDS,
     Result,
     batches,
     checkout_commit,
     cifar,
+    control_draws,
     import_reference,
     install_stubs,
     jeat_trainer,
@@ -114,14 +116,16 @@ def check(checkout: Path, o) -> Result:
         samples: list = []
         with seeded_calls(tr.method.negatives, "sample", seeds, samples):
             ours = train_jeat(tr, lab, px)
-        control, ctrl_samples = None, [None]
-        if o.dtype == "float32" and not o.speed:  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
-            tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / "jeat-control",
-                              dtype, from_jem_state_dict(cap["state"], o.depth), buffer=ulp_moved(cap["buffer"]),
-                              batch=2 * o.batch, px_batch_size=o.batch)  # fmt: skip
-            ctrl_samples = []
-            with seeded_calls(tr.method.negatives, "sample", seeds, ctrl_samples):
-                control = train_jeat(tr, one_ulp(lab), one_ulp(px))
+        control, ctrl_samples = [], []
+        for k in control_draws(o):  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
+            tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / f"jeat-control{k}",
+                              dtype, from_jem_state_dict(cap["state"], o.depth),
+                              buffer=ulp_moved(cap["buffer"], ULP_SEEDS[1] + k), batch=2 * o.batch,
+                              px_batch_size=o.batch)  # fmt: skip
+            drawn: list = []
+            with seeded_calls(tr.method.negatives, "sample", seeds, drawn):
+                control.append(train_jeat(tr, one_ulp(lab, ULP_SEEDS[0] + k), one_ulp(px, ULP_SEEDS[0] + k)))
+            ctrl_samples.append(drawn[0])
 
     res = Result("sadajem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                              "script": "scripts/sadajem_cifar10.sh"},
@@ -140,7 +144,7 @@ def check(checkout: Path, o) -> Result:
         ref,
         jem_name_map(cap["model"], o.depth),
         2 * o.batch,
-        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples[0])},
+        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples)},
         control,
     )
     res.checks["gradients"]["note"] = "SAM's second-pass gradient"

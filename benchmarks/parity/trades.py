@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from common import (
     REFERENCES,
+    ULP_SEEDS,
     Result,
     batches,
     checkout_commit,
     cifar,
+    control_draws,
     cuda_as_cpu,
     import_reference,
     install_stubs,
@@ -162,14 +164,15 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     with tempfile.TemporaryDirectory() as d:
         ours, advs = run(data, "")
         # jeat against itself, inputs moved by one ulp: the fp32 noise floor
-        control, ctrl_advs = run(one_ulp(data), "-control") if o.dtype == "float32" and not o.speed else (None, [None])
+        drawn = [run(one_ulp(data, ULP_SEEDS[0] + k), f"-control{k}") for k in control_draws(o)]
+        control, ctrl_advs = [c for c, _ in drawn], [a[0] for _, a in drawn]
 
     arch = f"WRN-{o.depth}-{o.width} (TRADES' WideResNet)" if variant == "trades" else "ResNet-18 (WEAT's default)"
     res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout)},
                  {"model": arch, "batch": batch, "steps": o.steps, "reference_flags": flags, "threads": o.threads,
                   "precision": o.dtype, "data": "CIFAR-10 train (first 2,000), flip-crop"}, shims=shims)  # fmt: skip
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
-    res = score(res, o, ours, ref, name_map, batch, {"attack": (advs[0], train_inputs[1], ctrl_advs[0])}, control)
+    res = score(res, o, ours, ref, name_map, batch, {"attack": (advs[0], train_inputs[1], ctrl_advs)}, control)
     if sched is not None:
         res.checks["schedule"] = sched
     return res
