@@ -21,12 +21,7 @@ on first use under --out). Arms:
   stability issue) under ``warn`` and under ``rollback-lr``: what detection and recovery do on a
   run that really collapses.
 
-A run is *collapsed* when, at any epoch, its test accuracy has lost more than 60 % of its best gain
-over chance so far, or is more than 10 points below its best so far on two epochs in a row (or on
-the last), each fall also beyond 3 standard errors on the test set, or is non-finite, or the run
-stopped; *caught* when a guard event comes no later than
-the collapse's first epoch. A mid-run collapse counts even if the run climbs back later. A *false
-alarm* is a guard event (replayed: the current guard) on a recovery-off run that did not collapse.
+What counts as collapsed, caught or a false alarm: ``stability_judge.py``.
 
     python benchmarks/stability.py --data ../shared/data [--out runs/stability] [--arms default warn old]
     python benchmarks/stability.py --report-only
@@ -40,16 +35,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from guard_replay import first_trigger
+from stability_judge import (
+    CHANCE_LEARNED,
+    COLLAPSE_DROP,
+    LEARNED_LOST,
+    Z,
+    outcome,
+    recovery_effect,
+    run_name,
+    stand_in,
+)
 
-from jeat.config import GuardConfig
 from jeat.training.checkpoint import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +66,6 @@ EPOCHS = {"digits28": 24}
 SEEDS = (0, 1, 2)
 BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "--set", "eval_robust_n=0",
           "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
-COLLAPSE_DROP = 0.10
-CHANCE, LEARNED_LOST, CHANCE_LEARNED = 0.1, 0.6, 0.05  # every data set here has 10 classes
-Z = GuardConfig().test_acc_z  # a fall within Z standard errors on the test set is sampling noise
 # One stabiliser at a time on cpu-jem without the energy L2 (the `old` arm's JEM, which collapses),
 # recovery off: JEM++'s proximal sampler with Gaussian seeds (cpu-robust-jem's 5 x 5), SADA-JEM's
 # adaptive SAM (rho 2), JEM's Adam 1e-4 with warm-up (100 steps: JEM's 1000 exceed this budget).
@@ -77,10 +76,6 @@ STABILISERS = {
     "stab-adam": ["optim.name=adam", "optim.lr=1e-4", "optim.weight_decay=0", "optim.schedule=constant",
                   "optim.warmup_steps=100"],
 }  # fmt: skip
-
-
-def run_name(arm: str, method: str, dataset: str, seed: int) -> str:
-    return f"{arm}/{method}-{dataset}-s{seed}"
 
 
 def plan(arms: list[str], seeds: list[int], methods: list[str], datasets: list[str]) -> list[tuple]:
@@ -129,62 +124,6 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, out: Path
     return cmd
 
 
-def replayed(run: Path) -> list[dict]:
-    """The current guard's first trigger on a recorded run (a warn run's path does not depend on it)."""
-    trig = first_trigger(run / "metrics.jsonl", GuardConfig(), CHANCE)
-    return [{**trig.to_dict(), "action": "warn (replayed)"}] if trig else []
-
-
-def outcome(run: Path) -> dict | None:
-    """Per run: best/final test accuracy, collapsed, guard events, status, wall time. A warn run's
-    events are the current guard replayed over its metrics; the events it logged are ``logged``."""
-    if not (run / "summary.json").exists():
-        return None
-    summary = json.loads((run / "summary.json").read_text())
-    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln]
-    epochs = [r for r in rows if r.get("kind") == "epoch"]
-    accs = [r["test_acc"] for r in epochs]
-    logged = [r for r in rows if r.get("kind") == "guard"]
-    warn_only = json.loads((run / "config.json").read_text())["guard"]["policy"] == "warn"
-    events = replayed(run) if warn_only else logged
-    final = accs[-1] if accs else float("nan")
-    best = max(accs) if accs else float("nan")
-    onset = collapse_epoch(accs, summary.get("test_images"))
-    collapsed = not math.isfinite(final) or onset is not None or summary.get("status") == "diverged"
-    # Caught: a guard event no later than the collapse's first epoch.
-    caught = bool(events) and (onset is None or events[0]["step"] <= epochs[onset]["step"])
-    return {"best": best, "final": final, "accs": accs, "collapsed": collapsed, "caught": caught, "logged": logged,
-            "status": summary.get("status"), "events": events, "time_s": summary.get("train_time_s", 0.0),
-            "false_alarm": bool(events) and not collapsed and warn_only}  # fmt: skip
-
-
-def collapse_epoch(accs: list[float], n: int | None = None) -> int | None:
-    """The epoch a collapse (module docstring) is known at, judged against the best so far; None if none.
-    With the test set's size ``n`` a fall must also exceed Z standard errors (sampling noise)."""
-    for i in range(1, len(accs)):
-        best = max(accs[:i])
-
-        def fell(a: float, best: float = best) -> float:  # the fall beyond the noise margin
-            noise = Z * math.sqrt((best * (1 - best) + a * (1 - a)) / n) if n and math.isfinite(a) else 0.0
-            return (best - a) > noise
-
-        lost = (best - accs[i]) / (best - CHANCE) if best - CHANCE >= CHANCE_LEARNED and fell(accs[i]) else 0.0
-        below = [a < best - COLLAPSE_DROP and fell(a) for a in accs[i : i + 2]]
-        if not math.isfinite(accs[i]) or lost > LEARNED_LOST:
-            return i
-        if all(below) and (len(below) == 2 or i == len(accs) - 1):
-            return i + len(below) - 1  # a persisting drop is known at its second epoch
-    return None
-
-
-def stand_in(out: Path, arm: str, method: str, dataset: str, seed: int) -> dict | None:
-    """A missing default run whose warn twin the current guard never fires on: that twin."""
-    if arm != "default":
-        return None
-    twin = outcome(out / run_name("warn", method, dataset, seed))
-    return twin if twin is not None and not twin["events"] else None
-
-
 def _events(evs: list[dict]) -> str:
     if not evs:
         return "none"
@@ -218,23 +157,6 @@ def _threads(out: Path, jobs: list[tuple]) -> str:
     return (" / ".join(f"{t} thread{'s' if t > 1 else ''}" for t in known) or "threads not recorded") + (
         " (some runs did not record it)" if None in seen and known else ""
     )
-
-
-def recovery_effect(done: dict) -> list[str]:
-    """What recovery changed, outcome against outcome: the final test accuracy of each default run
-    the guard acted on minus that of its recovery-off twin (same run until the first trigger). A
-    diverged default run counts with its last kept epoch, the checkpoint it leaves (best.pt)."""
-    rows = []
-    for (arm, method, data, seed), o in done.items():
-        twin = done.get(("warn", method, data, seed))
-        if arm == "default" and o["events"] and twin is not None and twin is not o:
-            rows.append(f"| {method} | {data} | {seed} | {o['final'] * 100:.1f} ({o['status']}) | "
-                        f"{twin['final'] * 100:.1f} | {(o['final'] - twin['final']) * 100:+.1f} |")  # fmt: skip
-    if not rows:
-        return []
-    return ["", "## What recovery changed (default run against its recovery-off twin)", "",
-            "| method | data | seed | final, default | final, recovery off | difference (points) |",
-            "|---|---|---|---|---|---|", *rows]  # fmt: skip
 
 
 def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
