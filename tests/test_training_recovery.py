@@ -108,7 +108,7 @@ def test_gap_fires_on_a_runaway_not_on_an_excursion():
 
 
 def test_gap_that_settles_outside_the_band_does_not_fire():
-    # jeat CIFAR-10 seed 2 (stability_cpu.md): the energy L2 holds the gap near -1/alpha = -10 while
+    # jeat CIFAR-10 seed 2 (stability_cpu_old_guard.md): the energy L2 holds the gap near -1/alpha = -10 while
     # test accuracy reaches the run's best. Settled, not running away.
     g, ok = _gap_guard(gap_patience=3, gap_growth=1.0)
     for i, gap in enumerate([-9.9, -9.9, -9.95, -9.9, -10.0, -10.0]):

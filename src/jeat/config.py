@@ -175,7 +175,7 @@ class GuardConfig:
     gap_band: float = 5.0  # |E(x_data) - E(x~)| above this: the negatives no longer track the data
     # ... and still growing: out of the band on gap_patience checks in a row and |gap| up by at least
     # gap_growth over them. A gap that settles outside the band is not a runaway (the energy L2
-    # caps it near -1/alpha, and runs train there: benchmarks/results/stability_cpu.md).
+    # caps it near -1/alpha, and runs train there: benchmarks/results/stability_cpu_old_guard.md).
     gap_patience: int = 3
     gap_growth: float = 1.0
     gap_hard: float = 20.0  # |gap| beyond this fires at once

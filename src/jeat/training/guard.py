@@ -107,7 +107,7 @@ class Guard:
         validate(cfg)
         self.cfg = cfg
         # The energy L2 alpha (E(x_data)^2 + E(x~)^2) makes a gap near -1/alpha the run's healthy state
-        # (benchmarks/results/stability_cpu.md): the band and the hard bound widen to contain it, so the
+        # (benchmarks/results/stability_cpu_old_guard.md): the band and the hard bound widen to contain it, so the
         # trigger cannot fire where the regulariser itself puts the gap (issue 26's false alarms at -9.4..-9.9
         # with alpha 0.1). Without the penalty there is no such band.
         self.band = max(cfg.gap_band, (1 + cfg.gap_settle_margin) / energy_l2) if energy_l2 > 0 else cfg.gap_band
@@ -124,7 +124,7 @@ class Guard:
 
     def _gap_trigger(self, gap: float, step: int) -> Trigger | None:
         """A runaway gap: beyond ``gap_hard``, or out of the band ``gap_patience`` checks in a row
-        and still growing. One that settles outside the band is left alone (stability_cpu.md)."""
+        and still growing. One that settles outside the band is left alone (stability_cpu_old_guard.md)."""
         c, size = self.cfg, abs(gap)
         self.gap_streak = [*self.gap_streak, size][-c.gap_patience :] if size > self.band else []
         if size > self.hard:
