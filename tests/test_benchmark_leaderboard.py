@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import leaderboard  # noqa: E402
+import leaderboard_budget  # noqa: E402  (the paths the tests redirect)
 
 
 def _write(path: Path, obj: dict) -> None:
@@ -30,9 +31,9 @@ def _run(root: Path, name: str, clean: float, fid: float | None, buffer_fid: flo
 
 @pytest.fixture
 def page(tmp_path, monkeypatch):
-    monkeypatch.setattr(leaderboard, "PAGE", tmp_path / "docs" / "LEADERBOARD.md")
-    monkeypatch.setattr(leaderboard, "IMG", tmp_path / "docs" / "img")
-    monkeypatch.setattr(leaderboard, "RESULTS", tmp_path / "results" / "leaderboard.json")
+    monkeypatch.setattr(leaderboard_budget, "PAGE", tmp_path / "docs" / "LEADERBOARD.md")
+    monkeypatch.setattr(leaderboard_budget, "IMG", tmp_path / "docs" / "img")
+    monkeypatch.setattr(leaderboard_budget, "RESULTS", tmp_path / "results" / "leaderboard.json")
     return tmp_path / "docs" / "LEADERBOARD.md"
 
 
@@ -82,7 +83,7 @@ def test_the_page_is_rebuilt_from_the_committed_results_once_the_runs_are_gone(t
     _run(out, "jem-s0", 30.0, 200.0)
     (out / "leaderboard.log").write_text(f"$ jeat train --out {out} --name jem-s0\n# exit 0, 120 s\n")
     first = leaderboard.report(out, ["jem"], [0, 1])
-    saved = json.loads(leaderboard.RESULTS.read_text())["runs"]["jem-s0"]
+    saved = json.loads(leaderboard_budget.RESULTS.read_text())["runs"]["jem-s0"]
     assert saved["fid_done"] and saved["stages"][0]["s"] == 120.0 and saved["measures"]["clean"] == 30.0
     shutil.rmtree(out)  # a fresh checkout: runs/ is not in git
     assert leaderboard.report(out, ["jem"], [0, 1]) == first
@@ -121,7 +122,7 @@ def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page
     board = leaderboard.Leaderboard(args)
     done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
             "jem-s1": {"measures": {"clean": 31.0}, "fid_done": False, "stages": []}}  # fmt: skip
-    _write(leaderboard.RESULTS, {"runs": done})
+    _write(leaderboard_budget.RESULTS, {"runs": done})
     ran = []
     board.train = lambda m, s: ran.append((m, s)) or False
     board.run()
@@ -129,20 +130,20 @@ def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page
 
 
 def test_remeasure_runs_a_recorded_method_again_and_keeps_its_old_record(tmp_path, page, monkeypatch):
-    monkeypatch.setattr(leaderboard, "SUPERSEDED", tmp_path / "results" / "superseded.json")
+    monkeypatch.setattr(leaderboard_budget, "SUPERSEDED", tmp_path / "results" / "superseded.json")
     args = type("Args", (), {"out": str(tmp_path / "runs"), "data": "data", "seeds": [0], "methods": ["jem", "pgd"],
                              "remeasure": ["jem"]})()  # fmt: skip
     board = leaderboard.Leaderboard(args)
     done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
             "pgd-s0": {"measures": {"clean": 41.0}, "fid_done": True, "stages": []}}  # fmt: skip
-    _write(leaderboard.RESULTS, {"runs": done})
+    _write(leaderboard_budget.RESULTS, {"runs": done})
     ran = []
     board.train = lambda m, s: ran.append((m, s)) or False
     board.run()
     assert ran == [("jem", 0)]  # pgd is recorded and not named: skipped
-    old = json.loads(leaderboard.SUPERSEDED.read_text())["runs"]["jem-s0"]
+    old = json.loads(leaderboard_budget.SUPERSEDED.read_text())["runs"]["jem-s0"]
     assert old[0]["measures"] == {"clean": 30.0} and "superseded" in old[0]
-    assert "jem-s0" not in json.loads(leaderboard.RESULTS.read_text())["runs"]
+    assert "jem-s0" not in json.loads(leaderboard_budget.RESULTS.read_text())["runs"]
 
 
 def test_an_ablation_trains_with_its_settings_and_gets_its_own_table(tmp_path, page):
