@@ -11,6 +11,9 @@ on first use under --out). Arms:
   a default run without any guard event *is* its warn twin, and only runs with events are rerun.
   Conversely, a default run is not trained again when the current guard, replayed over its warn
   twin's metrics (benchmarks/guard_replay.py), does not fire: that warn run *is* the default run;
+- ``seeds-gaussian``: cpu-jem and cpu-jeat on the held-out digits28 with class-Gaussian SGLD seeds
+  (``method.sgld.init=gaussian``, JEM++'s) instead of uniform noise, recovery off: is the seed
+  distribution why they collapse there?
 - ``bn-running``: cpu-jem and cpu-jeat (BN CNN) with ``method.sgld.bn=running`` (SGLD and the
   negatives' loss forward see BN running statistics, as generation does), seeds 0-1, CIFAR-10:
   against ``default`` (``batch``), the measurement issue 15 asks for;
@@ -91,6 +94,8 @@ def plan(arms: list[str], seeds: list[int], methods: list[str], datasets: list[s
         jobs += [("warn", m, d, s) for s in seeds for d in datasets for m in methods]
     if "stabilisers" in arms:  # each stabiliser alone on the unpenalised JEM that collapses (seed 0), no recovery
         jobs += [(a, "jem", "cifar10", seeds[0]) for a in STABILISERS]
+    if "seeds-gaussian" in arms:  # only where uniform seeds failed: digits28, mostly black images
+        jobs += [("seeds-gaussian", m, "digits28", s) for s in seeds if "digits28" in datasets for m in ("jem", "jeat")]
     if "bn-running" in arms:  # issue 15: SGLD on the BN CNN with running instead of batch statistics
         jobs += [("bn-running", m, "cifar10", s) for s in seeds[:2] for m in ("jem", "jeat")]
     if "old" in arms:
@@ -116,6 +121,8 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, out: Path
         cmd += ["--set", "guard.policy=warn"]
     if arm.startswith("old"):
         cmd += ["--set", "method.energy_l2=0"]
+    if arm == "seeds-gaussian":
+        cmd += ["--set", "guard.policy=warn", "--set", "method.sgld.init=gaussian"]
     if arm == "bn-running":
         cmd += ["--set", "method.sgld.bn=running"]
     if arm in STABILISERS:
@@ -236,7 +243,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("JEAT_DATA"), help="CIFAR-10 root (default $JEAT_DATA)")
     p.add_argument("--out", default="runs/stability")
-    arms = ["default", "warn", "bn-running", "stabilisers", "old"]
+    arms = ["default", "warn", "seeds-gaussian", "bn-running", "stabilisers", "old"]
     p.add_argument("--arms", nargs="+", default=arms, choices=arms)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
