@@ -223,7 +223,9 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         for data in dict.fromkeys(j[2] for j in jobs if j[0] == arm):
             rs = [o for k, o in done.items() if k[0] == arm and k[2] == data]
             group = "held out" if data in HELD_OUT else "selection"
-            fa = str(sum(o.get("false_alarm", False) for o in rs)) if arm in ("warn", "old-warn") else "-"
+            # false alarms: only where the guard only warned (a warn row may be its event-free default twin)
+            off = arm in ("warn", "old-warn") or (rs and all(o.get("recovery_off") for o in rs))
+            fa = str(sum(o.get("false_alarm", False) for o in rs)) if off else "-"
             lines.append(
                 f"| {arm} | {data} ({group}) | {len(rs)} of {sum(j[0] == arm and j[2] == data for j in jobs)} | "
                 f"{sum(o['collapsed'] for o in rs)} | {sum(o['collapsed'] and not o['caught'] for o in rs)} | "

@@ -54,7 +54,7 @@ def outcome(run: Path) -> dict | None:
     caught = bool(events) and (onset is None or events[0]["step"] <= epochs[onset]["step"])
     return {"best": best, "final": final, "accs": accs, "collapsed": collapsed, "caught": caught, "logged": logged,
             "status": summary.get("status"), "events": events, "time_s": summary.get("train_time_s", 0.0),
-            "false_alarm": bool(events) and not collapsed and warn_only}  # fmt: skip
+            "false_alarm": bool(events) and not collapsed and warn_only, "recovery_off": warn_only}  # fmt: skip
 
 
 def collapse_epoch(accs: list[float], n: int | None = None) -> int | None:
