@@ -168,7 +168,7 @@ def _threads(out: Path, jobs: list[tuple]) -> str:
 
 def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
     lines = [
-        "# Stability of energy-based training on CPU (issue 11)",
+        "# Stability of energy-based training on CPU (issues 11 and 26)",
         "",
         f"Command: `{cmdline}` (resumable; this file is rewritten after every run).",
         "",

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import stability_judge as stability  # noqa: E402  (the judge; stability.py runs the study)
 
-# The digits28 recovery-off twins (seed 0, benchmarks/results/stability_digits28_cpu.md), first epochs.
+# The digits28 recovery-off twins (seed 0, benchmarks/results/stability_cpu.md), first epochs.
 JEM = [0.107, 0.213, 0.167, 0.447, 0.37, 0.117, 0.053, 0.137, 0.21, 0.317, 0.477]
 JEMPP = [0.153, 0.143, 0.357, 0.33, 0.367, 0.607, 0.713, 0.823, 0.647, 0.733, 0.72, 0.86, 0.967]
 
