@@ -41,7 +41,7 @@ from leaderboard_budget import (
     preset,
     settings,
 )
-from leaderboard_page import collect, measures, report, stage_records  # noqa: F401  (the page; tests use them)
+from leaderboard_page import report
 from stages import Stages
 
 from jeat.training.checkpoint import atomic_write_text

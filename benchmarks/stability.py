@@ -117,12 +117,12 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, out: Path
         if dataset == "cifar10"
         else ["--dataset", "npz", "--data", str(out / "data" / NPZ_SETS[dataset])]
     )
-    if arm in ("warn", "old-warn"):
+    if arm in ("warn", "old-warn", "seeds-gaussian"):
         cmd += ["--set", "guard.policy=warn"]
     if arm.startswith("old"):
         cmd += ["--set", "method.energy_l2=0"]
     if arm == "seeds-gaussian":
-        cmd += ["--set", "guard.policy=warn", "--set", "method.sgld.init=gaussian"]
+        cmd += ["--set", "method.sgld.init=gaussian"]
     if arm == "bn-running":
         cmd += ["--set", "method.sgld.bn=running"]
     if arm in STABILISERS:

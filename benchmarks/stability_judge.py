@@ -63,7 +63,7 @@ def collapse_epoch(accs: list[float], n: int | None = None) -> int | None:
     for i in range(1, len(accs)):
         best = max(accs[:i])
 
-        def fell(a: float, best: float = best) -> float:  # the fall beyond the noise margin
+        def fell(a: float, best: float = best) -> bool:  # the fall beyond the noise margin
             noise = Z * math.sqrt((best * (1 - best) + a * (1 - a)) / n) if n and math.isfinite(a) else 0.0
             return (best - a) > noise
 

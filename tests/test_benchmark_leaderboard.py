@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import leaderboard  # noqa: E402
 import leaderboard_budget  # noqa: E402  (the paths the tests redirect)
+import leaderboard_page  # noqa: E402
 
 
 def _write(path: Path, obj: dict) -> None:
@@ -39,19 +40,19 @@ def page(tmp_path, monkeypatch):
 
 def test_measures_reads_every_column_and_skips_what_is_missing(tmp_path):
     _run(tmp_path, "jem-s0", 30.0, 200.0, 150.0)
-    m = leaderboard.measures(tmp_path / "jem-s0")
+    m = leaderboard_page.measures(tmp_path / "jem-s0")
     assert m["clean"] == 30.0 and m["pgd20"] == 15.0 and m["autoattack"] == 1.0
     assert m["fid"] == 200.0 and m["fid_buffer"] == 150.0
     assert m["ece"] == pytest.approx(5.0) and m["train_min"] == 2.0 and m["status"] == "ok"
     assert "cw_linf" not in m  # not measured: no cell is invented
-    assert leaderboard.measures(tmp_path / "absent") == {}
+    assert leaderboard_page.measures(tmp_path / "absent") == {}
 
 
 def test_ood_column_and_a_stage_two_run_counting_its_start(tmp_path):
     _run(tmp_path, "dat-s1", 30.0, 200.0)
     _write(tmp_path / "dat-s1" / "ood" / "metrics.json", {"suites": {"ood": {"mean_auroc": {"logpx": 0.625}}}})
     _write(tmp_path / "dat-start-s1" / "summary.json", {"status": "ok", "train_time_s": 60.0})
-    m = leaderboard.measures(tmp_path / "dat-s1")
+    m = leaderboard_page.measures(tmp_path / "dat-s1")
     assert m["ood_auroc"] == 62.5  # percent
     assert m["start_train_min"] == 1.0 and m["train_min"] == 3.0  # 2 min of DAT + 1 min of its pgd start
 
@@ -102,7 +103,7 @@ def test_stage_records_attribute_each_stage_to_its_run(tmp_path):
         "# jem-s1 moved to runs/leaderboard-superseded (a fix)\n"
         "$ jeat train --preset cpu-jem --seed 1 --out runs/leaderboard --name jem-s1\n# exit 0, 120 s\n"
     )
-    stages = leaderboard.stage_records(log)
+    stages = leaderboard_page.stage_records(log)
     assert [st["s"] for st in stages["eb-jdat-s1"]] == [300.0, 60.0] and stages["eb-jdat-s1"][1]["rc"] == 0
     assert stages["eb-jdat-s1"][1]["cmd"].startswith("jeat generate runs/leaderboard/eb-jdat-s1")
     assert [st["s"] for st in stages["jem-s1"]] == [120.0]  # the superseded run's 600 s no longer count
@@ -117,29 +118,28 @@ def test_a_run_the_guard_stopped_is_not_evaluated_from_its_last_checkpoint(tmp_p
     assert board.train("jem", 0) is False
 
 
-def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page):
-    args = type("Args", (), {"out": str(tmp_path / "runs"), "data": "data", "seeds": [0, 1], "methods": ["jem"]})()
-    board = leaderboard.Leaderboard(args)
-    done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
-            "jem-s1": {"measures": {"clean": 31.0}, "fid_done": False, "stages": []}}  # fmt: skip
+def _run_over_records(tmp_path, done: dict, **args) -> list[tuple]:
+    """Run a leaderboard whose committed results hold ``done``; the (method, seed) pairs it trains."""
     _write(leaderboard_budget.RESULTS, {"runs": done})
+    board = leaderboard.Leaderboard(type("Args", (), {"out": str(tmp_path / "runs"), "data": "data", **args})())
     ran = []
     board.train = lambda m, s: ran.append((m, s)) or False
     board.run()
+    return ran
+
+
+def test_a_run_complete_in_the_committed_results_is_not_run_again(tmp_path, page):
+    done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
+            "jem-s1": {"measures": {"clean": 31.0}, "fid_done": False, "stages": []}}  # fmt: skip
+    ran = _run_over_records(tmp_path, done, seeds=[0, 1], methods=["jem"])
     assert ran == [("jem", 1)]  # seed 1 lacks its FID: its stages run (each skipped if its output exists)
 
 
 def test_remeasure_runs_a_recorded_method_again_and_keeps_its_old_record(tmp_path, page, monkeypatch):
     monkeypatch.setattr(leaderboard_budget, "SUPERSEDED", tmp_path / "results" / "superseded.json")
-    args = type("Args", (), {"out": str(tmp_path / "runs"), "data": "data", "seeds": [0], "methods": ["jem", "pgd"],
-                             "remeasure": ["jem"]})()  # fmt: skip
-    board = leaderboard.Leaderboard(args)
     done = {"jem-s0": {"measures": {"clean": 30.0}, "fid_done": True, "stages": []},
             "pgd-s0": {"measures": {"clean": 41.0}, "fid_done": True, "stages": []}}  # fmt: skip
-    _write(leaderboard_budget.RESULTS, {"runs": done})
-    ran = []
-    board.train = lambda m, s: ran.append((m, s)) or False
-    board.run()
+    ran = _run_over_records(tmp_path, done, seeds=[0], methods=["jem", "pgd"], remeasure=["jem"])
     assert ran == [("jem", 0)]  # pgd is recorded and not named: skipped
     old = json.loads(leaderboard_budget.SUPERSEDED.read_text())["runs"]["jem-s0"]
     assert old[0]["measures"] == {"clean": 30.0} and "superseded" in old[0]

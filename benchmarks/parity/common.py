@@ -300,7 +300,7 @@ def control_draws(o) -> range:
 def _floors(controls: list, measure) -> dict:
     """The fp32 noise floor: the largest ``measure`` over the one-ulp control draws (a single draw
     is itself a noisy estimate of it; ``--controls N`` takes N), and each draw's value."""
-    vals = [measure(c) for c in controls if c is not None]
+    vals = [measure(c) for c in controls]
     return {"fp32_floor": max(vals, default=None), "fp32_floors": vals}
 
 
