@@ -235,3 +235,55 @@ def test_jem_block_strides_its_second_conv_and_shortcuts_the_raw_input():
     x = torch.randn(2, 16, 8, 8)
     assert block(x).shape == (2, 32, 4, 4)
     assert seen["x"] is x  # JEM: shortcut(x), not shortcut(act(bn1(x)))
+
+
+def _out_of_place(model: nn.Module) -> nn.Module:
+    import copy
+
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
+            m.inplace = False
+    return twin
+
+
+@pytest.mark.parametrize(
+    ("block", "norm", "leak"),
+    [("jem", "none", 0.2), ("jem", "batch", 0.2), ("preact", "none", 0.0), ("preact", "batch", 0.0),
+     ("preact", "group", 0.1)],  # fmt: skip
+)
+def test_in_place_activations_change_no_value_or_gradient(block, norm, leak):
+    # The WRNs activate in place where the input is a fresh tensor; a wrong choice (e.g. in place on
+    # the block input that the identity shortcut reads) would change the logits or the gradients.
+    from jeat.models.wrn import WideResNet
+
+    torch.manual_seed(0)
+    net = WideResNet(10, 2, 10, 3, norm=norm, leak=leak, block=block, dropout=0.0).train()
+    assert any(getattr(m, "inplace", False) for m in net.modules())
+    twin = _out_of_place(net)
+    x = torch.rand(4, 3, 32, 32)
+    outs = []
+    for m in (net, twin):
+        xi = x.clone().requires_grad_(True)
+        logits = m(xi)
+        (gx,) = torch.autograd.grad(logits.logsumexp(1).sum(), xi, create_graph=True)
+        (gg,) = torch.autograd.grad(gx.square().sum(), xi)  # double backward (Fisher scores, DAT)
+        m.zero_grad()
+        m(x).logsumexp(1).sum().backward()
+        outs.append([logits, gx, gg, *(p.grad for p in m.parameters())])
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "preact-resnet18"])
+def test_in_place_relus_of_the_resnets_change_no_gradient(name):
+    torch.manual_seed(0)
+    net = build_model(name).train()
+    twin = _out_of_place(net)
+    x = torch.rand(2, 3, 32, 32)
+    grads = []
+    for m in (net, twin):
+        xi = x.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(m(xi).logsumexp(1).sum(), xi)
+        grads.append(gx)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

@@ -14,6 +14,7 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 # One step's numbers agree to this relative difference (max |a - b| / max |b|) in fp32.
 STEP_RTOL = 1e-4
+MALLOC_MODES = ("shipped", "cached", "system")  # run.py --malloc
+# Whether jeat's CPU allocator setting (jeat.training.allocator) was in effect when each timed loop
+# started, in order: the reference's, then jeat's (and its controls').
+MALLOC_AT_START: list[bool] = []
 
 
 def cifar(n: int, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +139,10 @@ def record_grads_at_step(grads: dict, model, step_index: int = 0, times: list | 
         if times is not None:
             times.append(time.perf_counter())
 
+    if times is not None:
+        from jeat.training.allocator import cpu_memory_cached
+
+        MALLOC_AT_START.append(cpu_memory_cached())
     handle = register_optimizer_step_pre_hook(hook)
     try:
         yield
@@ -235,6 +244,7 @@ def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, s
     cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
     cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
     cfg.compile = bool(getattr(o, "compile", False))
+    cfg.cpu_malloc = "system" if getattr(o, "malloc", "shipped") == "system" else "cached"
     for k, v in method.items():
         setattr(cfg.method, k, v)
     tr = Trainer(cfg, run_dir=run_dir, progress=False)
@@ -340,4 +350,8 @@ def score(res: Result, o, ours: dict, ref: dict, name_map: dict, images: int, ou
     res.speed = {"reference_img_s": per_second(ref["times"], images), "jeat_img_s": per_second(ours["times"], images),
                  "reference_wall_s": ref["wall"], "jeat_wall_s": ours["wall"], "images_per_step": images}  # fmt: skip
     res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
+    for side, d in (("reference", ref), ("jeat", ours)):  # each timed step's seconds: the spread within a run
+        res.speed[f"{side}_step_s"] = [round(b - a, 4) for a, b in pairwise(d["times"][1:])]
+    if len(MALLOC_AT_START) >= 2:
+        res.speed["malloc_cached"] = {"reference": MALLOC_AT_START[0], "jeat": MALLOC_AT_START[1]}
     return res

@@ -49,20 +49,31 @@ def _correctness(results: dict, key: str) -> list[str]:
     return rows
 
 
+def _spread(sp: dict) -> str:
+    """`` (min-max of N runs)`` when the speed was measured more than once (run.py --repeat)."""
+    rs = [r["ratio"] for r in sp.get("repeats", [])]
+    return f" ({min(rs):.2f}-{max(rs):.2f}, {len(rs)} runs)" if len(rs) > 1 else ""
+
+
 def _speed(results: dict) -> list[str]:
     rows = [
-        "| method | model, batch, precision | jeat img/s | reference img/s | jeat / reference |",
-        "|---|---|---|---|---|",
+        "| method | model, batch, precision | CPU allocator (reference / jeat) | jeat img/s | reference img/s "
+        "| jeat / reference |",
+        "|---|---|---|---|---|---|",
     ]
-    for m, key in ((m, k) for m in ORDER for k in ("speed", "speed-contiguous")):
+    keys = [f"{k}{m}" for k in ("speed", "speed-contiguous") for m in ("", "-malloc-cached", "-malloc-system")]
+    for m, key in ((m, k) for m in ORDER for k in keys):
         r = results.get(m, {}).get(key)
         if r is None:
             continue
         sp, s = r["speed"], r["settings"]
         layout = ", channels_last" if r.get("channels_last") else ""
+        mc = sp.get("malloc_cached")
+        alloc = "glibc defaults (not recorded)" if mc is None else " / ".join(
+            "jeat's cached" if mc[side] else "glibc defaults" for side in ("reference", "jeat"))  # fmt: skip
         rows.append(
-            f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {sp['jeat_img_s']:.2f} | "
-            f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}** |"
+            f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {alloc} | {sp['jeat_img_s']:.2f} | "
+            f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}**{_spread(sp)} |"
         )
     return rows
 

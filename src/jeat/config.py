@@ -230,6 +230,9 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 where the device computes it natively) | bf16 | none
     channels_last: bool = True
     compile: bool = False
+    # cached: on a CPU device glibc malloc keeps freed memory instead of page-faulting it back in
+    # every SGLD / attack pass (training/allocator.py); system: leave malloc alone
+    cpu_malloc: str = "cached"
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: the preset name
     log_every: int = 50  # steps between metric lines

@@ -71,5 +71,7 @@ def validate(cfg: TrainConfig) -> None:
         bad.append(f"ema.warmup must be >= 1, got {cfg.ema.warmup!r}")
     if cfg.amp not in ("auto", "bf16", "none"):
         bad.append(f"amp must be 'auto', 'bf16' or 'none', got {cfg.amp!r}")
+    if cfg.cpu_malloc not in ("cached", "system"):
+        bad.append(f"cpu_malloc must be 'cached' or 'system', got {cfg.cpu_malloc!r}")
     if bad:
         raise ValueError("invalid configuration: " + "; ".join(bad) + " (set with --set FIELD=VALUE)")

@@ -18,7 +18,7 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)  # every input is a BN output, which no backward reads
         self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ class PreActResNet18(nn.Module):
         for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             layers += [PreActBlock(c_in, c_out, stride), PreActBlock(c_out, c_out, 1)]
             c_in = c_out
-        layers += [nn.BatchNorm2d(c_in), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, num_classes)
 
@@ -54,7 +54,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)  # on a BN output or the block's fresh sum
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
@@ -74,7 +74,7 @@ class ResNet18(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
         c_in, stages = 64, []
         for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))

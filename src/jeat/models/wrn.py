@@ -29,16 +29,21 @@ def _norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; choose batch, group or none")
 
 
-def _act(leak: float) -> nn.Module:
-    return nn.LeakyReLU(leak) if leak > 0 else nn.ReLU()
+def _act(leak: float, inplace: bool = False) -> nn.Module:
+    # In place only where the input is a fresh tensor that no backward needs (a norm's or a conv's
+    # output): it saves an allocation and a memory pass per activation, and the backward reads the
+    # result's sign instead of the input's (slope > 0), so gradients are unchanged.
+    return nn.LeakyReLU(leak, inplace) if leak > 0 else nn.ReLU(inplace)
 
 
 class WideBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, norm: str, leak: float, dropout: float):
         super().__init__()
-        self.bn1, self.act1 = _norm(norm, c_in), _act(leak)
+        # act1 in place only behind a norm: without one its input is the block input x, which the
+        # identity shortcut still reads.
+        self.bn1, self.act1 = _norm(norm, c_in), _act(leak, inplace=norm != "none")
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=norm == "none")
-        self.bn2, self.act2 = _norm(norm, c_out), _act(leak)
+        self.bn2, self.act2 = _norm(norm, c_out), _act(leak, inplace=True)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=norm == "none")
         self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=norm == "none") if stride != 1 or c_in != c_out else None
@@ -56,7 +61,9 @@ class JEMBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, norm: str, leak: float, dropout: float):
         super().__init__()
-        self.act = _act(leak)
+        # The first act in place only behind a norm: without one its input is the block input x,
+        # which the shortcut reads. The second acts on a fresh conv / norm output.
+        self.act, self.act2 = _act(leak, inplace=norm != "none"), _act(leak, inplace=True)
         self.bn1 = _norm(norm, c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=True)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -68,7 +75,7 @@ class JEMBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.drop(self.conv1(self.act(self.bn1(x))))
-        out = self.conv2(self.act(self.bn2(out)))
+        out = self.conv2(self.act2(self.bn2(out)))
         return out + self.shortcut(x)
 
 
@@ -102,7 +109,8 @@ class WideResNet(nn.Module):
             for i in range(n):
                 layers.append(BLOCKS[block](c_in, group, stride if i == 0 else 1, norm, leak, dropout))
                 c_in = group
-        layers += [_norm(norm, c_in), _act(leak), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        # The last act's input is a norm's output or the last block's sum: fresh either way.
+        layers += [_norm(norm, c_in), _act(leak, inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, num_classes)
         for m in self.modules():

@@ -33,6 +33,7 @@ from ..models import build_model
 from ..models.utils import frozen_bn_stats, set_bn_momentum
 from ..validation import validate
 from . import distributed as D
+from .allocator import apply_cpu_malloc
 from .ema import EMA
 from .guard import Guard, absolute_trigger
 from .optim import build_optimizer, build_scheduler
@@ -66,6 +67,7 @@ class Trainer(Checkpointing, Recovery, Summary):
 
     def _build(self, cfg: TrainConfig, run_dir, resume: bool, reseed: int | None) -> None:
         cfg.amp = resolve_amp(cfg.amp, self.device)  # config.json records the concrete choice
+        apply_cpu_malloc(cfg.cpu_malloc, self.device.type)  # per process, before the first big tensor
         self.run = RunDir(run_dir or Path(cfg.out_dir) / (cfg.name or cfg.preset), write=self.rank == 0)
         torch.manual_seed(cfg.seed)  # the same model initialisation on every rank
 
