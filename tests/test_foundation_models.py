@@ -249,8 +249,13 @@ def _out_of_place(model: nn.Module) -> nn.Module:
 
 @pytest.mark.parametrize(
     ("block", "norm", "leak"),
-    [("jem", "none", 0.2), ("jem", "batch", 0.2), ("preact", "none", 0.0), ("preact", "batch", 0.0),
-     ("preact", "group", 0.1)],  # fmt: skip
+    [
+        ("jem", "none", 0.2),
+        ("jem", "batch", 0.2),
+        ("preact", "none", 0.0),
+        ("preact", "batch", 0.0),
+        ("preact", "group", 0.1),
+    ],  # fmt: skip
 )
 def test_in_place_activations_change_no_value_or_gradient(block, norm, leak):
     # The WRNs activate in place where the input is a fresh tensor; a wrong choice (e.g. in place on
