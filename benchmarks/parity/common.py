@@ -229,6 +229,11 @@ def per_second(times: list[float], images_per_step: int, skip: int = 1) -> float
     return images_per_step * (len(t) - 1) / (t[-1] - t[0])
 
 
+def jeat_malloc(o) -> str:
+    """jeat's ``cpu_malloc`` under ``run.py --malloc``: its default except when both sides run at glibc's."""
+    return "system" if getattr(o, "malloc", "shipped") == "system" else "cached"
+
+
 def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, state: dict, *,
                  buffer: torch.Tensor | None = None, batch: int | None = None, **method):  # fmt: skip
     """jeat's ``preset`` at the harness's sizes, from the reference's initial ``state`` (already in
@@ -244,7 +249,7 @@ def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, s
     cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
     cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
     cfg.compile = bool(getattr(o, "compile", False))
-    cfg.cpu_malloc = "system" if getattr(o, "malloc", "shipped") == "system" else "cached"
+    cfg.cpu_malloc = jeat_malloc(o)
     for k, v in method.items():
         setattr(cfg.method, k, v)
     tr = Trainer(cfg, run_dir=run_dir, progress=False)

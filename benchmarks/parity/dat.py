@@ -36,6 +36,7 @@ from common import (
     cifar,
     control_draws,
     install_stubs,
+    jeat_malloc,
     one_ulp,
     record_backward,
     record_grads_at_step,
@@ -168,6 +169,7 @@ def check(checkout: Path, o) -> Result:
     jc.data.batch_size, jc.data.root, jc.data.test_limit, jc.data.train_limit = batch, o.data, 100, steps * batch
     jc.data.outdist = "uniform"  # replaced by the harness's images below
     jc.epochs, jc.channels_last, jc.guard.enabled, jc.tensorboard = 1, o.channels_last, False, False
+    jc.cpu_malloc = jeat_malloc(o)
     d = jc.method.dat
     d.auc_window, d.auc_threshold, d.start_steps, d.max_steps = window_imgs, auc_th, start, 50
     state = from_trades_state_dict(init)

@@ -29,6 +29,7 @@ from common import (
     cuda_as_cpu,
     import_reference,
     install_stubs,
+    jeat_malloc,
     one_ulp,
     record_backward,
     record_grads_at_step,
@@ -141,6 +142,7 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     cfg.data.batch_size, cfg.data.root, cfg.data.test_limit = batch, o.data, 100
     cfg.data.train_limit = o.steps * batch  # one epoch of exactly these steps (WEAT's OneCycle length)
     cfg.epochs, cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = 1, o.channels_last, False, False
+    cfg.cpu_malloc = jeat_malloc(o)
     if variant == "trades":
         cfg.model.arch = f"wrn-{o.depth}-{o.width}"
         state = from_trades_state_dict(init)
