@@ -14,7 +14,6 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,11 @@ from references import (  # noqa: F401  (re-exported: the check modules import t
     reference_parser,
     script_flags,
 )
+from speed import jeat_malloc, note_malloc, speed_record  # noqa: F401  (jeat_malloc: re-exported)
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 # One step's numbers agree to this relative difference (max |a - b| / max |b|) in fp32.
 STEP_RTOL = 1e-4
-MALLOC_MODES = ("shipped", "cached", "system")  # run.py --malloc
-# Whether jeat's CPU allocator setting (jeat.training.allocator) was in effect when each timed loop
-# started, in order: the reference's, then jeat's (and its controls').
-MALLOC_AT_START: list[bool] = []
 
 
 def cifar(n: int, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,9 +136,7 @@ def record_grads_at_step(grads: dict, model, step_index: int = 0, times: list | 
             times.append(time.perf_counter())
 
     if times is not None:
-        from jeat.training.allocator import cpu_memory_cached
-
-        MALLOC_AT_START.append(cpu_memory_cached())
+        note_malloc()
     handle = register_optimizer_step_pre_hook(hook)
     try:
         yield
@@ -219,19 +213,6 @@ def trajectory_check(ours: list[float], ref: list[float], rtol: float) -> dict:
     return {"steps": n, "max_rel": max(rel) if rel else 0.0, "worst_step": worst + 1, "rtol": rtol,
             "pass": bool(n == len(ours) == len(ref) and n > 0 and max(rel) <= rtol),
             "ours": ours, "reference": ref}  # fmt: skip
-
-
-def per_second(times: list[float], images_per_step: int, skip: int = 1) -> float:
-    """Images per second from the optimizer-step timestamps, after ``skip`` warm-up steps."""
-    t = times[skip:]
-    if len(t) < 2:
-        return float("nan")
-    return images_per_step * (len(t) - 1) / (t[-1] - t[0])
-
-
-def jeat_malloc(o) -> str:
-    """jeat's ``cpu_malloc`` under ``run.py --malloc``: its default except when both sides run at glibc's."""
-    return "system" if getattr(o, "malloc", "shipped") == "system" else "cached"
 
 
 def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, state: dict, *,
@@ -352,11 +333,5 @@ def score(res: Result, o, ours: dict, ref: dict, name_map: dict, images: int, ou
     res.checks["trajectory"] = {**trajectory_check(ours["losses"], ref["losses"], tol(trtol, fl["fp32_floor"])), **fl}
     if control:
         res.settings["fp32_controls"] = len(control)  # one-ulp draws the float32 floor is the largest of
-    res.speed = {"reference_img_s": per_second(ref["times"], images), "jeat_img_s": per_second(ours["times"], images),
-                 "reference_wall_s": ref["wall"], "jeat_wall_s": ours["wall"], "images_per_step": images}  # fmt: skip
-    res.speed["ratio"] = res.speed["jeat_img_s"] / res.speed["reference_img_s"]
-    for side, d in (("reference", ref), ("jeat", ours)):  # each timed step's seconds: the spread within a run
-        res.speed[f"{side}_step_s"] = [round(b - a, 4) for a, b in pairwise(d["times"][1:])]
-    if len(MALLOC_AT_START) >= 2:
-        res.speed["malloc_cached"] = {"reference": MALLOC_AT_START[0], "jeat": MALLOC_AT_START[1]}
+    res.speed = speed_record(ref, ours, images)
     return res
