@@ -29,7 +29,7 @@ from references import (  # noqa: F401  (re-exported: the check modules import t
     reference_parser,
     script_flags,
 )
-from speed import jeat_malloc, note_malloc, speed_record  # noqa: F401  (jeat_malloc: re-exported)
+from timing import jeat_malloc, note_malloc, speed_record  # noqa: F401  (jeat_malloc: re-exported)
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 # One step's numbers agree to this relative difference (max |a - b| / max |b|) in fp32.

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from common import REFERENCES, ref_checkout  # noqa: E402
 from report import write_markdown  # noqa: E402
-from speed import MALLOC_MODES  # noqa: E402
+from timing import MALLOC_MODES  # noqa: E402
 
 METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
