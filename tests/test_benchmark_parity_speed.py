@@ -33,3 +33,15 @@ def test_speed_table_shows_the_range_and_each_sides_allocator():
     shipped, system = rows[2], rows[3]
     assert "**1.25** (1.10-1.40, 3 runs)" in shipped and "glibc defaults / jeat's cached" in shipped
     assert "**0.90** |" in system and "glibc defaults / glibc defaults" in system
+
+
+def test_a_longer_weat_attack_is_a_row_of_its_own():
+    o = run.parser().parse_args(["--speed", "--weat-steps", "10"])
+    assert run._key("speed", "weat", o) == "speed-attack10"
+    assert run._key("speed", "jem", o) == "speed"  # only WEAT's attack length is a harness option
+    assert run._key("speed", "weat", run.parser().parse_args(["--speed"])) == "speed"
+    default, longer = _run(1.2), _run(1.4)
+    default["settings"]["attack_steps"], longer["settings"]["attack_steps"] = 3, 10
+    rows = report._speed({"weat": {"speed-attack10": longer, "speed": default}})
+    assert ", 3 attack steps" in rows[2] and "**1.20**" in rows[2]
+    assert ", 10 attack steps" in rows[3] and "**1.40**" in rows[3]

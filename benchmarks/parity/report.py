@@ -62,20 +62,27 @@ def _speed(results: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     keys = [f"{k}{m}" for k in ("speed", "speed-contiguous") for m in ("", "-malloc-cached", "-malloc-system")]
-    for m, key in ((m, k) for m in ORDER for k in keys):
-        r = results.get(m, {}).get(key)
-        if r is None:
-            continue
-        sp, s = r["speed"], r["settings"]
-        layout = ", channels_last" if r.get("channels_last") else ""
-        mc = sp.get("malloc_cached")
-        alloc = "glibc defaults (not recorded)" if mc is None else " / ".join(
-            "jeat's cached" if mc[side] else "glibc defaults" for side in ("reference", "jeat"))  # fmt: skip
-        rows.append(
-            f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {alloc} | {sp['jeat_img_s']:.2f} | "
-            f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}**{_spread(sp)} |"
-        )
+    for m in ORDER:
+        found = results.get(m, {})
+        extra = sorted(k for k in found if k.startswith("speed") and k not in keys)  # e.g. speed-attack10
+        for key in [k for k in keys if k in found] + extra:
+            rows.append(_speed_row(m, found[key]))
     return rows
+
+
+def _speed_row(m: str, r: dict) -> str:
+    sp, s = r["speed"], r["settings"]
+    layout = ", channels_last" if r.get("channels_last") else ""
+    steps = s.get("attack_steps")
+    if steps is not None:
+        layout += f", {steps} attack steps"
+    mc = sp.get("malloc_cached")
+    alloc = "glibc defaults (not recorded)" if mc is None else " / ".join(
+        "jeat's cached" if mc[side] else "glibc defaults" for side in ("reference", "jeat"))  # fmt: skip
+    return (
+        f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {alloc} | {sp['jeat_img_s']:.2f} | "
+        f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}**{_spread(sp)} |"
+    )
 
 
 def table(results: dict) -> str:

@@ -135,6 +135,11 @@ def _pooled(runs: list[dict]) -> dict:
     return res
 
 
+def _key(key: str, method: str, o) -> str:
+    """A speed row at a non-default WEAT attack length is a row of its own (``...-attack10``)."""
+    return f"{key}-attack{o.weat_steps}" if o.speed and method == "weat" and o.weat_steps != 3 else key
+
+
 def main(argv=None) -> int:
     o = parser().parse_args(argv)
     if o.one:
@@ -159,7 +164,7 @@ def main(argv=None) -> int:
             runs[m].append(res)
             # re-read before writing: another invocation may have added its results meanwhile
             results = json.loads(Path(o.out).read_text()) if Path(o.out).exists() else {}
-            results.setdefault(m, {})[key] = _pooled(runs[m]) if o.speed else res
+            results.setdefault(m, {})[_key(key, m, o)] = _pooled(runs[m]) if o.speed else res
             # speed mode times steps at the speed settings, without the fp32 controls: no pass / fail there
             status = "timed" if o.speed else "pass" if res["pass"] else "FAIL"
             print(

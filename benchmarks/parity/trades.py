@@ -172,7 +172,8 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     arch = f"WRN-{o.depth}-{o.width} (TRADES' WideResNet)" if variant == "trades" else "ResNet-18 (WEAT's default)"
     res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout)},
                  {"model": arch, "batch": batch, "steps": o.steps, "reference_flags": flags, "threads": o.threads,
-                  "precision": o.dtype, "data": "CIFAR-10 train (first 2,000), flip-crop"}, shims=shims)  # fmt: skip
+                  "precision": o.dtype, "data": "CIFAR-10 train (first 2,000), flip-crop",
+                  "attack_steps": args.num_steps}, shims=shims)  # fmt: skip
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
     res = score(res, o, ours, ref, name_map, batch, {"attack": (advs[0], train_inputs[1], ctrl_advs)}, control)
     if sched is not None:

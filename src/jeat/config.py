@@ -229,6 +229,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 where the device computes it natively) | bf16 | none
     channels_last: bool = True
+    # with channels_last on a CPU, the stages a model names (ResNet-18: the 8x8 and 4x4 ones) stay NCHW,
+    # where oneDNN is faster (models/layout.py, benchmarks/results/layout_cpu.md)
+    staged_layout: bool = True
+    # eval-mode attacks inside training (TRADES' and WEAT's KL attack, DAT's) run each conv + BN
+    # pair as one convolution (models/folding.py): the same function, fewer memory passes
+    fold_bn: bool = True
     compile: bool = False
     # cached: on a CPU device glibc malloc keeps freed memory instead of page-faulting it back in
     # every SGLD / attack pass (training/allocator.py); system: leave malloc alone

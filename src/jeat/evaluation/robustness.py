@@ -15,6 +15,9 @@ entry records its norm and eps:
 - ``autoattack``: the official AutoAttack "standard" (APGD-CE, APGD-T, FAB-T, Square) from the
   ``pyautoattack`` package (see :mod:`.autoattack`).
 - ``torchattacks_check``: torchattacks.PGD on the same images, an independent implementation.
+Our attacks run with eval-mode BN folded into the convolutions before it (``robustness.fold_bn=1``,
+:mod:`jeat.models.folding`: the same function, fewer memory passes); AutoAttack and the torchattacks
+check run on the model as it is.
 Counts are accumulated as device tensors and synced once at the end (no .item() per batch).
 """
 
@@ -25,6 +28,7 @@ import math
 import torch
 
 from ..attacks import cw_l2, pgd
+from ..models.folding import folded_bn
 from ..overrides import parse_number
 from .autoattack import run_autoattack
 from .common import EvalContext, batches, pct
@@ -105,7 +109,8 @@ def run(ctx: EvalContext) -> dict:
             ok = model(x).argmax(1) == y
         clean += ok.sum()
         for k, a in attacks.items():
-            x_adv = _run_attack(model, x, y, a)
+            with folded_bn(model, bool(ctx.opt("robustness", "fold_bn", 1))):
+                x_adv = _run_attack(model, x, y, a)
             with torch.no_grad():
                 ok_adv = model(x_adv).argmax(1) == y
             correct[k] += ok_adv.sum()

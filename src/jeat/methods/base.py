@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..attacks import pgd
 from ..config import TrainConfig
 from ..data import ImageSet
+from ..models.folding import folded_bn
 from ..models.utils import frozen_bn_stats, unwrap
 from .tracking import EnergyTracker
 
@@ -62,10 +63,11 @@ class Method:
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, energy: str | None = None,
                steps: int | None = None) -> Tensor:  # fmt: skip
         """PGD/FGSM-RS (l_inf or l_2) from ``method.attack`` (``energy``/``steps`` override the config's) on
-        the unwrapped model with BN running statistics frozen. Returns x_adv (no graph)."""
+        the unwrapped model with BN running statistics frozen (BN layers already in eval mode, as DAT's
+        ``bn=frozen`` sets them, run folded into their convolutions). Returns x_adv (no graph)."""
         a = self.mcfg.attack
         net = unwrap(model)
-        with frozen_bn_stats(net):
+        with frozen_bn_stats(net), folded_bn(net, self.cfg.fold_bn):
             return pgd(net, x, y, a.eps, a.step_size, a.steps if steps is None else steps, energy or a.energy,
                        a.random_start, norm=a.norm)  # fmt: skip
 

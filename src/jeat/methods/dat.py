@@ -32,6 +32,7 @@ from ..attacks import pgd
 from ..data.augment import random_batch
 from ..energy import upcast
 from ..evaluation.ood_metrics import auroc
+from ..models.folding import folded_bn
 from ..models.utils import eval_mode, frozen_bn_stats, running_bn_stats, unwrap
 from .base import Method, accuracy_metric
 from .outdist import OutDist
@@ -132,7 +133,7 @@ class DAT(Method):
         return loss, metrics
 
     def _attack_outdist(self, net, x_out: Tensor, y_in: Tensor) -> Tensor:
-        with eval_mode(net):  # the reference attacks in eval mode
+        with eval_mode(net), folded_bn(net, self.cfg.fold_bn):  # the reference attacks in eval mode
             return dat_attack(net, x_out, y_in, self.steps, self.d.step_size, self.d.eps, self.d.sample_energy)
 
     @torch.no_grad()

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..attacks.trades_kl import kl_to_clean, trades_kl
 from ..energy import cross_entropy, joint_energy, marginal_energy, upcast
+from ..models.folding import folded_bn
 from ..models.utils import running_bn_stats, unwrap
 from .base import Method, accuracy_metric
 
@@ -48,7 +49,7 @@ class TRADES(Method):
 
     def kl_attack(self, model, x: Tensor) -> Tensor:
         a, net = self.mcfg.attack, unwrap(model)
-        with running_bn_stats(net):
+        with running_bn_stats(net), folded_bn(net, self.cfg.fold_bn):
             return trades_kl(net, x, a.eps, a.step_size, a.steps, log_eps=self.kl_log_eps, norm=a.norm)
 
     def loss(self, model, x, y):

@@ -29,6 +29,9 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(nn.Module):
+    # on a CPU the 8x8 and 4x4 stages run faster in NCHW (models/layout.py)
+    cpu_nchw_stages = ("features.5", "features.6", "features.7", "features.8")
+
     def __init__(self, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)]
@@ -69,6 +72,8 @@ class ResNet18(nn.Module):
     :class:`BasicBlock` (64-512 channels), global average pool, linear. WEAT's reference trains
     this one by default (``--architecture Resnet18``). Parameter names follow the common CIFAR
     ResNet layout (``conv1, bn1, layer1..4, linear``), so such a state dict loads under ``backbone.``."""
+
+    cpu_nchw_stages = ("layer3", "layer4")  # on a CPU the 8x8 and 4x4 stages run faster in NCHW (models/layout.py)
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3):
         super().__init__()

@@ -30,6 +30,7 @@ from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
 from ..methods import build_method
 from ..models import build_model
+from ..models.layout import apply_layout
 from ..models.utils import frozen_bn_stats, set_bn_momentum
 from ..validation import validate
 from . import distributed as D
@@ -82,7 +83,7 @@ class Trainer(Checkpointing, Recovery, Summary):
             init_from(self.model, cfg)
         set_bn_momentum(self.model, cfg.model.bn_momentum)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.model = self.model.to(memory_format=self.memory_format)
+        self.model = apply_layout(self.model, cfg.channels_last, self.device.type, cfg.staged_layout)
         if cfg.compile:
             # In place (Module.compile): the module keeps its identity and state_dict keys, so the
             # attacks and SGLD, which run on ``unwrap(net)``, and evaluation use the compiled
