@@ -45,3 +45,37 @@ def test_a_longer_weat_attack_is_a_row_of_its_own():
     rows = report._speed({"weat": {"speed-attack10": longer, "speed": default}})
     assert ", 3 attack steps" in rows[2] and "**1.20**" in rows[2]
     assert ", 10 attack steps" in rows[3] and "**1.40**" in rows[3]
+
+
+def test_interleaved_rows_are_their_own_and_say_so():
+    o = run.parser().parse_args(["--speed", "--interleave", "--weat-steps", "10"])
+    assert run._key("speed", "weat", o) == "speed-interleaved-attack10"
+    assert run._key("speed", "jem", o) == "speed"  # JEM's module times its two sides one after the other
+    r = _run(1.3, (True, True))
+    r["speed"]["order"] = "interleaved"
+    row = report._speed({"trades": {"speed-interleaved": r}})[2]
+    assert "steps interleaved" in row and "jeat's cached / jeat's cached" in row
+
+
+def test_train_interleaved_alternates_the_sides_and_times_each_alone():
+    import time
+
+    import torch
+
+    common = pytest.importorskip("common")
+    order = []
+
+    class Trainer:
+        model = torch.nn.Linear(1, 1)
+
+        def train_step(self, x, y):
+            order.append(("jeat", int(x)))
+            time.sleep(0.01)
+            return {"loss": x.float()}
+
+    lab = [(torch.tensor(i), torch.tensor(0)) for i in range(3)]
+    ref, ours = common.train_interleaved(lambda b: order.append(("ref", int(b[0][0]))), Trainer(), lab)
+    assert order == [(side, i) for i in range(3) for side in ("ref", "jeat")]
+    assert ours["losses"] == [0.0, 1.0, 2.0]
+    assert ours["times"] == sorted(ours["times"]) and ours["wall"] >= 0.03 > ref["wall"]  # jeat's sleeps only
+    assert len(ref["times"]) == len(ours["times"]) == 3

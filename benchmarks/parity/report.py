@@ -76,6 +76,8 @@ def _speed_row(m: str, r: dict) -> str:
     steps = s.get("attack_steps")
     if steps is not None:
         layout += f", {steps} attack steps"
+    if sp.get("order") == "interleaved":
+        layout += ", steps interleaved"
     mc = sp.get("malloc_cached")
     alloc = "glibc defaults (not recorded)" if mc is None else " / ".join(
         "jeat's cached" if mc[side] else "glibc defaults" for side in ("reference", "jeat"))  # fmt: skip

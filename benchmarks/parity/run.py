@@ -28,6 +28,7 @@ from common import REFERENCES, ref_checkout  # noqa: E402
 from report import write_markdown  # noqa: E402
 from timing import MALLOC_MODES  # noqa: E402
 
+INTERLEAVED = ("trades", "weat")  # methods whose harness module can alternate the two sides' steps
 METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
           "weat": "trades", "dat": "dat"}  # fmt: skip
@@ -69,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--malloc", choices=MALLOC_MODES, default="shipped",
                    help="CPU allocator: shipped = each side as it ships (reference: glibc defaults, jeat: its "
                         "cpu_malloc=cached); cached / system = both sides the same")  # fmt: skip
+    p.add_argument("--interleave", action="store_true",
+                   help="speed mode, TRADES and WEAT: alternate reference step i and jeat step i, each timed "
+                        "alone, so that the machine's drift falls on both alike (both sides then run under "
+                        "one allocator: jeat's, or glibc's with --malloc system)")  # fmt: skip
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/parity_cpu.json"))
     p.add_argument("--md", default=str(ROOT / "docs/PARITY.md"))
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method in this process
@@ -137,6 +142,8 @@ def _pooled(runs: list[dict]) -> dict:
 
 def _key(key: str, method: str, o) -> str:
     """A speed row at a non-default WEAT attack length is a row of its own (``...-attack10``)."""
+    if o.speed and o.interleave and method in INTERLEAVED:
+        key += "-interleaved"
     return f"{key}-attack{o.weat_steps}" if o.speed and method == "weat" and o.weat_steps != 3 else key
 
 
