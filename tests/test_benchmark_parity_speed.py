@@ -55,6 +55,10 @@ def test_interleaved_rows_are_their_own_and_say_so():
     r["speed"]["order"] = "interleaved"
     row = report._speed({"trades": {"speed-interleaved": r}})[2]
     assert "steps interleaved" in row and "jeat's cached / jeat's cached" in row
+    o = run.parser().parse_args(["--speed", "--interleave", "--jeat-set", "fold_bn=false"])
+    assert run._key("speed", "weat", o) == "speed-interleaved-set-fold_bn=false"
+    r["settings"]["jeat_set"] = ["fold_bn=false"]
+    assert "jeat `fold_bn=false`" in report._speed({"weat": {"speed-x": r}})[2]
 
 
 def test_train_interleaved_alternates_the_sides_and_times_each_alone():

@@ -78,6 +78,8 @@ def _speed_row(m: str, r: dict) -> str:
         layout += f", {steps} attack steps"
     if sp.get("order") == "interleaved":
         layout += ", steps interleaved"
+    if s.get("jeat_set"):
+        layout += ", jeat " + " ".join(f"`{a}`" for a in s["jeat_set"])
     mc = sp.get("malloc_cached")
     alloc = "glibc defaults (not recorded)" if mc is None else " / ".join(
         "jeat's cached" if mc[side] else "glibc defaults" for side in ("reference", "jeat"))  # fmt: skip

@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
                    help="speed mode, TRADES and WEAT: alternate reference step i and jeat step i, each timed "
                         "alone, so that the machine's drift falls on both alike (both sides then run under "
                         "one allocator: jeat's, or glibc's with --malloc system)")  # fmt: skip
+    p.add_argument("--jeat-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="TRADES, WEAT: a jeat config override (e.g. fold_bn=false) to attribute a speed-up; "
+                        "the row is keyed and labelled by it")  # fmt: skip
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/parity_cpu.json"))
     p.add_argument("--md", default=str(ROOT / "docs/PARITY.md"))
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method in this process
@@ -144,6 +147,8 @@ def _key(key: str, method: str, o) -> str:
     """A speed row at a non-default WEAT attack length is a row of its own (``...-attack10``)."""
     if o.speed and o.interleave and method in INTERLEAVED:
         key += "-interleaved"
+    if o.jeat_set and method in INTERLEAVED:
+        key += "".join(f"-set-{a}" for a in o.jeat_set)
     return f"{key}-attack{o.weat_steps}" if o.speed and method == "weat" and o.weat_steps != 3 else key
 
 

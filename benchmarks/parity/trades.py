@@ -155,6 +155,7 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
 
     from jeat import get_preset
     from jeat.importing import from_trades_state_dict
+    from jeat.overrides import apply_override
     from jeat.training.loop import Trainer
 
     cfg = get_preset(f"paper-{variant}")
@@ -162,6 +163,8 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     cfg.data.train_limit = o.steps * batch  # one epoch of exactly these steps (WEAT's OneCycle length)
     cfg.epochs, cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = 1, o.channels_last, False, False
     cfg.cpu_malloc = jeat_malloc(o)
+    for assignment in o.jeat_set:  # attribution runs: e.g. fold_bn=false
+        apply_override(cfg, assignment)
     if variant == "trades":
         cfg.model.arch = f"wrn-{o.depth}-{o.width}"
         state = from_trades_state_dict(init)
@@ -208,6 +211,8 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     res = score(res, o, ours, ref, name_map, batch, {"attack": (advs[0], train_inputs[1], ctrl_advs)}, control)
     if interleave and res.speed:
         res.speed["order"] = "interleaved"  # the table says so: both sides under one allocator
+    if o.jeat_set:
+        res.settings["jeat_set"] = list(o.jeat_set)
     if sched is not None:
         res.checks["schedule"] = sched
     return res
