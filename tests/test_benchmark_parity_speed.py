@@ -50,7 +50,7 @@ def test_a_longer_weat_attack_is_a_row_of_its_own():
 def test_interleaved_rows_are_their_own_and_say_so():
     o = run.parser().parse_args(["--speed", "--interleave", "--weat-steps", "10"])
     assert run._key("speed", "weat", o) == "speed-interleaved-attack10"
-    assert run._key("speed", "jem", o) == "speed"  # JEM's module times its two sides one after the other
+    assert run._key("speed", "eb-jdat", o) == "speed"  # EB-JDAT's module times its two sides one after the other
     r = _run(1.3, (True, True))
     r["speed"]["order"] = "interleaved"
     row = report._speed({"trades": {"speed-interleaved": r}})[2]
@@ -83,3 +83,55 @@ def test_train_interleaved_alternates_the_sides_and_times_each_alone():
     assert ours["losses"] == [0.0, 1.0, 2.0]
     assert ours["times"] == sorted(ours["times"]) and ours["wall"] >= 0.03 > ref["wall"]  # jeat's sleeps only
     assert len(ref["times"]) == len(ours["times"]) == 3
+
+
+def test_interleave_runs_jeat_one_step_per_reference_step_with_its_own_rng():
+    import torch
+
+    interleave = pytest.importorskip("interleave")
+    order, draws = [], {"ref": [], "jeat": []}
+    ref_model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(ref_model.parameters(), lr=0.1)
+    il = interleave.Interleave(lambda: ref_model)
+
+    def jeat_loop():
+        torch.manual_seed(123)  # as jeat's Trainer seeds itself
+        for i in range(3):
+            order.append(("jeat", i))
+            draws["jeat"].append(float(torch.rand(())))
+            interleave.after_jeat_step()
+        return {"losses": [0.0, 1.0, 2.0]}
+
+    torch.manual_seed(7)
+    with il.running(jeat_loop):
+        for i in range(3):  # the reference's loop: one optimizer step per iteration
+            order.append(("ref", i))
+            draws["ref"].append(float(torch.rand(())))
+            ref_model(torch.ones(2)).sum().backward()
+            opt.step()
+    out = il.finish()
+    assert order == [(side, i) for i in range(3) for side in ("ref", "jeat")]
+    torch.manual_seed(7)
+    assert draws["ref"] == [float(torch.rand(())) for _ in range(3)]  # jeat's draws did not move its stream
+    torch.manual_seed(123)
+    assert draws["jeat"] == [float(torch.rand(())) for _ in range(3)]
+    assert len(out["times"]) == len(il.ref["times"]) == 3 and out["losses"] == [0.0, 1.0, 2.0]
+
+
+def test_interleave_says_when_the_reference_steps_twice_per_iteration():
+    import torch
+
+    interleave = pytest.importorskip("interleave")
+    ref_model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(ref_model.parameters(), lr=0.1)
+    il = interleave.Interleave(lambda: ref_model)
+
+    def jeat_loop():
+        interleave.after_jeat_step()
+        return {"losses": [0.0]}
+
+    with il.running(jeat_loop):
+        for _ in range(2):
+            opt.step()
+    with pytest.raises(RuntimeError, match="2 optimizer steps for jeat's 1"):
+        il.finish()

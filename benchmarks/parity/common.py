@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from interleave import after_jeat_step, train_interleaved  # noqa: F401  (train_interleaved: re-exported)
 from references import (  # noqa: F401  (re-exported: the check modules import them from here)
     REFERENCES,
     checkout_commit,
@@ -252,29 +253,8 @@ def train_jeat(tr, lab: list, px: list | None = None) -> dict:
         for i, (xb, yb) in enumerate(lab):
             step["i"] = i
             losses.append(float(tr.train_step(xb, yb)["loss"]))
+            after_jeat_step()  # --interleave: the reference's turn
     return {"losses": losses, "grads": grads, "times": times, "wall": time.perf_counter() - t0}
-
-
-def train_interleaved(ref_step, tr, lab: list) -> tuple[dict, dict]:
-    """Speed mode: the reference's step on batch i (``ref_step([batch])``), then jeat's, each timed
-    alone; the drift of a shared machine then falls on both alike. Each side's ``times`` are its
-    cumulative step ends, as ``speed_record`` reads them. Both run under the allocator in effect now."""
-    note_malloc()
-    note_malloc()
-    ref, ours = {"times": [], "wall": 0.0}, {"losses": [], "grads": {}, "times": [], "wall": 0.0}
-
-    def timed(side: dict, step, *args):
-        t0 = time.perf_counter()
-        out = step(*args)
-        side["wall"] += time.perf_counter() - t0
-        side["times"].append(side["wall"])
-        return out
-
-    with record_grads_at_step(ours["grads"], tr.model, 0):
-        for xb, yb in lab:
-            timed(ref, ref_step, [(xb, yb)])
-            ours["losses"].append(float(timed(ours, lambda a, b: tr.train_step(a, b)["loss"], xb, yb)))
-    return ref, ours
 
 
 def jem_name_map(model: torch.nn.Module, depth: int) -> dict[str, str]:

@@ -11,6 +11,7 @@ streams differ although the distributions are the same.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -39,6 +40,7 @@ from common import (
     train_jeat,
     ulp_moved,
 )
+from interleave import Interleave
 
 
 class Feed:
@@ -105,23 +107,32 @@ def check(checkout: Path, o) -> Result:
         args.save_dir = d
         cwd = os.getcwd()
         os.chdir(d)
+        from jeat.models.wrn import from_jem_state_dict
+
+        samples: list = []
+
+        def jeat_loop():  # from the reference's initial weights and buffer, captured as it built them
+            tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
+                              from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"])  # fmt: skip
+            tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, samples)
+            return train_jeat(tr, lab, px)
+
+        il = Interleave(lambda: cap.get("model")) if o.speed and o.interleave else None
         t0 = time.perf_counter()
         try:
-            with record_backward(ref_losses, "main"), record_grads_at_step(ref_grads, lambda: cap.get("model"), 0,
-                                                                            ref_times):  # fmt: skip
+            with (record_backward(ref_losses, "main"),
+                  record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times),
+                  il.running(jeat_loop) if il else contextlib.nullcontext()):  # fmt: skip
                 mod.main(args)
         finally:
             os.chdir(cwd)
         ref_wall = time.perf_counter() - t0
 
-        # ---- jeat
-        from jeat.models.wrn import from_jem_state_dict
-
-        tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
-                          from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"])  # fmt: skip
-        samples: list = []
-        tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, samples)
-        ours = train_jeat(tr, lab, px)
+        # ---- jeat (interleaved: it ran step by step beside the reference)
+        if il:
+            ours, ref_times[:], ref_wall = il.finish(), il.ref["times"], il.ref["wall"]
+        else:
+            ours = jeat_loop()
         control, ctrl_samples = [], []
         for k in control_draws(o):  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / f"jeat-control{k}", dtype,

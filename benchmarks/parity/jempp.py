@@ -48,6 +48,7 @@ from common import (
     train_jeat,
     ulp_moved,
 )
+from interleave import Interleave
 
 
 def _overrides(o) -> list[str]:
@@ -70,8 +71,9 @@ def _gaussian_files(x: torch.Tensor, y: torch.Tensor, where: Path) -> None:
     torch.save(covs, where / "cifar10_cov.pt")
 
 
-def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.dtype) -> dict:
-    """The reference's main() on the harness data; returns what it logged."""
+def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.dtype, beside=None) -> dict:
+    """The reference's main() on the harness data; returns what it logged. ``beside(captured)``: jeat's
+    loop, run step by step beside it (``--interleave``; its result under ``"jeat"``)."""
     px, lab, valid = data
     captured: dict = {"model": None}
     orig_build = mod.get_model_and_buffer
@@ -97,13 +99,18 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
     if variant == "eb-jdat":
         published = mod.sampleXadv
         mod.sampleXadv = lambda f, x, y, **k: published(f, x, y, args.device, **k)
+    il = Interleave(lambda: captured["model"]) if beside else None
     ctx = [seeded_calls(mod, "sample_q", seeds, samples), record_backward(losses, "main"),
-           record_grads_at_step(grads, lambda: captured["model"], 0, times)]  # fmt: skip
+           record_grads_at_step(grads, lambda: captured["model"], 0, None if il else times),
+           il.running(lambda: beside(captured)) if il else _null()]  # fmt: skip
     if variant == "eb-jdat":
         ctx.append(seeded_calls(mod, "sampleXadv", adv_seeds, advs))
-    with ctx[0], ctx[1], ctx[2], ctx[3] if len(ctx) > 3 else _null():
+    with ctx[0], ctx[1], ctx[2], ctx[3], ctx[4] if len(ctx) > 4 else _null():
         mod.main(args)
-    return {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, **captured}
+    out = {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, **captured}
+    if il:
+        out["jeat"], out["times"], out["wall"] = il.finish(), il.ref["times"], il.ref["wall"]
+    return out
 
 
 class _null:
@@ -162,14 +169,17 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
         cwd = os.getcwd()
         os.chdir(tmp)
         torch.set_num_threads(o.threads)
+        beside = None
+        if o.speed and o.interleave and variant == "jempp":  # jeat's loop step by step beside the reference's
+            beside = lambda cap: run_jeat(o, f"paper-{variant}", cap, data, seeds, adv_seeds, tmp, dtype)  # noqa: E731
         t0 = time.perf_counter()
         try:
-            ref = run_reference(mod, args, data, seeds, adv_seeds, variant, dtype)
+            ref = run_reference(mod, args, data, seeds, adv_seeds, variant, dtype, beside)
         finally:
             os.chdir(cwd)
-        ref_wall = time.perf_counter() - t0
+        ref_wall = ref.pop("wall", time.perf_counter() - t0)
         torch.set_num_threads(o.threads)
-        ours = run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype)
+        ours = ref.pop("jeat") if beside else run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype)
         control = []
         for k in control_draws(o):  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             moved = (one_ulp(data[0], ULP_SEEDS[0] + k), one_ulp(data[1], ULP_SEEDS[0] + k), data[2])

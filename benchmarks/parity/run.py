@@ -28,7 +28,7 @@ from common import REFERENCES, ref_checkout  # noqa: E402
 from report import write_markdown  # noqa: E402
 from timing import MALLOC_MODES  # noqa: E402
 
-INTERLEAVED = ("trades", "weat")  # methods whose harness module can alternate the two sides' steps
+INTERLEAVED = ("jem", "jempp", "sadajem", "trades", "weat")  # harness modules that can alternate the sides' steps
 METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
           "weat": "trades", "dat": "dat"}  # fmt: skip
@@ -71,9 +71,9 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU allocator: shipped = each side as it ships (reference: glibc defaults, jeat: its "
                         "cpu_malloc=cached); cached / system = both sides the same")  # fmt: skip
     p.add_argument("--interleave", action="store_true",
-                   help="speed mode, TRADES and WEAT: alternate reference step i and jeat step i, each timed "
-                        "alone, so that the machine's drift falls on both alike (both sides then run under "
-                        "one allocator: jeat's, or glibc's with --malloc system)")  # fmt: skip
+                   help="speed mode, JEM, JEM++, SADA-JEM, TRADES, WEAT: alternate reference step i and jeat "
+                        "step i, each timed alone, so that the machine's drift falls on both alike (both sides "
+                        "then run under one allocator: jeat's, or glibc's with --malloc system)")  # fmt: skip
     p.add_argument("--jeat-set", action="append", default=[], metavar="KEY=VALUE",
                    help="TRADES, WEAT: a jeat config override (e.g. fold_bn=false) to attribute a speed-up; "
                         "the row is keyed and labelled by it")  # fmt: skip
@@ -85,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run_one(o) -> dict:
     m = o.one
+    if o.data:  # the references' scripts run in a temporary directory (and jeat's loop beside them)
+        o.data = os.path.abspath(o.data)
     if o.dtype == "float64":  # so that the references' torch.randn(shape) draws doubles, as jeat's randn_like
         import torch
 
@@ -102,6 +104,8 @@ def run_one(o) -> dict:
     else:
         res = mod.check(checkout, o)
     out = dataclasses.asdict(res)
+    if o.speed and o.interleave and m in INTERLEAVED and out.get("speed"):
+        out["speed"]["order"] = "interleaved"  # the table says so: both sides under one allocator
     out["pass"] = res.passed()
     out["channels_last"] = o.channels_last
     out["date"] = time.strftime("%Y-%m-%d")

@@ -209,8 +209,6 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
                   "attack_steps": args.num_steps}, shims=shims)  # fmt: skip
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
     res = score(res, o, ours, ref, name_map, batch, {"attack": (advs[0], train_inputs[1], ctrl_advs)}, control)
-    if interleave and res.speed:
-        res.speed["order"] = "interleaved"  # the table says so: both sides under one allocator
     if o.jeat_set:
         res.settings["jeat_set"] = list(o.jeat_set)
     if sched is not None:
