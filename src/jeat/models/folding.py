@@ -5,7 +5,8 @@ In eval mode a BN after a convolution is a per-channel affine map with fixed sta
     BN(W * x + b) = (s * W) * x + (s * (b - mu) + beta),   s = gamma / sqrt(var + eps)
 
 one convolution with a folded weight and bias: the BN's forward and backward memory passes go
-(ResNet-18, batch 32: an input-gradient pass 0.35 -> 0.32 s on this CPU). The folded weights are
+(ResNet-18, batch 32, one input-gradient pass on this CPU: 0.409 -> 0.392 s in jeat's CPU layout,
+benchmarks/results/model_passes_cpu.md). The folded weights are
 computed without autograd, so a folded pass gives correct input gradients and *no* parameter
 gradients: it is for attacks in eval mode (TRADES' and WEAT's KL attack), never for training.
 
@@ -24,7 +25,6 @@ from torch import Tensor, nn
 from torch.fx import symbolic_trace
 
 _PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
-_BN = nn.modules.batchnorm._BatchNorm
 
 
 def _traced_pairs(module: nn.Module, prefix: str) -> list[tuple[str, str]]:
