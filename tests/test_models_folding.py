@@ -196,3 +196,19 @@ def test_uniform_channels_last_off_a_cpu_or_when_not_staged(channels_last, devic
 def test_nchw_when_channels_last_is_off():
     model = apply_layout(build_model("resnet18"), False, "cpu")
     assert not any(_formats(model).values())
+
+
+@pytest.mark.parametrize("staged", [True, False])
+def test_the_trainer_trains_in_the_staged_layout_on_a_cpu(npz_dir, tmp_path, staged):
+    from conftest import tiny_config
+
+    from jeat.training.loop import Trainer
+
+    cfg = tiny_config(npz_dir, tmp_path, model__arch="resnet18", channels_last=True, staged_layout=staged,
+                      method__name="weat", method__attack__steps=1)  # fmt: skip
+    tr = Trainer(cfg, run_dir=tmp_path / f"run-{staged}", progress=False)
+    fmt = _formats(tr.model)
+    assert fmt["backbone.layer1.0.conv1.weight"] and fmt["backbone.layer4.0.conv1.weight"] is not staged
+    xb = torch.rand(16, 3, 16, 16)
+    yb = torch.randint(0, 4, (16,))
+    assert torch.isfinite(tr.train_step(xb, yb)["loss"])  # the KL attack (folded) and the step run
