@@ -17,9 +17,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
+from speed_report import publish
 
 
 def one(arch: str, batch: int, steps: int, threads: int, setting: str) -> dict:
@@ -82,9 +82,7 @@ def main(argv=None) -> int:
             cell([r[k] for r in rs], ".0f" if k == "minflt" else ".3f") for k in ("wall", "user", "sys", "minflt"))
             + " |")  # fmt: skip
     text = "\n".join(rows) + "\n"
-    print(text)
-    if o.out:
-        Path(o.out).write_text("# CPU allocator setting (cpu_malloc)\n\n" + text)
+    publish("CPU allocator setting (cpu_malloc)", text, o.out)
     return 0
 
 

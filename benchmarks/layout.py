@@ -16,9 +16,9 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from speed_report import machine, publish
 from torch import nn
 
 from jeat.models import build_model
@@ -73,8 +73,7 @@ def main(argv=None) -> int:
         p.error("give one --batch per --arch")
     torch.set_num_threads(o.threads)
     cache_cpu_memory()  # both layouts alike, as jeat trains
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    rows = [f"CPU: {cpu}, {o.threads} threads, torch {torch.__version__}, fp32, {time.strftime('%Y-%m-%d')}; "
+    rows = [f"Machine: {machine()}; fp32, {time.strftime('%Y-%m-%d')}; "
             f"median of {o.rounds} interleaved rounds x {o.reps} passes. Command: `python benchmarks/layout.py "
             + " ".join(sys.argv[1:] if argv is None else argv) + "`", "",
             "| model, batch | conv (in -> out, k, stride, input HxW) | count | pass | NCHW ms | channels_last ms "
@@ -99,9 +98,7 @@ def main(argv=None) -> int:
     for (arch, batch, grads), (a, b) in totals.items():
         rows.append(f"| {arch}, {batch} | {grads} | {a:.1f} | {b:.1f} | **{a / b:.2f}** |")
     text = "\n".join(rows) + "\n"
-    print(text)
-    if o.out:
-        Path(o.out).write_text("# Convolution layouts on this CPU\n\n" + text)
+    publish("Convolution layouts on this CPU", text, o.out)
     return 0
 
 

@@ -18,9 +18,9 @@ import copy
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from speed_report import machine, publish
 
 from jeat.models import build_model
 from jeat.models.folding import folded_bn
@@ -55,8 +55,7 @@ def main(argv=None) -> int:
         p.error("give one --batch per --arch")
     torch.set_num_threads(o.threads)
     cache_cpu_memory()  # as jeat trains
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    rows = [f"CPU: {cpu}, {o.threads} threads, torch {torch.__version__}, fp32, {time.strftime('%Y-%m-%d')}; "
+    rows = [f"Machine: {machine()}; fp32, {time.strftime('%Y-%m-%d')}; "
             f"median of {o.rounds} interleaved rounds (the first dropped). Command: `python benchmarks/model_passes.py "
             + " ".join(sys.argv[1:] if argv is None else argv) + "`", "",
             "| model, batch | pass | variant | seconds | nchw / variant |", "|---|---|---|---|---|"]  # fmt: skip
@@ -85,9 +84,7 @@ def main(argv=None) -> int:
                         f"**{med['nchw', kind, False] / s:.2f}** |")  # fmt: skip
             print(rows[-1], flush=True)
     text = "\n".join(rows) + "\n"
-    print(text)
-    if o.out:
-        Path(o.out).write_text("# Whole-model passes: layouts and BN folding on this CPU\n\n" + text)
+    publish("Whole-model passes: layouts and BN folding on this CPU", text, o.out)
     return 0
 
 

@@ -26,6 +26,13 @@ def machine() -> str:
             f"torch {torch.__version__}; Python {platform.python_version()}")  # fmt: skip
 
 
+def publish(title: str, text: str, out: str | None) -> None:
+    """Print a benchmark's markdown table and, with ``out``, write it as a page titled ``title`` (atomically)."""
+    print(text)
+    if out:
+        atomic_write_text(Path(out), f"# {title}\n\n{text}")
+
+
 def report(res: dict, args, cmd: str, mode_order: list[str]) -> str:
     L = [
         "# Training-step speed against the algorithm's floor",

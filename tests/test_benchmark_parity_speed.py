@@ -66,7 +66,7 @@ def test_train_interleaved_alternates_the_sides_and_times_each_alone():
 
     import torch
 
-    common = pytest.importorskip("common")
+    interleave = pytest.importorskip("interleave")
     order = []
 
     class Trainer:
@@ -78,7 +78,7 @@ def test_train_interleaved_alternates_the_sides_and_times_each_alone():
             return {"loss": x.float()}
 
     lab = [(torch.tensor(i), torch.tensor(0)) for i in range(3)]
-    ref, ours = common.train_interleaved(lambda b: order.append(("ref", int(b[0][0]))), Trainer(), lab)
+    ref, ours = interleave.train_interleaved(lambda b: order.append(("ref", int(b[0][0]))), Trainer(), lab)
     assert order == [(side, i) for i in range(3) for side in ("ref", "jeat")]
     assert ours["losses"] == [0.0, 1.0, 2.0]
     assert ours["times"] == sorted(ours["times"]) and ours["wall"] >= 0.03 > ref["wall"]  # jeat's sleeps only

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from interleave import after_jeat_step, train_interleaved  # noqa: F401  (train_interleaved: re-exported)
+from interleave import after_jeat_step
 from references import (  # noqa: F401  (re-exported: the check modules import them from here)
     REFERENCES,
     checkout_commit,

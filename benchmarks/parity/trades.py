@@ -38,9 +38,9 @@ from common import (
     reference_parser,
     score,
     seeded_calls,
-    train_interleaved,
     train_jeat,
 )
+from interleave import train_interleaved
 
 
 class _Loader(list):
