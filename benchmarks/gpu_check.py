@@ -84,6 +84,7 @@ def trainer(method: str, precision: str, o, data: tuple[str, str], out: Path) ->
         cfg.data.outdist, cfg.method.dat.start_steps = "uniform", (2 if o.smoke else DAT_T)
     if o.smoke:  # a tiny model and two steps: the script's code paths, not its numbers
         cfg.model.arch, cfg.model.normalization = "cnn-small", None
+        cfg.data.valid_size = 0  # the smoke data set is smaller than the presets' 5,000-image validation split
         cfg.method.attack.steps = min(cfg.method.attack.steps, 2)
         cfg.method.sgld.steps, cfg.method.sgld.inner_steps = 2, min(cfg.method.sgld.inner_steps, 2)
     return Trainer(cfg, progress=False)

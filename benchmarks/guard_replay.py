@@ -28,16 +28,16 @@ def first_trigger(
         run_cfg = metrics.parent / "config.json"
         energy_l2 = json.loads(run_cfg.read_text())["method"].get("energy_l2", 0.0) if run_cfg.is_file() else 0.0
     guard = Guard(cfg, energy_l2)
-    summary = metrics.parent / "summary.json"  # the test set's size sets the epoch triggers' noise margin
-    n = json.loads(summary.read_text()).get("test_images") if summary.is_file() else None
+    summary = metrics.parent / "summary.json"  # the validation set's size sets the epoch triggers' noise margin
+    n = json.loads(summary.read_text()).get("valid_images") if summary.is_file() else None
     for line in metrics.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("kind") == "step":
             values = {k: float(v) for k, v in rec.items() if k not in NOT_METRICS and isinstance(v, (int, float))}
             trig = guard.check(values, rec["step"])
-        elif rec.get("kind") == "epoch":
-            trig = absolute_trigger({"test_acc": rec["test_acc"]}, rec["step"], cfg) or guard.check_epoch(
-                rec["test_acc"], rec["step"], chance, n
+        elif rec.get("kind") == "epoch" and "valid_acc" in rec:  # the loop's epoch triggers read validation only
+            trig = absolute_trigger({"valid_acc": rec["valid_acc"]}, rec["step"], cfg) or guard.check_epoch(
+                rec["valid_acc"], rec["step"], chance, n
             )
         else:
             continue  # guard events of the original run

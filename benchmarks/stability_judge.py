@@ -21,7 +21,9 @@ from jeat.config import GuardConfig
 
 COLLAPSE_DROP = 0.10
 CHANCE, LEARNED_LOST, CHANCE_LEARNED = 0.1, 0.6, 0.05  # every data set here has 10 classes
-Z = GuardConfig().test_acc_z  # a fall within Z standard errors on the test set is sampling noise
+# A fall within Z standard errors is sampling noise. The judge reads the *test* accuracy, an outside measurement
+# of collapse; the guard it judges reads the validation accuracy (issue 34) and never the test set.
+Z = GuardConfig().valid_acc_z
 
 
 def run_name(arm: str, method: str, dataset: str, seed: int) -> str:

@@ -60,6 +60,7 @@ def tiny_config(data_root: Path, out_dir: Path, **changes):
     cfg.data.eval_batch_size = 64
     cfg.data.train_limit = None
     cfg.data.test_limit = None
+    cfg.data.valid_size = 0  # the 64-image sets keep every image for training; validation tests set it
     cfg.log_every = 1
     cfg.guard.check_every = 1
     for key, value in changes.items():

@@ -26,11 +26,15 @@ def test_a_one_epoch_dip_is_not_a_collapse_but_a_persisting_drop_or_a_last_epoch
     assert stability.collapse_epoch([0.3, float("nan")]) == 1
 
 
-def _run(path: Path, accs: list[float], policy: str) -> Path:
+def _run(path: Path, accs: list[float], policy: str, valid: list[float] | None = None) -> Path:
+    """A recorded run: ``accs`` the test accuracies (what the judge reads), ``valid`` the validation
+    accuracies (what the guard reads; the same as the test ones unless given)."""
     path.mkdir(parents=True)
     (path / "summary.json").write_text(json.dumps({"status": "warned", "train_time_s": 60.0}))
     (path / "config.json").write_text(json.dumps({"guard": {"policy": policy}, "method": {}}))
-    rows = [{"kind": "epoch", "step": 10 * (i + 1), "epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+    valid = accs if valid is None else valid
+    rows = [{"kind": "epoch", "step": 10 * (i + 1), "epoch": i + 1, "valid_acc": v, "test_acc": a}
+            for i, (a, v) in enumerate(zip(accs, valid, strict=True))]  # fmt: skip
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -38,12 +42,20 @@ def _run(path: Path, accs: list[float], policy: str) -> Path:
 def test_outcome_replays_the_current_guard_on_warn_runs(tmp_path):
     jem = stability.outcome(_run(tmp_path / "jem", JEM, "warn"))
     assert jem["collapsed"] and jem["caught"] and not jem["false_alarm"]
-    assert jem["events"][0]["reason"] == "test_acc_lost" and jem["events"][0]["step"] == 60
+    assert jem["events"][0]["reason"] == "valid_acc_lost" and jem["events"][0]["step"] == 60
     jempp = stability.outcome(_run(tmp_path / "jempp", JEMPP, "warn"))
     assert not jempp["collapsed"] and jempp["events"] == [] and not jempp["false_alarm"]
     # A guard that fired on the dip (the old one-epoch rule) would be a false alarm.
     dip = stability.outcome(_run(tmp_path / "dip", [0.5, 0.8, 0.66, 0.75, 0.9], "warn"))
     assert not dip["collapsed"] and dip["events"] == []
+
+
+def test_the_replayed_guard_reads_validation_accuracy_never_the_test_set(tmp_path):
+    # The test accuracy collapses, the validation accuracy does not: the judge sees the collapse, the
+    # guard (replayed as the loop runs it) does not fire, so the page would show it as SILENT.
+    o = stability.outcome(_run(tmp_path / "split", JEM, "warn", valid=[0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.5, 0.55,
+                                                                        0.55, 0.6, 0.6]))  # fmt: skip
+    assert o["collapsed"] and o["events"] == [] and not o["caught"]
 
 
 def test_a_step_trigger_on_a_run_that_did_not_collapse_is_a_false_alarm(tmp_path):
@@ -66,7 +78,7 @@ def test_a_fall_within_the_test_sets_noise_is_not_a_collapse():
 
 
 def test_recovery_effect_compares_final_accuracies_of_twins():
-    ev = [{"reason": "test_acc_lost"}]
+    ev = [{"reason": "valid_acc_lost"}]
     done = {
         ("default", "jem", "digits28", 0): {"events": ev, "final": 0.98, "status": "recovered"},
         ("warn", "jem", "digits28", 0): {"events": ev, "final": 0.503, "status": "warned"},

@@ -48,6 +48,7 @@ def _cfg(data: Path, out: Path, batch: int, method: str = "standard"):
     cfg.data.name, cfg.data.root, cfg.data.augment = "npz", str(data), "none"
     cfg.data.batch_size, cfg.data.eval_batch_size = batch, 32
     cfg.data.train_limit = cfg.data.test_limit = None
+    cfg.data.valid_size = 0  # every image trains: the equivalence checks count steps
     cfg.model.arch = "jem-cnn-small"
     cfg.log_every, cfg.eval_robust_n, cfg.epochs = 1, 0, 2
     cfg.optim.lr = 0.05
@@ -230,20 +231,22 @@ def test_resplit_state_pools_and_splits():
 
 def test_torchrun_cli(tmp_path):
     """`torchrun --nproc_per_node 2 -m jeat train` end to end with a BatchNorm model (the tiny
-    preset's cnn-small): the trainer owns the group, rank 0 writes, the test accuracy is sharded."""
-    data = _npz(tmp_path / "data")
+    preset's cnn-small): the trainer owns the group, rank 0 writes, the test accuracy is sharded, both
+    ranks hold out the same validation split."""
+    data = _npz(tmp_path / "data", n_train=80)  # 16 held out leave 64
     # --standalone: torchrun binds a free port itself (a port found free here can be taken before it binds)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "jeat", "train", "--preset", "tiny", "--dataset", "npz", "--data", str(data),
            "--device", "cpu", "--batch-size", "8", "--out", str(tmp_path / "runs"),
            "--name", "tr", "--no-progress", "--set", "data.test_limit=none", "--set", "data.train_limit=none",
-           "--set", "log_every=2"]  # fmt: skip
+           "--set", "log_every=2", "--set", "data.valid_size=16"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "runs" / "tr"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 64 // 16 and summary["test_acc"] is not None
+    assert summary["steps"] == 64 // 16 and summary["test_acc"] is not None and summary["valid_images"] == 16
+    assert len(json.loads((run / "split.json").read_text())["valid_indices"]) == 16
     assert r.stdout.count('"steps"') == 1  # the summary is printed by rank 0 only
     steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) + 1  # step lines + one epoch line

@@ -61,6 +61,17 @@ def test_a_model_whose_scores_separate_perfectly_reads_one(tmp_path):
     assert res["sets"]["uniform"]["n"] == 20 and (tmp_path / "ood_hist.png").is_file()
 
 
+def test_the_default_sets_skip_colour_sets_on_grayscale_data_and_say_so(tmp_path):
+    test = ImageSet(torch.full((20, 1, 8, 8), 200, dtype=torch.uint8), torch.zeros(20, dtype=torch.long),
+                    [str(i) for i in range(10)])  # fmt: skip
+    res = run(EvalContext(Brightness(), test, tmp_path, progress=False, options={"ood.scores": "logpx"}))
+    assert set(res["skipped"]) == {"grayscale", "permuted"} and "1 channel" in res["skipped"]["grayscale"]
+    assert set(res["sets"]) == {"uniform", "gaussian", "constant", "interp"}
+    with pytest.raises(ValueError, match="needs more than one channel"):  # named by the user: still an error
+        run(EvalContext(Brightness(), test, tmp_path, progress=False,
+                        options={"ood.sets": "permuted", "ood.scores": "logpx"}))  # fmt: skip
+
+
 def test_synthetic_sets_are_valid_images_of_the_test_shape():
     g = torch.Generator().manual_seed(0)
     test = torch.rand(16, 3, 8, 8)

@@ -126,11 +126,11 @@ def test_missing_data_is_a_clean_error(capsys, tmp_path, no_jeat_data):
 def _train_argv(data, out, *extra):
     return ["train", "--preset", "tiny", "--dataset", "npz", "--data", str(data), "--out", str(out), "--name", "run",
             "--no-progress", "--device", "cpu", "--batch-size", "16", "--set", "data.train_limit=none",
-            "--set", "data.test_limit=none", "--set", "log_every=1", *extra]  # fmt: skip
+            "--set", "data.test_limit=none", "--set", "log_every=1", "--set", "data.valid_size=16", *extra]  # fmt: skip
 
 
 def test_train_end_to_end_and_resume(capsys, tmp_path):
-    data = make_npz_dir(tmp_path / "data", n_train=48, n_test=16, size=16)
+    data = make_npz_dir(tmp_path / "data", n_train=64, n_test=16, size=16)  # 16 held out for validation
     assert main(_train_argv(data, tmp_path)) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 3 and summary["epochs"] == 1 and summary["preset"] == "tiny"
@@ -183,5 +183,27 @@ def test_train_eb_jdat_from_the_command_line(tmp_path, capsys):
     rc = main(["train", "--preset", "tiny", "--method", "eb-jdat", "--dataset", "npz", "--data", str(data),
                "--out", str(tmp_path / "runs"), "--no-progress", "--batch-size", "16", "--set", "method.sgld.steps=1",
                "--set", "method.sgld.inner_steps=1", "--set", "method.sgld.buffer_size=16",
-               "--set", "method.sgld.init=uniform", "--set", "method.attack.steps=1"])  # fmt: skip
+               "--set", "method.sgld.init=uniform", "--set", "method.attack.steps=1",
+               "--set", "data.valid_size=0"])  # fmt: skip
     assert rc == 0 and json.loads(capsys.readouterr().out)["method"] == "eb-jdat"
+
+
+def test_a_truncated_safetensors_is_one_line_naming_the_file(tmp_path, capsys):
+    from conftest import tiny_config
+
+    from jeat.training import Trainer
+
+    data = make_npz_dir(tmp_path / "data", n_train=32, n_test=16, size=16)
+    t = Trainer(tiny_config(data, tmp_path / "runs", name="r"), progress=False)
+    t.fit()
+    run = t.run.path
+    (run / "checkpoint.pt").unlink()  # what is left to load: model.safetensors, cut short
+    blob = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    capsys.readouterr()
+    for argv in (["evaluate", str(run), "--suite", "robustness", "--n", "8", "--no-progress"],
+                 ["generate", str(run), "--per-class", "1", "--steps", "1"]):  # fmt: skip
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "model.safetensors is not a readable safetensors file" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1

@@ -153,6 +153,14 @@ class _Payload:
 
 def test_a_pickle_with_code_is_refused(tmp_path, capsys):
     torch.save({"model_state_dict": _Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="cannot read .* safely"):
+    with pytest.raises(RuntimeError, match="could execute code"):
         import_checkpoint(tmp_path / "evil.pt", "jem", tmp_path / "run")
     assert "pickled code ran" not in capsys.readouterr().out
+    # From the command line: one line naming the file and saying why, never torch's advice to retry with
+    # weights_only=False (which would run the code).
+    assert main(["import", str(tmp_path / "evil.pt"), "--format", "jem", "--out", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "evil.pt" in err and "could execute code" in err and "weights_only" not in err.replace("weights_only=True", "")
+    )
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

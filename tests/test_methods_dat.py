@@ -183,7 +183,8 @@ def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(data, tmp_
 def test_jeat_train_method_dat_from_the_cli(data, tmp_path, capsys):
     rc = main(["train", "--preset", "tiny", "--method", "dat", "--dataset", "npz", "--data", str(data), "--epochs", "1",
                "--out", str(tmp_path), "--name", "dat", "--no-progress", "--device", "cpu", "--outdist", "gaussian",
-               "--set", "data.batch_size=16", "--set", "method.attack.steps=1"])  # fmt: skip
+               "--set", "data.batch_size=16", "--set", "method.attack.steps=1",
+               "--set", "data.valid_size=16"])  # fmt: skip
     assert rc == 0
     cfg = json.loads((tmp_path / "dat" / "config.json").read_text())
     assert cfg["method"]["attack"]["norm"] == "l2" and cfg["method"]["attack"]["eps"] == 0.5  # implied by --method

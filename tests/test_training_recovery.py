@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import counting_method, tiny_config
+from conftest import counting_method, make_npz_dir, tiny_config
 
 from jeat.config import GuardConfig
 from jeat.methods import METHODS
@@ -16,7 +16,21 @@ from jeat.training.checkpoint import load_checkpoint
 from jeat.training.guard import DivergenceError, Guard
 
 
+@pytest.fixture
+def npz_dir(tmp_path):
+    """80 training images: 16 held out for validation (the epoch triggers read them) leave 64, four 16-image
+    batches per epoch."""
+    return make_npz_dir(tmp_path / "data", n_train=80, n_test=32)
+
+
+def _valid_only(accs):
+    """An evaluate() that returns the next of ``accs`` on the validation set and chance on the test set
+    (which no decision reads)."""
+    return lambda self, data, *a, **k: next(accs) if data is self.valid_set else 0.25
+
+
 def _cfg(npz_dir, tmp_path, method="standard", **changes):
+    changes.setdefault("data__valid_size", 16)
     cfg = tiny_config(npz_dir, tmp_path / "runs", name="r", **changes)
     cfg.method.name = method
     cfg.guard.warmup_checks, cfg.guard.gap_patience, cfg.guard.gap_growth = 2, 1, 0.0  # fire on the first bad check
@@ -143,14 +157,14 @@ def test_gap_beyond_the_hard_limit_fires_at_once():
         Guard(GuardConfig(gap_band=5.0, gap_hard=4.0))
 
 
-def test_test_acc_losing_most_of_what_was_learned_fires():
-    g = Guard(GuardConfig(test_acc_drop=0.10, learned_lost=0.6, chance_learned=0.05))
+def test_valid_acc_losing_most_of_what_was_learned_fires():
+    g = Guard(GuardConfig(valid_acc_drop=0.10, learned_lost=0.6, chance_learned=0.05))
     assert g.check_epoch(0.105, 78, chance=0.1) is None  # at chance before learning: early training
     assert g.check_epoch(0.199, 156, chance=0.1) is None
-    # The study's cpu-jeat: 19.9 % -> 12.1 %, 7.8 points (below test_acc_drop's 10) but 79 % of
+    # The study's cpu-jeat: 19.9 % -> 12.1 %, 7.8 points (below valid_acc_drop's 10) but 79 % of
     # its gain over chance gone.
     t = g.check_epoch(0.121, 234, chance=0.1)
-    assert t is not None and t.reason == "test_acc_lost" and t.epoch_level and t.reference == 0.199
+    assert t is not None and t.reason == "valid_acc_lost" and t.epoch_level and t.reference == 0.199
     ok = Guard(GuardConfig(learned_lost=0.6))
     ok.check_epoch(0.183, 1, chance=0.1)
     assert ok.check_epoch(0.151, 2, chance=0.1) is None  # robust-jem gray28 seed 0: lost 39 %, then 26.7 %
@@ -160,64 +174,66 @@ def test_test_acc_losing_most_of_what_was_learned_fires():
 def test_one_epoch_dip_is_not_a_drop_but_a_persisting_one_is():
     # issue 26: jempp on digits28 (recovery off) dipped 82.3 -> 64.7 % for one epoch, then 73.3 and
     # on to 96.7 %: not a collapse. jem's twin fell 44.7 -> 37.0 -> 11.7: caught.
-    g = Guard(GuardConfig(test_acc_drop=0.10, test_acc_patience=2))
+    g = Guard(GuardConfig(valid_acc_drop=0.10, valid_acc_patience=2))
     for i, acc in enumerate([0.357, 0.607, 0.713, 0.823, 0.647, 0.733, 0.72, 0.86]):
         assert g.check_epoch(acc, i, chance=0.1) is None, acc
-    g = Guard(GuardConfig(test_acc_drop=0.10, test_acc_patience=2))
+    g = Guard(GuardConfig(valid_acc_drop=0.10, valid_acc_patience=2))
     for i, acc in enumerate([0.6, 0.45]):
         assert g.check_epoch(acc, i, chance=0.1) is None
     state = g.state_dict()  # the streak survives a checkpoint
-    g2 = Guard(GuardConfig(test_acc_drop=0.10, test_acc_patience=2))
+    g2 = Guard(GuardConfig(valid_acc_drop=0.10, valid_acc_patience=2))
     g2.load_state_dict(state)
     t = g2.check_epoch(0.44, 2, chance=0.1)
-    assert t is not None and t.reason == "test_acc_drop" and t.reference == 0.6
-    assert Guard(GuardConfig(test_acc_patience=1)).check_epoch(0.6, 0) is None
-    one = Guard(GuardConfig(test_acc_patience=1))
+    assert t is not None and t.reason == "valid_acc_drop" and t.reference == 0.6
+    assert Guard(GuardConfig(valid_acc_patience=1)).check_epoch(0.6, 0) is None
+    one = Guard(GuardConfig(valid_acc_patience=1))
     one.check_epoch(0.6, 0)
-    assert one.check_epoch(0.45, 1).reason == "test_acc_drop"  # the old one-epoch rule, as an option
-    with pytest.raises(ValueError, match="test_acc_patience"):
-        Guard(GuardConfig(test_acc_patience=0))
+    assert one.check_epoch(0.45, 1).reason == "valid_acc_drop"  # the old one-epoch rule, as an option
+    with pytest.raises(ValueError, match="valid_acc_patience"):
+        Guard(GuardConfig(valid_acc_patience=0))
 
 
 def test_an_epoch_fall_within_the_test_sets_sampling_noise_does_not_fire():
     # issue 26, digits28 (300 test images): cpu-jeat 15.7 -> 12.0 % "lost" 65 % of a 5.7-point gain, but
     # the fall is 1.3 standard errors; the rule without the test set's size fired on it.
-    g = Guard(GuardConfig(test_acc_z=3.0))
+    g = Guard(GuardConfig(valid_acc_z=3.0))
     g.check_epoch(0.157, 11, chance=0.1, n=300)
     assert g.check_epoch(0.12, 22, chance=0.1, n=300) is None
     blind = Guard(GuardConfig())
     blind.check_epoch(0.157, 11, chance=0.1)
-    assert blind.check_epoch(0.12, 22, chance=0.1).reason == "test_acc_lost"  # n unknown: no margin
+    assert blind.check_epoch(0.12, 22, chance=0.1).reason == "valid_acc_lost"  # n unknown: no margin
     # A real collapse on the same test set is far outside the noise: jem's 44.7 -> 11.7 %.
-    g = Guard(GuardConfig(test_acc_z=3.0))
+    g = Guard(GuardConfig(valid_acc_z=3.0))
     g.check_epoch(0.447, 55, chance=0.1, n=300)
-    assert g.check_epoch(0.117, 66, chance=0.1, n=300).reason == "test_acc_lost"
-    # The margin widens test_acc_drop too: 12 points on 60 images is noise (3 SE = 0.25), on 2000 it is not.
+    assert g.check_epoch(0.117, 66, chance=0.1, n=300).reason == "valid_acc_lost"
+    # The margin widens valid_acc_drop too: 12 points on 60 images is noise (3 SE = 0.25), on 2000 it is not.
     for n, fires in ((60, False), (2000, True)):
-        g = Guard(GuardConfig(test_acc_patience=1, learned_lost=1.0))
+        g = Guard(GuardConfig(valid_acc_patience=1, learned_lost=1.0))
         g.check_epoch(0.6, 1, chance=0.1, n=n)
         assert (g.check_epoch(0.48, 2, chance=0.1, n=n) is not None) is fires
 
 
-def test_test_acc_drop_fires_and_rolls_back_to_the_best_epoch(npz_dir, tmp_path, monkeypatch):
+def test_valid_acc_drop_fires_and_rolls_back_to_the_best_epoch(npz_dir, tmp_path, monkeypatch):
     accs = iter([0.6, 0.45, 0.4, 0.55, 0.6])  # epochs 2-3 stay 10+ points down; after the rollback not
-    monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: next(accs))
-    cfg = _cfg(npz_dir, tmp_path, epochs=3, guard__test_acc_z=0.0)  # 32 test images: 3 SE would be 37 points
+    monkeypatch.setattr(Trainer, "evaluate", _valid_only(accs))
+    # 16 validation images: 3 SE would be 50 points; batch-level triggers off (this is about the epoch ones)
+    cfg = _cfg(npz_dir, tmp_path, epochs=3, guard__valid_acc_z=0.0, guard__ce_factor=1e9)
     t = Trainer(cfg, progress=False)
     summary = t.fit()
     assert summary["status"] == "recovered" and summary["epochs"] == 3
     (ev,) = summary["guard"]["events"]
-    assert ev["reason"] == "test_acc_drop" and ev["value"] == 0.4 and ev["reference"] == 0.6
+    assert ev["reason"] == "valid_acc_drop" and ev["value"] == 0.4 and ev["reference"] == 0.6
     assert ev["to_checkpoint"] == "best.pt" and ev["to_step"] == 4  # the end of epoch 1 (4 steps per epoch)
-    assert [r["test_acc"] for r in t.run.records("epoch")] == [0.6, 0.55, 0.6]
+    assert [r["valid_acc"] for r in t.run.records("epoch")] == [0.6, 0.55, 0.6]
 
 
 def test_a_collapse_rolls_back_at_once(npz_dir, tmp_path, monkeypatch):
     accs = iter([0.6, 0.2, 0.55, 0.6])  # epoch 2 loses 80 % of the gain over chance: no waiting
-    monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: next(accs))
-    summary = Trainer(_cfg(npz_dir, tmp_path, epochs=3), progress=False).fit()
+    monkeypatch.setattr(Trainer, "evaluate", _valid_only(accs))
+    cfg = _cfg(npz_dir, tmp_path, epochs=3, guard__ce_factor=1e9, guard__valid_acc_z=0.0)  # 16 images: no margin
+    summary = Trainer(cfg, progress=False).fit()
     (ev,) = summary["guard"]["events"]
-    assert ev["reason"] == "test_acc_lost" and ev["value"] == 0.2 and ev["to_step"] == 4
+    assert ev["reason"] == "valid_acc_lost" and ev["value"] == 0.2 and ev["to_step"] == 4
 
 
 def test_forced_divergence_rolls_back_reseeds_lowers_lr_and_finishes(npz_dir, tmp_path, monkeypatch):
@@ -304,9 +320,9 @@ def test_warn_policy_logs_the_onset_and_goes_on(npz_dir, tmp_path, monkeypatch):
 
 
 def test_checkpoints_are_pruned_and_best_is_kept(npz_dir, tmp_path, monkeypatch):
-    accs = iter([0.5, 0.45, 0.4])  # epoch 1 stays the best (drops smaller than test_acc_drop)
-    monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: next(accs))
-    cfg = _cfg(npz_dir, tmp_path, epochs=3, checkpoint_every=1, guard__keep_checkpoints=2)
+    accs = iter([0.5, 0.45, 0.4])  # epoch 1 stays the best (drops smaller than valid_acc_drop)
+    monkeypatch.setattr(Trainer, "evaluate", _valid_only(accs))
+    cfg = _cfg(npz_dir, tmp_path, epochs=3, checkpoint_every=1, guard__keep_checkpoints=2, guard__ce_factor=1e9)
     t = Trainer(cfg, progress=False)
     assert t.fit()["status"] == "ok"
     assert [s for s, _ in t.run.step_checkpoints()] == [11, 12]

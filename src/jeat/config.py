@@ -26,7 +26,13 @@ class DataConfig:
     augment: str = "flip-crop"  # none | flip-crop | jem (flip-crop + JEM's N(0, 0.03^2) in [-1, 1] units)
     batch_size: int = 128
     eval_batch_size: int = 500
-    train_limit: int | None = None  # random subset for quick runs
+    # Images held out of the training set as validation data (data/split.py): class-stratified, drawn with the
+    # run's seed before train_limit, recorded in RUN/split.json. Every decision of a run (the guard's epoch
+    # triggers, best.pt, rollback targets, the `failed` verdict) reads it; the test set only reports. 0: no
+    # split, and then those decisions are off (with a warning), never taken on the test set. Presets set it
+    # (paper-*: their reference's n_valid; cpu-*: 2,000, docs/TRAINING.md "Validation").
+    valid_size: int = 0
+    train_limit: int | None = None  # random subset for quick runs (of the images left after the split)
     test_limit: int | None = None
     # DAT's out-of-distribution images: gaussian (the training set's class-conditional Gaussians, built in,
     # offline) | uniform | cifar10 | cifar100 | svhn (train split, from the data root) | npz:PATH | folder:PATH.
@@ -186,24 +192,26 @@ class GuardConfig:
     jump_floor: float = 1.0
     ce_factor: float = 3.0  # CE above factor * recent median ...
     acc_drop: float = 0.10  # ... while batch accuracy falls this far below its recent median
-    test_acc_drop: float = 0.10  # an epoch's test accuracy this far below the run's best ...
-    # ... on test_acc_patience epochs in a row: one dip that the next epoch climbs out of is not a
+    # The epoch triggers judge validation accuracy (data.valid_size; never the test set):
+    valid_acc_drop: float = 0.10  # an epoch's validation accuracy this far below the run's best ...
+    # ... on valid_acc_patience epochs in a row: one dip that the next epoch climbs out of is not a
     # collapse (issue 26: jempp on digits28 fell 82.3 -> 64.7 % for one epoch and went on to 96.7 %).
-    test_acc_patience: int = 2
-    # Both epoch triggers also need the fall to exceed test_acc_z standard errors of the difference of
-    # two accuracies on the run's test set (sqrt(b(1-b)/n + a(1-a)/n)): on 300 test images a fall from
+    valid_acc_patience: int = 2
+    # Both epoch triggers also need the fall to exceed valid_acc_z standard errors of the difference of
+    # two accuracies on the run's validation set (sqrt(b(1-b)/n + a(1-a)/n)): on 300 images a fall from
     # 15.7 to 12.0 % is noise (SE 2.8 points), not 65 % of the gain lost (issue 26, digits28).
-    test_acc_z: float = 3.0
-    # An epoch's test accuracy that lost more than learned_lost of the run's best gain over chance
+    valid_acc_z: float = 3.0
+    # An epoch's validation accuracy that lost more than learned_lost of the run's best gain over chance
     # (1/classes), once that gain reached chance_learned: the collapse of a run whose best was too
     # low for test_acc_drop to see (healthy runs here lost at most 39 %, collapses 72-102 %).
     learned_lost: float = 0.6
     chance_learned: float = 0.05
-    # A finished run whose best test accuracy is below chance + fail_margin did not learn: status `failed`
-    # (and a non-zero exit from `jeat train`), whatever the guard did on the way. Judged only with at least
-    # fail_min_test test images (a smaller test set cannot tell chance from a few points above it).
+    # A finished run whose best validation accuracy is below chance + fail_margin did not learn: status
+    # `failed` (and a non-zero exit from `jeat train`), whatever the guard did on the way. Judged only with at
+    # least fail_min_valid validation images (fewer cannot tell chance from a few points above it); without
+    # a validation split, on the last epoch's training accuracy (named in the message).
     fail_margin: float = 0.05
-    fail_min_test: int = 100
+    fail_min_valid: int = 100
     # What a trigger does: stop | warn (log, go on) | rollback (last good checkpoint, new noise
     # seed) | rollback-lr (also lr *= lr_factor). After max_retries rollbacks the run stops.
     policy: str = "rollback-lr"
@@ -267,9 +275,19 @@ class TrainConfig:
         return _from_dict(cls, d)
 
 
+# Fields renamed since a run's config.json may have been written: old name -> new name. The guard's
+# epoch triggers read validation data since issue 34 (they were named after the test set).
+RENAMED = {
+    "GuardConfig": {"test_acc_drop": "valid_acc_drop", "test_acc_patience": "valid_acc_patience",
+                    "test_acc_z": "valid_acc_z", "fail_min_test": "fail_min_valid"},
+}  # fmt: skip
+
+
 def _from_dict(cls, d: dict):
     hints = typing.get_type_hints(cls)
     kwargs = {}
+    renamed = RENAMED.get(cls.__name__, {})
+    d = {renamed.get(k, k): v for k, v in d.items()}
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:

@@ -25,8 +25,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import Tensor
 
@@ -34,7 +32,7 @@ from .config import TrainConfig
 from .models import build_model
 from .models.normalize import CIFAR10_MEAN, CIFAR10_STD, custom_normalization
 from .models.wrn import from_jem_state_dict
-from .training.checkpoint import atomic_write_bytes, atomic_write_json
+from .training.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, read_safetensors
 
 FORMATS = ("jem", "robustness", "robustbench")
 
@@ -53,11 +51,10 @@ def read(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickled code, or not a torch file at all
-        raise ValueError(f"cannot read {path} safely (weights_only=True): {e}") from None
+        return read_safetensors(path)
+    # weights_only=True: a file holding objects that could execute code is refused, and said so in our
+    # words (torch's own message suggests weights_only=False, advice that would run that code)
+    return load_checkpoint(path)
 
 
 def _strip(state: dict, prefix: str) -> dict:

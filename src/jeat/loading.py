@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from .config import TrainConfig
 from .models import Classifier, build_model
-from .training.checkpoint import CheckpointError, load_checkpoint
+from .training.checkpoint import CheckpointError, load_checkpoint, read_safetensors
 
 
 @dataclass
@@ -52,7 +51,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", weights: 
         elif weights == "ema" and ckpt_file.name != ema_file.name:
             raise CheckpointError(f"weights=ema: no model_ema.safetensors beside {ckpt_file} (trained without ema)")
         used = "ema" if ckpt_file.name == ema_file.name else "raw"
-        state, ckpt = load_file(str(ckpt_file), device=str(device)), None
+        state, ckpt = read_safetensors(ckpt_file, device=str(device)), None
         num_classes = state["backbone.fc.weight"].shape[0] if "backbone.fc.weight" in state else 10
         in_ch = _in_channels(state)
         names = [str(i) for i in range(num_classes)]

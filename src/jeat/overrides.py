@@ -60,6 +60,11 @@ def apply_override(cfg: TrainConfig, assignment: str) -> None:
             raise ValueError(f"unknown config section {p!r} in {path!r}")
         obj = getattr(obj, p)
     hints = typing.get_type_hints(type(obj))
+    from .config import RENAMED  # lazy: config imports this module
+
+    if leaf in RENAMED.get(type(obj).__name__, {}):
+        new = RENAMED[type(obj).__name__][leaf]
+        raise ValueError(f"{path.strip()!r} was renamed {'.'.join([*parents, new])!r} (it judges validation data)")
     if leaf not in hints:
         choices = ", ".join(f.name for f in fields(obj))
         raise ValueError(f"unknown config field {path!r}; {type(obj).__name__} has: {choices}")

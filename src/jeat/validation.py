@@ -11,8 +11,8 @@ if TYPE_CHECKING:
 POSITIVE = ("epochs", "log_every", "data.batch_size", "data.eval_batch_size", "optim.lr", "method.attack.steps",
             "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps")  # fmt: skip
 NON_NEGATIVE = ("method.dat.step_size", "method.dat.start_steps", "method.dat.max_steps", "method.dat.r1",
-                "checkpoint_every", "eval_robust_n", "optim.weight_decay", "optim.warmup_steps", "optim.momentum",
-                "optim.sam_rho",
+                "checkpoint_every", "eval_robust_n", "data.valid_size", "optim.weight_decay", "optim.warmup_steps",
+                "optim.momentum", "optim.sam_rho",
                 "method.noise_sigma", "method.attack.eps", "method.attack.step_size", "method.sgld.step_size",
                 "method.sgld.noise", "method.sgld.inner_step_size", "method.sgld.inner_clip", "method.px_weight",
                 "method.energy_l2", "method.trades_beta", "method.ebjdat_perception_weight")  # fmt: skip

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..data import ImageSet, load_dataset
+from ..data.split import training_part
 
 
 @dataclass
@@ -33,6 +34,7 @@ class EvalContext:
     samples: Path | None = None  # .npz of generated images (x uint8 NHWC, y) for fid / memorisation
     options: dict = field(default_factory=dict)  # per-suite settings from the CLI (--set suite.key=value)
     buffer: Tensor | None = None  # replay-buffer states in [0, 1] (NCHW) for fid's buffer FID
+    run_dir: Path | None = None  # the evaluated run: its recorded validation split is left out of train_set()
     _train: ImageSet | None = None
 
     def opt(self, suite: str, key: str, default):
@@ -41,9 +43,10 @@ class EvalContext:
         return type(default)(v) if default is not None and not isinstance(v, type(default)) else v
 
     def train_set(self) -> ImageSet:
-        """The training set, loaded once (FID reference statistics, memorisation search)."""
+        """The images the run trained on, loaded once (FID reference statistics, memorisation search):
+        the training set minus the run's validation split (RUN/split.json), when it has one."""
         if self._train is None:
-            self._train = load_dataset(self.dataset, "train", root=self.data_root)
+            self._train = training_part(load_dataset(self.dataset, "train", root=self.data_root), self.run_dir)
         return self._train
 
     def bar(self, total: int, desc: str):

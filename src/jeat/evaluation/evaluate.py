@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..data import load_dataset
+from ..data.split import load_split
 from .common import EvalContext
 from .report import save_metrics, write_report
 from .suites import get_suite, parse_suites
@@ -27,13 +28,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 def run_buffer(trained) -> Tensor:
     """The replay-buffer states of a run (its checkpoint, or an imported replay_buffer.safetensors)."""
-    from safetensors.torch import load_file
-
     from ..sampling.generate import find_buffer
+    from ..training.checkpoint import read_safetensors
 
     imported = trained.run_dir / "replay_buffer.safetensors"
     if trained.checkpoint is None and imported.is_file():
-        return load_file(str(imported))["x"]
+        return read_safetensors(imported)["x"]
     return find_buffer((trained.checkpoint or {}).get("method"))["x"]
 
 
@@ -78,6 +78,7 @@ def evaluate(
         dataset,
         Path(samples) if samples else None,
         dict(options or {}),
+        run_dir=trained.run_dir,
     )
     names = parse_suites(suites) if isinstance(suites, str) else list(suites)
     if "fid" in names and str(ctx.opt("fid", "buffer", "")).lower() in ("1", "true", "yes", "on"):
@@ -105,6 +106,10 @@ def evaluate(
             "test_file": test_file,
             "n_test": len(test),
             "selection": "first n of a fixed (seed 0) shuffle of the test set",
+            # FID's reference and memorisation's neighbours come from the images the run trained on
+            "train_images": f"training set minus the run's validation split (split.json: {len(split.valid)} images)"
+            if (split := load_split(trained.run_dir))
+            else "whole training set",
         },
         "batch_size": batch_size,
         "out_dir": str(out),

@@ -36,6 +36,9 @@ SYNTHETIC = ("uniform", "gaussian", "constant", "interp", "grayscale", "permuted
 NAMED = ("cifar10", "cifar100", "svhn")
 SCORES = ("logpx", "maxprob", "grad_norm")
 DEFAULT_SETS = ",".join(SYNTHETIC)
+# Sets made from the colour channels of the test images: without colour there is nothing to take away or permute.
+RGB_ONLY = {"grayscale": "a grayscale copy of grayscale images is the images themselves",
+            "permuted": "a one-channel image has no channels to permute"}  # fmt: skip
 
 
 def score_batch(model: nn.Module, x: Tensor, scores=SCORES) -> dict[str, Tensor]:
@@ -142,6 +145,10 @@ def histogram(in_scores: dict[str, Tensor], out_scores: dict[str, dict[str, Tens
 def run(ctx: EvalContext) -> dict:
     ctx.model.eval()
     sets = [s.strip() for s in str(ctx.opt("ood", "sets", DEFAULT_SETS)).split(",") if s.strip()]
+    skipped = {}
+    if "ood.sets" not in ctx.options and ctx.test.shape[0] == 1:  # the default list, on one-channel data
+        skipped = {s: f"skipped: {RGB_ONLY[s]} (the test images have 1 channel)" for s in sets if s in RGB_ONLY}
+        sets = [s for s in sets if s not in skipped]
     scores = [s.strip() for s in str(ctx.opt("ood", "scores", ",".join(SCORES))).split(",") if s.strip()]
     bad = set(scores) - set(SCORES)
     if bad or not scores or not sets:
@@ -153,7 +160,8 @@ def run(ctx: EvalContext) -> dict:
     n = len(ctx.test)
     g = torch.Generator().manual_seed(ctx.seed)
     in_scores = _scores_of(ctx, ctx.test.images.float() / 255, scores, "ood: test")
-    res: dict = {"n_in": n, "scores": scores, "positive": "test images (in-distribution)", "sets": {}}
+    res: dict = {"n_in": n, "scores": scores, "positive": "test images (in-distribution)", "sets": {},
+                 **({"skipped": skipped} if skipped else {})}  # fmt: skip
     out_scores = {}
     for name in sets:
         x = load_set(ctx, name, n, g)

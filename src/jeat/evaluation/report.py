@@ -150,6 +150,8 @@ def write_report(out_dir: Path, metrics: dict) -> Path:
                f"Positives: {ood['n_in']} test images; sets: {sizes}. "
                "Scores: logpx = log p(x) + const = -E(x); maxprob = max_y p(y|x); grad_norm = -||d log p(x)/dx||.", "",
                *table(ood, "auroc"), "", *table(ood, "aupr_in"), "", *table(ood, "fpr95"), ""]  # fmt: skip
+        skipped = ood.get("skipped", {})
+        md += [f"Not measured: {k}: {why}." for k, why in skipped.items()] + ([""] if skipped else [])
     mem = s.get("memorisation", {})
     if "skipped" in mem:
         md += ["## Memorisation", "", mem["skipped"], ""]

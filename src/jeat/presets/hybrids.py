@@ -15,6 +15,7 @@ from ..config import (
 from .parts import (
     CPU_ENERGY_L2,
     JEMPP_BN_MOMENTUM,
+    REFERENCE_N_VALID,
     TO_UNIT_NOISE,
     TO_UNIT_STEP,
     cpu,
@@ -147,6 +148,7 @@ register("paper-eb-jdat", "EB-JDAT on JEM++: BN WRN-28-10, PYLD m=10 n=5, advers
         arch="jempp-wrn-28-10",
         augment="jem",
         bn_momentum=JEMPP_BN_MOMENTUM,
+        valid_size=REFERENCE_N_VALID,  # EB-JDAT-JEM++'s train_jempp.py: --n_valid 5000, as JEM++'s
     )  # fmt: skip
 )
 register("cpu-eb-jdat", "small CNN, EB-JDAT on JEM++ (PYLD 5x5, 3-step adversarial sampler), energy L2 0.1, 4k images")(

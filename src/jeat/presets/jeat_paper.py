@@ -13,6 +13,7 @@ from ..config import (
 )
 from .parts import (
     CPU_ENERGY_L2,
+    REFERENCE_N_VALID,
     ROBUST_JEM_EPS,
     adam_table4,
     cpu,
@@ -44,8 +45,16 @@ register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cy
         15,
     )
 )
+# The JEAT paper names no validation split; JEAT and PreJEAT build on JEM's code (train_wrn_ebm.py,
+# --n_valid 5000), so the JEAT family holds out JEM's 5,000, as paper-jem does.
 register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
-    lambda: paper(MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)), adam_table4(), 64, 200)
+    lambda: paper(
+        MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)),
+        adam_table4(),
+        64,
+        200,
+        valid_size=REFERENCE_N_VALID,
+    )  # fmt: skip
 )
 
 
@@ -55,7 +64,7 @@ register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, 
 # same sampler. They differ only in the method. paper-jeat-bn keeps the BN/ReLU WRN as an option.
 def _jem_pair(method: MethodConfig) -> TrainConfig:
     return paper(method, OptimConfig(**{**adam_table4().__dict__, "warmup_steps": 1000}), 64, 200,
-                  arch="jem-wrn-28-10", augment="jem")  # fmt: skip
+                  arch="jem-wrn-28-10", augment="jem", valid_size=REFERENCE_N_VALID)  # fmt: skip
 
 
 JEAT_ATTACK = AttackConfig("joint", 8 / 255, 8 / 255, 1)
@@ -67,7 +76,9 @@ register("paper-jem", "JEM's WRN-28-10 (no BN, LeakyReLU), JEM objective, Table 
     lambda: _jem_pair(MethodConfig("jem", sgld=jem_sgld(), px_data="separate"))
 )
 register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; Table 4 otherwise")(
-    lambda: paper(MethodConfig("jeat", attack=JEAT_ATTACK, sgld=jem_sgld()), adam_table4(), 64, 200)
+    lambda: paper(
+        MethodConfig("jeat", attack=JEAT_ATTACK, sgld=jem_sgld()), adam_table4(), 64, 200, valid_size=REFERENCE_N_VALID
+    )  # fmt: skip
 )
 register("paper-robust-jem", "Robust JEM: JEM++ (BN WRN, SGD, proximal sampler m=10, n=5) + PGD-15 AT, eps 0.05")(
     lambda: jempp_paper(
@@ -135,13 +146,13 @@ register("cpu-robust-jem", "small CNN, PGD-3 AT (eps 0.05) + JEM++ proximal samp
 )
 
 
-register("tiny", "for tests: small CNN, 512 images, 1 epoch, fp32")(
+register("tiny", "for tests: small CNN, 512 images (256 more held out for validation), 1 epoch, fp32")(
     lambda: TrainConfig(
         epochs=1,
         amp="none",
         channels_last=False,
         log_every=2,
-        data=DataConfig(batch_size=32, train_limit=512, test_limit=256, augment="flip-crop"),
+        data=DataConfig(batch_size=32, train_limit=512, test_limit=256, augment="flip-crop", valid_size=256),
         model=ModelConfig("cnn-small"),
         optim=OptimConfig("sgd", lr=0.05, schedule="constant"),
     )

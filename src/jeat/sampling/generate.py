@@ -331,10 +331,13 @@ def _image_shape(trained) -> tuple[int, int, int]:
 
 
 def _train_set(trained, data_root: str | Path | None):
+    """The images the run trained on (its validation split left out): seeds are fitted on them."""
     from ..data import load_dataset
+    from ..data.split import training_part
 
     dc = trained.config.data
-    return load_dataset(dc.name, "train", root=data_root or dc.root, image_size=dc.image_size)
+    full = load_dataset(dc.name, "train", root=data_root or dc.root, image_size=dc.image_size)
+    return training_part(full, trained.run_dir)
 
 
 def read_traces(path: str | Path) -> dict:

@@ -90,6 +90,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is not a readable checkpoint: {type(e).__name__}: {e}") from None
 
 
+def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file's tensors; a truncated or corrupt file is a :class:`CheckpointError` naming it
+    (safetensors' own error is a bare header message without the path)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no safetensors file at {path}")
+    try:
+        return load_file(str(path), device=device)
+    except Exception as e:  # SafetensorError (truncated, bad header), OSError, ...
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt: "
+                              f"{type(e).__name__}: {e}); re-export it, or pass the run's checkpoint.pt"
+                              ) from None  # fmt: skip
+
+
 def _unpickling_reason(e: Exception) -> str:
     """The informative line of torch's weights-only error (its first line is generic boilerplate)."""
     boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")

@@ -1,7 +1,8 @@
 """Divergence guard: JEM-style training is known to collapse (JEM issues #4, #8, #9).
 
 The loop hands the guard the mean of every metric over each ``check_every`` steps, and each
-epoch's test accuracy. A collapse rarely crosses an absolute bound (in the issue's npz run E(x)
+epoch's *validation* accuracy (``data.valid_size``; the test set only reports, and no trigger
+ever reads it). A collapse rarely crosses an absolute bound (in the issue's npz run E(x)
 of the data reached -189, far from 1e4), so the guard judges the run against its own recent
 history. Triggers, each a :class:`GuardConfig` field (defaults and their evidence in
 docs/TRAINING.md):
@@ -13,10 +14,11 @@ docs/TRAINING.md):
 | ``energy_gap`` | E(x_data) - E(x~) runs away (see ``Guard._gap_trigger``) |
 | ``energy_jump`` | E(x_data) or E(x~) leaves its recent median by > ``jump_factor`` x max(range, ``jump_floor``) |
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
-| ``test_acc_drop`` | test accuracy is ``test_acc_drop`` below the run's best ``test_acc_patience`` epochs in a row |
-| ``test_acc_lost`` | an epoch's test accuracy lost ``learned_lost`` of the run's best gain over chance (at once) |
+| ``valid_acc_drop`` | validation accuracy ``valid_acc_drop`` below the best, ``valid_acc_patience`` epochs on end |
+| ``valid_acc_lost`` | an epoch's validation accuracy lost ``learned_lost`` of the run's best gain over chance |
 
-Both epoch triggers also need the fall to exceed ``test_acc_z`` standard errors on the test set.
+Both epoch triggers also need the fall to exceed ``valid_acc_z`` standard errors on the validation
+set. Without a validation split (``data.valid_size=0``) the loop does not call them.
 
 "Recent" is the last ``window`` checks; relative triggers wait for ``warmup_checks`` of them.
 What the loop does on a trigger is ``policy`` (``training/loop.py``): ``stop``, ``warn``,
@@ -82,8 +84,8 @@ def validate(cfg: GuardConfig) -> None:
     if cfg.gap_patience < 1 or cfg.gap_hard < cfg.gap_band:
         raise ValueError(f"guard.gap_patience must be >= 1 and guard.gap_hard >= guard.gap_band, got "
                          f"{cfg.gap_patience}, {cfg.gap_hard} < {cfg.gap_band}")  # fmt: skip
-    if cfg.test_acc_patience < 1:
-        raise ValueError(f"guard.test_acc_patience must be >= 1, got {cfg.test_acc_patience}")
+    if cfg.valid_acc_patience < 1:
+        raise ValueError(f"guard.valid_acc_patience must be >= 1, got {cfg.valid_acc_patience}")
     if cfg.max_retries < 0 or not 0 < cfg.lr_factor <= 1:
         raise ValueError(f"guard.max_retries must be >= 0 and 0 < guard.lr_factor <= 1, got "
                          f"{cfg.max_retries}, {cfg.lr_factor}")  # fmt: skip
@@ -113,9 +115,9 @@ class Guard:
         self.band = max(cfg.gap_band, (1 + cfg.gap_settle_margin) / energy_l2) if energy_l2 > 0 else cfg.gap_band
         self.hard = max(cfg.gap_hard, 2 / energy_l2) if energy_l2 > 0 else cfg.gap_hard
         self.history: dict[str, deque[float]] = {}
-        self.best_test_acc: float | None = None
+        self.best_valid_acc: float | None = None
         self.gap_streak: list[float] = []  # |gap| of the consecutive checks outside the band
-        self.drop_streak = 0  # consecutive epochs test_acc_drop below the best
+        self.drop_streak = 0  # consecutive epochs valid_acc_drop below the best
 
     @property
     def pending(self) -> bool:
@@ -169,41 +171,48 @@ class Guard:
                 self.history.setdefault(k, deque(maxlen=self.cfg.window)).append(float(v))
         return trig
 
-    def check_epoch(self, test_acc: float, step: int, chance: float | None = None, n: int | None = None
+    def check_epoch(self, valid_acc: float, step: int, chance: float | None = None, n: int | None = None
                     ) -> Trigger | None:  # fmt: skip
-        """End of an epoch: test accuracy against the run's best so far and against ``chance``. With the
-        test set's size ``n`` a fall must also exceed ``test_acc_z`` standard errors (sampling noise)."""
+        """End of an epoch: validation accuracy against the run's best so far and against ``chance``. With
+        the validation set's size ``n`` a fall must also exceed ``valid_acc_z`` standard errors (sampling
+        noise)."""
         c = self.cfg
-        if not c.enabled:
+        acc = valid_acc
+        if not c.enabled:  # no triggers, but the best epoch (best.pt) is still tracked
+            if math.isfinite(acc):
+                self.best_valid_acc = acc if self.best_valid_acc is None else max(self.best_valid_acc, acc)
             return None
-        if not math.isfinite(test_acc):
-            return Trigger("nonfinite", "test_acc", test_acc, step, epoch_level=True)
-        best = self.best_test_acc
+        if not math.isfinite(acc):
+            return Trigger("nonfinite", "valid_acc", acc, step, epoch_level=True)
+        best = self.best_valid_acc
         # Losing most of what was learned is a collapse at once; a smaller drop must persist, since a
         # healthy run can dip for an epoch and climb out (the rollback target, the best epoch, is kept).
         noise = 0.0
         if best is not None and n:
-            noise = c.test_acc_z * math.sqrt((best * (1 - best) + test_acc * (1 - test_acc)) / n)
+            noise = c.valid_acc_z * math.sqrt((best * (1 - best) + acc * (1 - acc)) / n)
         if chance is not None and best is not None and best - chance >= c.chance_learned:
-            lost = (best - test_acc) / (best - chance)  # share of what the run had learned above chance
-            if lost > c.learned_lost and best - test_acc > noise:
-                return Trigger("test_acc_lost", "test_acc", test_acc, step, best, epoch_level=True)
-        dropped = best is not None and test_acc < best - max(c.test_acc_drop, noise)
+            lost = (best - acc) / (best - chance)  # share of what the run had learned above chance
+            if lost > c.learned_lost and best - acc > noise:
+                return Trigger("valid_acc_lost", "valid_acc", acc, step, best, epoch_level=True)
+        dropped = best is not None and acc < best - max(c.valid_acc_drop, noise)
         self.drop_streak = self.drop_streak + 1 if dropped else 0
-        if dropped and self.drop_streak >= c.test_acc_patience:
-            return Trigger("test_acc_drop", "test_acc", test_acc, step, best, epoch_level=True)
-        self.best_test_acc = test_acc if best is None else max(best, test_acc)
+        if dropped and self.drop_streak >= c.valid_acc_patience:
+            return Trigger("valid_acc_drop", "valid_acc", acc, step, best, epoch_level=True)
+        self.best_valid_acc = acc if best is None else max(best, acc)
         return None
 
-    def is_best(self, test_acc: float) -> bool:
-        return self.best_test_acc is not None and test_acc >= self.best_test_acc
+    def is_best(self, valid_acc: float) -> bool:
+        """Whether this epoch's validation accuracy is the run's best so far (``best.pt``)."""
+        return self.best_valid_acc is not None and valid_acc >= self.best_valid_acc
 
     def state_dict(self) -> dict:
-        return {"history": {k: list(v) for k, v in self.history.items()}, "best_test_acc": self.best_test_acc,
+        return {"history": {k: list(v) for k, v in self.history.items()}, "best_valid_acc": self.best_valid_acc,
                 "gap_streak": list(self.gap_streak), "drop_streak": self.drop_streak}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.history = {k: deque(v, maxlen=self.cfg.window) for k, v in state.get("history", {}).items()}
-        self.best_test_acc = state.get("best_test_acc")
+        # A checkpoint written before issue 34 holds "best_test_acc": a best on the test set is not carried
+        # into validation decisions (such a run resumes with its recorded data.valid_size, 0: no epoch triggers).
+        self.best_valid_acc = state.get("best_valid_acc")
         self.gap_streak = list(state.get("gap_streak", []))
         self.drop_streak = int(state.get("drop_streak", 0))

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
+from ..data.split import SPLIT_FILE, Split, SplitError, load_split, save_split, stratified_split
 from ..methods import build_method
 from ..models import build_model
 from ..models.layout import apply_layout
@@ -73,7 +74,12 @@ class Trainer(Checkpointing, Recovery, Summary):
         torch.manual_seed(cfg.seed)  # the same model initialisation on every rank
 
         d = cfg.data
-        self.train_set = load_dataset(d.name, "train", d.root, d.download, d.test_file, d.image_size, d.train_limit)
+        full = load_dataset(d.name, "train", d.root, d.download, d.test_file, d.image_size)
+        # The validation split comes first, then train_limit draws from what is left (data/split.py).
+        self.split = self._validation_split(full, resume)
+        train_part, self.valid_set = self.split.apply(full) if self.split is not None else (full, None)
+        self.train_set = train_part.subset(d.train_limit)
+        # For the record only: no decision of the run reads it (the guard, best.pt and the verdict use valid_set).
         self.test_set = load_dataset(d.name, "test", d.root, False, d.test_file, d.image_size, d.test_limit)
         self.stream = BatchStream(self.train_set, d.batch_size, True, d.augment, cfg.seed, True, self.rank, self.world)
 
@@ -117,10 +123,29 @@ class Trainer(Checkpointing, Recovery, Summary):
                 torch.manual_seed(D.rank_seed(reseed, self.rank))
         else:
             self.run.start_fresh()
+            if self.split is not None and self.rank == 0:  # after start_fresh: never over another run's split
+                save_split(self.run.path / SPLIT_FILE, self.split)
+        if self.valid_set is None:
+            self._say("warning: data.valid_size=0: no validation split, so the guard's epoch triggers and "
+                      "best.pt are off and the `failed` verdict reads training accuracy; the test set only "
+                      "reports")  # fmt: skip
         self.run.save_config(cfg.to_dict())
         if cfg.tensorboard and self.rank == 0:
             sink = open_sink(self.run.path, purge_step=self.global_step if resume else None)
             self.run.sinks = [sink] if sink else []
+
+    def _validation_split(self, full, resume: bool) -> Split | None:
+        """The run's validation split: read back from ``RUN/split.json`` on resume, else drawn with the
+        run's seed (every DDP rank draws the same one; rank 0 writes it after the run directory is claimed)."""
+        size = self.cfg.data.valid_size
+        recorded = load_split(self.run.path) if resume else None
+        if resume and (recorded is not None) != (size > 0) or recorded is not None and len(recorded.valid) != size:
+            have = f"a {len(recorded.valid)}-image validation split" if recorded else "no validation split"
+            raise SplitError(f"{self.run.path} was trained with {have}, this resume asks for data.valid_size={size}: "
+                             "a run keeps its split (drop the --set data.valid_size override)")  # fmt: skip
+        if recorded is not None:
+            return recorded
+        return stratified_split(full.labels, size, self.cfg.seed) if size > 0 else None
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
@@ -258,22 +283,36 @@ class Trainer(Checkpointing, Recovery, Summary):
         means = D.mean_over_ranks({k: v / max(epoch_n, 1) for k, v in epoch_sums.items()})
         rec = {f"train_{k}": v for k, v in means.items()}
         rec.update(kind="epoch", step=self.global_step, epoch=self.epoch + 1, train_time_s=train_time,
-                   images_per_s=n_images / max(train_time, 1e-9),
-                   test_acc=self.evaluate(self.test_set, amp=cfg.amp == "bf16", weights=self.weights))  # fmt: skip
-        if self.ema is not None:  # both, so the log shows what the average buys
-            rec["test_acc_raw"] = self.evaluate(self.test_set, amp=cfg.amp == "bf16", weights="raw")
+                   images_per_s=n_images / max(train_time, 1e-9))  # fmt: skip
+        amp = cfg.amp == "bf16"
+        if self.valid_set is not None:  # what every decision below reads
+            rec["valid_acc"] = self.evaluate(self.valid_set, amp=amp, weights=self.weights)
+        # Decisions are taken on everything measured so far: the test accuracy is measured after them.
+        decided = dict(rec)
+        trig = None
         if cfg.guard.enabled:
-            floats = {k: v for k, v in rec.items() if isinstance(v, float)}
-            trig = absolute_trigger(floats, self.global_step, cfg.guard) or self.guard.check_epoch(
-                rec["test_acc"], self.global_step, 1 / self.train_set.num_classes, len(self.test_set))  # fmt: skip
-            if trig is not None:  # a rollback drops this epoch; its test accuracy is in the event
-                trig.epoch_level = True
-                self._on_trigger(trig)  # warn returns: the epoch counts as done
+            floats = {k: v for k, v in decided.items() if isinstance(v, float)}
+            trig = absolute_trigger(floats, self.global_step, cfg.guard)
+        if trig is None and self.valid_set is not None:
+            trig = self.guard.check_epoch(rec["valid_acc"], self.global_step, 1 / self.train_set.num_classes,
+                                          len(self.valid_set))  # fmt: skip
+        best = self.valid_set is not None and trig is None and self.guard.is_best(rec["valid_acc"])
+        # For the record only (plots, summary.json): read by no decision of the run.
+        rec["test_acc"] = self.evaluate(self.test_set, amp=amp, weights=self.weights)
+        if self.ema is not None:  # both, so the log shows what the average buys
+            if self.valid_set is not None:
+                rec["valid_acc_raw"] = self.evaluate(self.valid_set, amp=amp, weights="raw")
+            rec["test_acc_raw"] = self.evaluate(self.test_set, amp=amp, weights="raw")
+        if trig is not None:  # a rollback drops this epoch; its accuracies are in the event
+            trig.epoch_level = True
+            self._on_trigger(trig)  # warn returns: the epoch counts as done
         self.epoch += 1
         self.step_in_epoch = 0
         self.run.log(rec)
-        self.save(best=self.guard.is_best(rec["test_acc"]))
-        self._say(f"epoch {self.epoch}: test acc {rec['test_acc']:.4f}, {rec['images_per_s']:.0f} img/s")
+        self.save(best=best)
+        valid = f"valid acc {rec['valid_acc']:.4f}, " if "valid_acc" in rec else ""
+        self._say(f"epoch {self.epoch}: {valid}test acc {rec['test_acc']:.4f} (reported, never used to decide), "
+                  f"{rec['images_per_s']:.0f} img/s")  # fmt: skip
         return False
 
     def close(self) -> None:

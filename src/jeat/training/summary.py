@@ -1,7 +1,8 @@
 """The end of a run: ``summary.json`` and the saved weights (mixed into the Trainer).
 
 ``summary()`` is what `jeat train` prints and writes: status (ok / recovered / warned /
-diverged), steps, the last and best test accuracy, training time, guard events, which weights
+diverged / failed), steps, validation accuracy (final and best: what the run decided on) and test
+accuracy (final weights and best.pt's: reported only), training time, guard events, which weights
 the accuracy was measured with (raw, or the EMA) and the optional PGD-20 check. ``finish()``
 writes ``model.safetensors`` (and ``model_ema.safetensors``) atomically on rank 0.
 """
@@ -40,9 +41,7 @@ class Summary:
             "epochs": self.epoch,
             "steps": self.global_step,
             "train_images": len(self.train_set),
-            "test_images": len(self.test_set),
-            "test_acc": epochs[-1]["test_acc"] if epochs else None,
-            "best_test_acc": self.guard.best_test_acc,
+            **self.accuracies(epochs),
             "train_time_s": sum(r["train_time_s"] for r in epochs),
             "guard": {
                 "policy": cfg.guard.policy,
@@ -60,6 +59,7 @@ class Summary:
                         "decay": cfg.ema.decay,
                         "warmup": cfg.ema.warmup,
                         "updates": self.ema.updates,
+                        "valid_acc_raw": epochs[-1].get("valid_acc_raw") if epochs else None,
                         "test_acc_raw": epochs[-1].get("test_acc_raw") if epochs else None,
                     }
                 }
@@ -68,19 +68,53 @@ class Summary:
             ),  # fmt: skip
         }
 
+    def accuracies(self, epochs: list[dict]) -> dict:
+        """Validation and test accuracy, kept apart: the run decided on the first (best.pt, the guard),
+        the second only reports, for the final weights and for the best-on-validation weights."""
+        best_rec = (
+            next((r for r in epochs if r["step"] == self.best_step), None) if self.best_step is not None else None
+        )
+        val = self.valid_set is not None
+        return {
+            "valid_images": len(self.valid_set) if val else 0,
+            "test_images": len(self.test_set),
+            # the split every decision read: validation data, or none (data.valid_size=0: decisions off)
+            "selection": "validation" if val else "none (data.valid_size=0: no guard epoch triggers, no best.pt)",
+            "valid_acc": epochs[-1].get("valid_acc") if epochs else None,  # final weights
+            "best_valid_acc": self.guard.best_valid_acc if val else None,
+            "best_epoch": best_rec["epoch"] if best_rec else None,
+            "test_acc": epochs[-1]["test_acc"] if epochs else None,  # final weights (checkpoint.pt, model.safetensors)
+            "test_acc_best_valid": best_rec["test_acc"] if best_rec else None,  # checkpoints/best.pt's weights
+            # what `jeat evaluate / generate / denoise RUN` load unless given a file: the final weights
+            "weights_used_by_commands": {
+                "default": "final: RUN/checkpoint.pt (model.safetensors once finished)",
+                **({"best_on_validation": "pass RUN/checkpoints/best.pt"} if best_rec else {}),
+            },
+        }  # fmt: skip
+
     def did_not_learn(self, epochs: list[dict]) -> str | None:
-        """Why a finished run counts as not having learned, or None (also None when not judged)."""
+        """Why a finished run counts as not having learned, or None (also None when not judged). Read on
+        validation accuracy; without a split, on the epochs' training accuracy -- never on the test set."""
         g = self.cfg.guard
-        if not epochs or len(self.test_set) < g.fail_min_test:
+        if not epochs:
             return None
+        if self.valid_set is not None:
+            if len(self.valid_set) < g.fail_min_valid:
+                return None
+            key, what_on = "valid_acc", f"validation accuracy on {len(self.valid_set)} held-out training images"
+        else:  # the epochs' mean batch accuracy over at least as many images as a split would need
+            if len(self.train_set) < g.fail_min_valid or not any("train_acc" in r for r in epochs):
+                return None
+            key, what_on = "train_acc", "training accuracy (no validation split: data.valid_size=0)"
+        epochs = [r for r in epochs if key in r]
         chance = 1.0 / max(self.train_set.num_classes, 1)
-        best = max(r["test_acc"] for r in epochs)
+        best = max(r[key] for r in epochs)
         if best >= chance + g.fail_margin:
             return None
         what = "; ".join(f"{e['action']} at step {e['step']}" for e in self.events if "action" in e) or "no guard event"
-        return (f"the run did not learn: best test accuracy {best:.3f} (final {epochs[-1]['test_acc']:.3f}) on "
-                f"{len(self.test_set)} test images is within {g.fail_margin:.2f} of chance ({chance:.3f}, "
-                f"{self.train_set.num_classes} classes); guard: {what}")  # fmt: skip
+        k = self.train_set.num_classes
+        return (f"the run did not learn: best {what_on} {best:.3f} (final {epochs[-1][key]:.3f}) is within "
+                f"{g.fail_margin:.2f} of chance ({chance:.3f}, {k} classes); guard: {what}")  # fmt: skip
 
     def write_summary(self, status: str | None = None, extra: dict | None = None) -> dict:
         summary = {**self.summary(status), **(extra or {})}
