@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from jeat.config import GuardConfig, TrainConfig, apply_override
+from jeat.config import GuardConfig, TrainConfig
+from jeat.overrides import apply_override
 from jeat.training.guard import Guard, Trigger, absolute_trigger
 
 NOT_METRICS = {"kind", "step", "epoch", "lr", "images_per_s"}

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from jeat.config import TrainConfig, apply_override
+from jeat.config import TrainConfig
 from jeat.data import AUGMENTATIONS, DATASETS
 from jeat.energy import ENERGY_KINDS
 from jeat.models import available_models
+from jeat.overrides import apply_override
 from jeat.presets import available_presets, get_preset
 from jeat.training.optim import SCHEDULES, build_optimizer, build_scheduler, lr_factor
 

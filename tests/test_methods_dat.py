@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from conftest import make_npz_dir, tiny_config
 
+from jeat.attacks.dat import dat_attack, dat_logit
 from jeat.cli import main
 from jeat.config import TrainConfig
 from jeat.data import ImageSet
 from jeat.methods import build_method
-from jeat.methods.dat import DAT, dat_attack, dat_logit
+from jeat.methods.dat import DAT
 from jeat.methods.outdist import OutDist
 from jeat.training import Trainer
 

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from jeat.config import TrainConfig, validate
+from jeat.config import TrainConfig
 from jeat.training import allocator
+from jeat.validation import validate
 
 
 def _glibc() -> bool:

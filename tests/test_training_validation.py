@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import make_npz_dir, tiny_config, write_npz
 
-from jeat.config import TrainConfig, apply_override
+from jeat.config import TrainConfig
 from jeat.data import load_dataset
 from jeat.data.split import SplitError, load_split, stratified_split, training_part
+from jeat.overrides import apply_override
 from jeat.training import Trainer
 from jeat.training.checkpoint import load_checkpoint
 from jeat.training.guard import DivergenceError

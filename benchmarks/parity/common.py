@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from interleave import after_jeat_step
+from observe import record_grads_at_step  # noqa: F401  (re-exported: the check modules import it from here)
 from references import (  # noqa: F401  (re-exported: the check modules import them from here)
     REFERENCES,
     checkout_commit,
@@ -31,7 +32,6 @@ from references import (  # noqa: F401  (re-exported: the check modules import t
     script_flags,
 )
 from timing import jeat_malloc, note_malloc, speed_record  # noqa: F401  (jeat_malloc: re-exported)
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 # One step's numbers agree to this relative difference (max |a - b| / max |b|) in fp32.
 STEP_RTOL = 1e-4
@@ -110,39 +110,6 @@ def record_backward(losses: list, caller: str):
         yield
     finally:
         torch.Tensor.backward = saved
-
-
-@contextlib.contextmanager
-def record_grads_at_step(grads: dict, model, step_index: int = 0, times: list | None = None):
-    """Copy the parameter gradients of ``model`` (a module, or a callable returning it once the
-    reference has built it) just before its optimizer's ``step_index``-th step, and (``times``) the
-    wall time of every step, with torch's global optimizer step pre-hook."""
-    calls = {"n": 0}
-
-    def hook(opt, args, kwargs):
-        m = model if isinstance(model, torch.nn.Module) else model()
-        names: dict[int, list[str]] = {}
-        for name, p in m.named_parameters(remove_duplicate=False) if m is not None else ():
-            names.setdefault(id(p), []).append(name)  # every alias (JEM++ registers conv1 twice)
-        if not any(id(p) in names for g in opt.param_groups for p in g["params"]):
-            return
-        if calls["n"] == step_index:
-            for g in opt.param_groups:
-                for p in g["params"]:
-                    if id(p) in names and p.grad is not None:
-                        for name in names[id(p)]:
-                            grads[name] = p.grad.detach().clone()
-        calls["n"] += 1
-        if times is not None:
-            times.append(time.perf_counter())
-
-    if times is not None:
-        note_malloc()
-    handle = register_optimizer_step_pre_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import timing
 import torch
+from observe import record_grads_at_step
 from timing import note_malloc
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -36,8 +37,6 @@ def after_jeat_step() -> None:
 def train_interleaved(ref_step, tr, lab: list) -> tuple[dict, dict]:
     """The reference's step on batch i (``ref_step([batch])``), then jeat's, each timed alone. Each
     side's ``times`` are its cumulative step ends, as ``timing.speed_record`` reads them."""
-    from common import record_grads_at_step
-
     note_malloc()
     note_malloc()
     ref, ours = {"times": [], "wall": 0.0}, {"losses": [], "grads": {}, "times": [], "wall": 0.0}

@@ -12,9 +12,6 @@ import json
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
-from .overrides import apply_override  # noqa: F401  (public: jeat.config.apply_override)
-from .validation import validate  # noqa: F401  (public: jeat.config.validate)
-
 
 @dataclass
 class DataConfig:

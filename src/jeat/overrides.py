@@ -10,6 +10,8 @@ import typing
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
+from .config import RENAMED
+
 if TYPE_CHECKING:
     from .config import TrainConfig
 
@@ -60,8 +62,6 @@ def apply_override(cfg: TrainConfig, assignment: str) -> None:
             raise ValueError(f"unknown config section {p!r} in {path!r}")
         obj = getattr(obj, p)
     hints = typing.get_type_hints(type(obj))
-    from .config import RENAMED  # lazy: config imports this module
-
     if leaf in RENAMED.get(type(obj).__name__, {}):
         new = RENAMED[type(obj).__name__][leaf]
         raise ValueError(f"{path.strip()!r} was renamed {'.'.join([*parents, new])!r} (it judges validation data)")

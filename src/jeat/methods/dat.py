@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attacks import pgd
+from ..attacks.dat import dat_attack, dat_logit
 from ..data.augment import random_batch
 from ..energy import upcast
 from ..evaluation.ood_metrics import auroc
@@ -36,23 +36,6 @@ from ..models.folding import folded_bn
 from ..models.utils import eval_mode, frozen_bn_stats, running_bn_stats, unwrap
 from .base import Method, accuracy_metric
 from .outdist import OutDist
-
-
-def dat_logit(logits: Tensor, y: Tensor, kind: str) -> Tensor:
-    """The discriminator's logit: logsumexp_y f(x)[y] = -E(x), or the class-conditional f(x)[y] = -E(x, y)."""
-    logits = upcast(logits)
-    if kind == "logsumexp":
-        return torch.logsumexp(logits, 1)
-    return logits.gather(1, y.view(-1, 1)).squeeze(1)
-
-
-def dat_attack(net, x: Tensor, y: Tensor, steps: int, step_size: float, eps: float | None, kind: str) -> Tensor:
-    """``steps`` l_2 PGD steps ascending the logit of ``kind`` (no random start; eps None: only the box)."""
-    if steps == 0:
-        return x.detach().clone()
-    radius = math.inf if eps is None else eps
-    return pgd(net, x, y, radius, step_size, steps, random_start=False, norm="l2",
-               objective=lambda logits, yy: dat_logit(logits, yy, kind))  # fmt: skip
 
 
 def r1_penalty(s: Tensor, x: Tensor) -> Tensor:

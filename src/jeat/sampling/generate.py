@@ -213,7 +213,7 @@ def generate(model: nn.Module, num_classes: int, image_shape: tuple[int, ...], c
                 )  # fmt: skip
                 probs.append(torch.tensor([st.p_seed, st.p_prior, st.p_final]) * len(yb))
             elif cfg.sampler == "dat":
-                from ..methods.dat import dat_attack
+                from ..attacks.dat import dat_attack
 
                 x, tr = dat_attack(model, x0, yd, cfg.steps, cfg.step_size, None, "conditional"), None
             else:
