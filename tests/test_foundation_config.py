@@ -169,8 +169,10 @@ def test_paper_presets_follow_table_4():
     assert tiny.amp == "none" and tiny.epochs == 1
 
 
-def test_paper_jeat_and_paper_jem_differ_only_in_the_method():
-    assert _without_method("paper-jem") == _without_method("paper-jeat")
+def test_paper_jeat_and_paper_jem_differ_only_in_the_method_and_the_decay_factor():
+    jem, jeat = _without_method("paper-jem"), _without_method("paper-jeat")
+    assert (jem["optim"].pop("gamma"), jeat["optim"].pop("gamma")) == (0.3, 0.1)  # JEM's code; JEAT's appendix
+    assert jem == jeat
     assert get_preset("paper-jeat-bn").model.arch == "wrn-28-10"  # the BN/ReLU variant, as an option
 
 
@@ -287,3 +289,15 @@ def test_unknown_optimizer_and_schedule():
         build_optimizer(p, _cfg(name="rmsprop"))
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         lr_factor(_cfg(schedule="step"), 0, 1, 1)
+
+
+def test_jeat_decays_by_ten_and_its_bn_twin_differs_from_prejeat_only_in_the_algorithm():
+    from jeat import get_preset
+
+    # JEAT appendix: "Multi-Step scheduler decay by 10 every time"; JEM's code: decay_rate 0.3
+    assert [get_preset(p).optim.gamma for p in ("paper-jeat", "paper-jeat-bn", "paper-prejeat")] == [0.1] * 3
+    assert get_preset("paper-jem").optim.gamma == 0.3
+    pre, bn = get_preset("paper-prejeat").to_dict(), get_preset("paper-jeat-bn").to_dict()
+    for d in (pre, bn):
+        d.pop("preset"), d.pop("method")
+    assert pre == bn

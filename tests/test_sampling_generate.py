@@ -136,5 +136,12 @@ def test_cli_generate_denoise_and_plot(run, tmp_path, capsys):
     grid = np.asarray(Image.open(dn / "denoise.png"))
     assert grid.shape[:2] == (3 * (SIZE + 2) + 2, 6 * (SIZE + 2) + 2)  # rows: clean, noisy, denoised
     capsys.readouterr()
+    # --paper: Appendix G.1's noise (variance 0.3) and Langevin sampler; a flag given beside it wins
+    assert main(["denoise", str(run), "--paper", "--n", "4", "--steps", "2", "--out", str(tmp_path / "dp"),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    s = json.loads(capsys.readouterr().out)
+    assert s["paper_settings"] == {"sigma": "paper", "steps": "given", "step_size": "paper", "noise": "paper"}
+    cfg = json.loads((tmp_path / "dp" / "metrics.json").read_text())
+    assert len(cfg["psnr_curve"]) == 3 and cfg["psnr_noisy"] < m["psnr_noisy"]  # std 0.548 is far noisier than 0.1
     assert main(["generate", str(run), "--seed-dist", "buffer", "--steps", "1", "--out", str(tmp_path / "x")]) == 1
     assert "no replay buffer" in capsys.readouterr().err

@@ -6,9 +6,11 @@ optimizer step, logging, checkpoints, the divergence guard. A method only implem
 Metrics are returned as 0-dim tensors and synced by the loop only when it logs; keys of
 energies contain "energy" so the guard bounds them.
 
-``model`` in :meth:`Method.loss` may be DDP-wrapped or compiled: attacks and SGLD run on
-``unwrap(model)`` under ``frozen_bn_stats`` (they must neither sync gradients nor move BN
-running statistics); only the forwards whose output enters the loss go through the wrapper.
+``model`` in :meth:`Method.loss` may be DDP-wrapped or compiled: attacks run on ``unwrap(model)``
+under ``frozen_bn_stats`` (they must neither sync gradients nor move BN running statistics); only
+the forwards whose output enters the loss go through the wrapper. SGLD and the negatives' forward
+leave the running statistics alone under ``method.bn_stats=classifier``; under ``bn_stats=all`` (the
+references' behaviour) they move them like every other train-mode forward (``sgld_bn_context``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from ..config import (
 )
 from .parts import (
     CPU_ENERGY_L2,
+    JEAT_DECAY,
+    JEM_DECAY,
     REFERENCE_N_VALID,
     ROBUST_JEM_EPS,
     adam_table4,
@@ -61,9 +63,12 @@ register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, 
 # JEAT and JEM as a matched pair (Table 4 gives JEAT JEM's hyper-parameters; neither paper says
 # JEAT's WRN-28-10 has batch norm): the same JEM WRN-28-10 (JEM's block, no normalisation,
 # LeakyReLU 0.2, [-1, 1] inputs), JEM's augmentation, Adam 1e-4 with JEM's 1000-step warm-up, the
-# same sampler. They differ only in the method. paper-jeat-bn keeps the BN/ReLU WRN as an option.
-def _jem_pair(method: MethodConfig) -> TrainConfig:
-    return paper(method, OptimConfig(**{**adam_table4().__dict__, "warmup_steps": 1000}), 64, 200,
+# same sampler. They differ in the method and in the lr decay factor (JEAT's appendix: /10; JEM's code: x0.3).
+# paper-jeat-bn keeps the BN/ReLU WRN as an option; it is paper-prejeat's twin (the same BN/ReLU WRN-28-10,
+# flip-crop, Adam of Table 4 decaying by 10, no warm-up, 5,000 held out), so PreJEAT vs JEAT (Fig. 6)
+# compares paper-prejeat with paper-jeat-bn: they differ only in the algorithm.
+def _jem_pair(method: MethodConfig, gamma: float = JEAT_DECAY) -> TrainConfig:
+    return paper(method, OptimConfig(**{**adam_table4(gamma=gamma).__dict__, "warmup_steps": 1000}), 64, 200,
                   arch="jem-wrn-28-10", augment="jem", valid_size=REFERENCE_N_VALID)  # fmt: skip
 
 
@@ -73,7 +78,7 @@ register("paper-jeat", "JEAT (Alg. 1) on JEM's WRN-28-10; Table 4, the same sett
 )
 # JEM draws its p(x) batch and its CE batch from two loaders (train_wrn_ebm.py): px_data=separate.
 register("paper-jem", "JEM's WRN-28-10 (no BN, LeakyReLU), JEM objective, Table 4, warm-up 1000 steps")(
-    lambda: _jem_pair(MethodConfig("jem", sgld=jem_sgld(), px_data="separate"))
+    lambda: _jem_pair(MethodConfig("jem", sgld=jem_sgld(), px_data="separate"), gamma=JEM_DECAY)
 )
 register("paper-jeat-bn", "JEAT (Alg. 1) on a BN/ReLU WRN-28-10 with flip-crop; Table 4 otherwise")(
     lambda: paper(

@@ -10,6 +10,12 @@ in [0, 1] pixel units and is a parameter. It does not say which energy or label 
 label) and ``label`` (``true``: the clean image's label; ``pred``: the class the model predicts
 for the noisy image, which uses no ground truth) choose.
 
+``PAPER`` (``jeat denoise --paper``) is the appendix's setting as far as it goes: noise of variance 0.3
+(std sqrt(0.3) = 0.548, read in [0, 1] pixel units, the images' own scale; read in [-1, 1] units it
+would be std 0.274 here), then *Langevin dynamics*, i.e. with noise: the sampler JEAT trains with (JEM's
+K = 20 steps of sgld_lr 1, sgld_std 0.01 in [-1, 1] units = step 0.25, noise 0.005 here). The step
+count, step size and Langevin noise are not in the appendix; they are the training sampler's.
+
 Outputs (:func:`save_denoising`): ``denoise.png`` (rows: clean, noisy, denoised — Fig. 15) and
 ``metrics.json`` (mean PSNR/SSIM of the noisy and the denoised images, per-step curves).
 """
@@ -62,6 +68,11 @@ class DenoiseResult:
     metrics: dict
     trace: LangevinTrace | None
     config: DenoiseConfig = field(default_factory=DenoiseConfig)
+
+
+# The defaults of `jeat denoise` (a mild, noise-free descent) and Appendix G.1's setting (module docstring).
+DEFAULTS = {"sigma": 0.1, "steps": 50, "step_size": 0.01, "noise": 0.0}
+PAPER = {"sigma": 0.3**0.5, "steps": 20, "step_size": 0.25, "noise": 0.005}
 
 
 def add_noise(x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:

@@ -2,9 +2,10 @@
 
     x_{t+1} = x_t - step_size * grad_x E(x_t) + noise * N(0, I)
 
-The papers write the step as (alpha/2) * grad and the noise as sqrt(alpha) (Eq. 9); JEM's and
-JEAT's code decouple them (step 1, noise 0.01), which is what practice uses, so both are
-parameters here: the paper's form is ``step_size = alpha / 2, noise = sqrt(alpha)``.
+The papers write the step as (alpha/2) * grad and the noise as sqrt(alpha) (Eq. 9); JEM's code
+decouples them (sgld_lr 1, sgld_std 0.01; JEAT has no public code and builds on JEM's sampler), which
+is what practice uses, so both are parameters here: the paper's form is ``step_size = alpha / 2, noise
+= sqrt(alpha)``.
 
 ``energy`` picks the target: ``ce`` = E(x,y) - E(x) (Eq. 16, how a robust classifier
 generates), ``joint`` = E(x,y) (Eq. 17, JEAT's proposal), ``marginal`` = E(x) (SGLD of
