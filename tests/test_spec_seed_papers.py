@@ -72,6 +72,10 @@ def test_a_drifted_preset_fails_the_check():
     assert not same(field_of(cfg, "optim.gamma"), expected(setting, "paper-jeat", cfg))
 
 
+def cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a bar inside a table cell (p(y|x)) would end the cell
+
+
 def render(spec: dict) -> str:
     lines = ["# What the seed papers specify, and what jeat chose where they are silent", "",
              "JEAT, PreJEAT and Robust JEM have no public code, so their papers are the oracle. This page is",
@@ -89,10 +93,10 @@ def render(spec: dict) -> str:
                 v = "; ".join(f"{p}: `{val}`" for p, val in x["values"].items())
             else:
                 v = f"`{x['value']}`"
-            lines.append(f"| `{x['field']}` | {v} | {x['kind']} | {x['source']} |")
+            lines.append(f"| `{x['field']}` | {v} | {x['kind']} | {cell(x['source'])} |")
         if s.get("inference"):
             lines += ["", "Inference (`jeat generate`):", "", "| setting | the paper | jeat |", "|---|---|---|"]
-            lines += [f"| {x['setting']} | {x['paper']} | {x['jeat']} |" for x in s["inference"]]
+            lines += [f"| {x['setting']} | {cell(x['paper'])} | {cell(x['jeat'])} |" for x in s["inference"]]
         lines.append("")
     return "\n".join(lines)
 
