@@ -198,9 +198,9 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "replayed over the run's metrics (`benchmarks/guard_replay.py`; the run's path does not depend on the "
         f"guard). Machine: 2 CPU cores, torch 2.13.0+cpu, {_threads(out, jobs)} per run.",
         "",
-        "| arm | method | data | seed | test acc per epoch | best | final | collapsed | guard events -> action | "
-        "status | train time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | method | data | seed | test acc per epoch | valid acc per epoch (the guard's) | best | final | "
+        "collapsed | guard events -> action | status | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     done = {}
     for arm, method, dataset, seed in jobs:
@@ -213,16 +213,17 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
             twin = outcome(out / run_name("default", method, dataset, seed))
             if twin is not None and not twin["events"]:
                 lines.append(f"| warn | {method} | {dataset} | {seed} | = default (no trigger: identical run) "
-                             f"| | | {'yes' if twin['collapsed'] else 'no'} | none | | |")  # fmt: skip
+                             f"| | | | {'yes' if twin['collapsed'] else 'no'} | none | | |")  # fmt: skip
                 done[(arm, method, dataset, seed)] = twin
                 continue
         if o is None:
-            lines.append(f"| {arm} | {method} | {dataset} | {seed} | not run yet | | | | | | |")
+            lines.append(f"| {arm} | {method} | {dataset} | {seed} | not run yet | | | | | | | |")
             continue
         done[(arm, method, dataset, seed)] = o
         accs = " / ".join(f"{a * 100:.1f}" for a in o["accs"])
+        valid = " / ".join(f"{a * 100:.1f}" for a in o.get("valid", [])) or "-"
         col = ("**yes**" + (" (caught)" if o["caught"] else " (SILENT)")) if o["collapsed"] else "no"
-        lines.append(f"| {arm} | {method} | {dataset} | {seed} | {accs} | {o['best'] * 100:.1f} | "
+        lines.append(f"| {arm} | {method} | {dataset} | {seed} | {accs} | {valid} | {o['best'] * 100:.1f} | "
                      f"{o['final'] * 100:.1f} | {col} | {_events(o['events'])} | {o['status']} | "
                      f"{o['time_s'] / 60:.1f} min |")  # fmt: skip
     lines += ["", "## Totals", "",

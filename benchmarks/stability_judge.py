@@ -45,6 +45,7 @@ def outcome(run: Path) -> dict | None:
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln]
     epochs = [r for r in rows if r.get("kind") == "epoch"]
     accs = [r["test_acc"] for r in epochs]
+    valid = [r["valid_acc"] for r in epochs if "valid_acc" in r]  # what the guard read (issue 34)
     logged = [r for r in rows if r.get("kind") == "guard"]
     warn_only = json.loads((run / "config.json").read_text())["guard"]["policy"] == "warn"
     events = replayed(run) if warn_only else logged
@@ -54,7 +55,8 @@ def outcome(run: Path) -> dict | None:
     collapsed = not math.isfinite(final) or onset is not None or summary.get("status") == "diverged"
     # Caught: a guard event no later than the collapse's first epoch.
     caught = bool(events) and (onset is None or events[0]["step"] <= epochs[onset]["step"])
-    return {"best": best, "final": final, "accs": accs, "collapsed": collapsed, "caught": caught, "logged": logged,
+    return {"best": best, "final": final, "accs": accs, "valid": valid, "collapsed": collapsed, "caught": caught,
+            "logged": logged,
             "status": summary.get("status"), "events": events, "time_s": summary.get("train_time_s", 0.0),
             "false_alarm": bool(events) and not collapsed and warn_only, "recovery_off": warn_only}  # fmt: skip
 
