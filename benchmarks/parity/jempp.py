@@ -12,7 +12,8 @@ width overridden) for ``--steps`` iterations. What the harness replaces, and not
 - calls of ``sample_q`` / ``sampleXadv`` are *wrapped* (not changed) to seed torch before each, so
   both sides draw the same buffer indices and attack starts; EB-JDAT's ``main`` calls
   ``sampleXadv`` without its ``device`` argument (a TypeError as published): the wrapper passes it.
-- EB-JDAT's checkout has no ``utils.py`` (``from utils import ...`` fails): JEM++'s is used.
+- EB-JDAT's own ``EB-JDAT-JEM++/utils.py`` (tracked at 327ea16; byte-identical to JEM++'s at fba6ba5) is
+  the one imported; JEM++'s is used only for a checkout that lacks it.
 
 jeat then trains ``paper-jempp`` / ``paper-eb-jdat`` (same overrides) from the reference's initial
 weights and replay buffer on the same batches, through its one training loop (``Trainer.train_step``).
@@ -140,10 +141,12 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
     shims = [f"stub modules (import only): {', '.join(install_stubs())}"]
     extra = ()
     if variant == "eb-jdat":
-        if jempp_checkout is None:
-            raise SystemExit("eb-jdat: its checkout has no utils.py; pass JEM++'s checkout (--refs, JEAT_REF_JEMPP)")
-        extra = (jempp_checkout,)
-        shims.append("utils.py from sndnyang/JEMPP (EB-JDAT's checkout imports `utils` but has none)")
+        if not (root / "utils.py").is_file():  # 327ea16 tracks it; a partial checkout may lack it
+            if jempp_checkout is None:
+                raise SystemExit("eb-jdat: this checkout has no utils.py; pass JEM++'s checkout (--refs, "
+                                 "JEAT_REF_JEMPP), whose utils.py is byte-identical")  # fmt: skip
+            extra = (jempp_checkout,)
+            shims.append("utils.py from sndnyang/JEMPP (this EB-JDAT checkout lacks its own)")
         shims.append("main() calls sampleXadv without its `device` argument: the harness passes args.device")
     mod = import_reference(root, "train_jempp", extra)
     parser = reference_parser(root / "train_jempp.py")
