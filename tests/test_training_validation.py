@@ -210,3 +210,20 @@ def test_presets_hold_out_what_their_references_hold_out():
     assert all(get_preset(p).data.valid_size == 5000 for p in five_k)
     assert all(get_preset(p).data.valid_size == 0 for p in none)
     assert all(get_preset(p).data.valid_size == 2000 for p in ("cpu-standard", "cpu-jem", "cpu-jeat", "cpu-trades"))
+
+
+def test_evaluate_on_the_validation_split(data80, tmp_path, capsys):
+    from jeat.cli import main
+
+    t = Trainer(_cfg(data80, tmp_path / "runs"), progress=False)
+    t.fit()
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(t.run.path), "--suite", "calibration", "--on", "valid", "--n", "100",
+                 "--out", str(out), "--no-progress", "--device", "cpu"]) == 0  # fmt: skip
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["data"]["on"] == "valid" and m["data"]["n_test"] == 16 and "validation split" in m["data"]["selection"]
+    capsys.readouterr()
+    bare = Trainer(tiny_config(data80, tmp_path / "bare", name="r"), progress=False)
+    bare.fit()
+    assert main(["evaluate", str(bare.run.path), "--suite", "calibration", "--on", "valid", "--no-progress"]) == 1
+    assert "has no validation split" in capsys.readouterr().err

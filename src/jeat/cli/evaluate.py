@@ -45,6 +45,10 @@ def add_parser(sub) -> None:
     p.add_argument("--download", action="store_true",
                    help="ood suite: download named sets (cifar100, svhn) missing from the data root")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--on", choices=("test", "valid"), default="test",
+                   help="measure on the test set (default; reports) or on the run's validation split "
+                   "(RUN/split.json: for choices such as hyper-parameters, which must not read the test set)",
+                   )  # fmt: skip
     p.add_argument(
         "--offline",
         action="store_true",
@@ -83,7 +87,7 @@ def run(args) -> int:
     metrics = evaluate(args.checkpoint, suites=args.suite, n=args.n, batch_size=args.batch_size, device=args.device,
                        data=args.data, test_file=args.test_file, out_dir=args.out, samples=args.samples,
                        seed=args.seed, options=_options(args), progress=not args.no_progress,
-                       name=args.name, weights=args.weights)  # fmt: skip
+                       name=args.name, weights=args.weights, on=args.on)  # fmt: skip
     from ..evaluation.report import compare_table
 
     print(compare_table([metrics]))

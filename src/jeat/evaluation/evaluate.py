@@ -52,9 +52,13 @@ def evaluate(
     progress: bool = True,
     name: str | None = None,
     weights: str = "auto",
+    on: str = "test",
 ) -> dict:
     """Run ``suites`` on the first ``n`` test images (fixed shuffle); returns the merged metrics dict.
-    ``weights``: auto | ema | raw (loading.load_trained); the report says which were used."""
+    ``weights``: auto | ema | raw (loading.load_trained); the report says which were used. ``on="valid"``
+    measures the run's validation split instead (RUN/split.json), the data decisions may read."""
+    if on not in ("test", "valid"):
+        raise ValueError(f"on must be test or valid, got {on!r}")
     from ..loading import load_trained  # here, not at import: jeat.loading -> training -> evaluation
 
     dev = resolve_device(device)
@@ -63,7 +67,15 @@ def evaluate(
     dataset = cfg.data.name if cfg.data.name in ("cifar10", "cifar100", "npz", "folder") else "cifar10"
     root = data or cfg.data.root or None
     test_file = test_file or cfg.data.test_file
-    test = load_dataset(dataset, "test", root=root, test_file=test_file, limit=n)
+    split = load_split(trained.run_dir)
+    if on == "valid":
+        if split is None:
+            raise ValueError(f"{trained.run_dir} has no validation split (split.json): it was trained with "
+                             "data.valid_size=0; measure on the test set")  # fmt: skip
+        full = load_dataset(dataset, "train", root=root, image_size=cfg.data.image_size)
+        test = split.apply(full)[1].subset(n)
+    else:
+        test = load_dataset(dataset, "test", root=root, test_file=test_file, limit=n)
     out = Path(out_dir) if out_dir else trained.run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(
@@ -105,10 +117,12 @@ def evaluate(
             "root": str(root) if root else None,
             "test_file": test_file,
             "n_test": len(test),
-            "selection": "first n of a fixed (seed 0) shuffle of the test set",
+            "on": on,
+            "selection": "first n of a fixed (seed 0) shuffle of the "
+            + ("validation split (RUN/split.json)" if on == "valid" else "test set"),
             # FID's reference and memorisation's neighbours come from the images the run trained on
             "train_images": f"training set minus the run's validation split (split.json: {len(split.valid)} images)"
-            if (split := load_split(trained.run_dir))
+            if split
             else "whole training set",
         },
         "batch_size": batch_size,
