@@ -135,6 +135,7 @@ class DATConfig:
 class MethodConfig:
     name: str = "standard"  # `jeat info methods`
     noise_sigma: float = 8 / 255  # 'noise': delta ~ N(0, sigma^2) (Fig. 5)
+    free_replays: int = 8  # 'free': m, the replays of each minibatch (Shafahi et al.'s "Free m=8")
     attack: AttackConfig = field(default_factory=AttackConfig)
     sgld: SGLDConfig = field(default_factory=SGLDConfig)
     px_weight: float = 1.0  # weight of the -log p(x) term (JEAT, JEM)

@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 POSITIVE = ("epochs", "log_every", "data.batch_size", "data.eval_batch_size", "optim.lr", "method.attack.steps",
-            "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps")  # fmt: skip
+            "method.sgld.steps", "method.sgld.buffer_size", "method.sgld.inner_steps",
+            "method.free_replays")  # fmt: skip
 NON_NEGATIVE = ("method.dat.step_size", "method.dat.start_steps", "method.dat.max_steps", "method.dat.r1",
                 "checkpoint_every", "eval_robust_n", "data.valid_size", "optim.weight_decay", "optim.warmup_steps",
                 "optim.momentum", "optim.sam_rho",

@@ -6,6 +6,7 @@
 | noise | x + N(0, sigma^2) | - |
 | pgd | PGD-k on CE (Madry) | - |
 | fgsm | FGSM + random start (Fast AT) | - |
+| free | x + delta, delta carried across m replays of each batch (Free AT) | - |
 | prejeat (alias energy-pgd) | energy attack on E(x,y) (Alg. 2) | - |
 | jeat | energy attack on E(x,y) (Alg. 1) | E(x_adv) - E(x~) (SGLD buffer) |
 | jem | x | E(x) - E(x~) (SGLD buffer) |
@@ -24,6 +25,7 @@ from __future__ import annotations
 from .base import Method
 from .dat import DAT
 from .ebjdat import EBJDAT
+from .free import FreeAT
 from .jeat import JEAT
 from .jem import JEM, JEMPP
 from .noise import NoiseInjection
@@ -41,7 +43,7 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, PreJEAT, JEAT, JEM, RobustJEM,
+for _cls in (Standard, NoiseInjection, PGDTraining, FGSMTraining, FreeAT, PreJEAT, JEAT, JEM, RobustJEM,
              JEMPP, TRADES, WEAT, EBJDAT, DAT):  # fmt: skip
     register_method(_cls)
 METHODS["energy-pgd"] = PreJEAT  # the issue's name for Algorithm 2's training

@@ -49,6 +49,22 @@ register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cy
 )
 # The JEAT paper names no validation split; JEAT and PreJEAT build on JEM's code (train_wrn_ebm.py,
 # --n_valid 5000), so the JEAT family holds out JEM's 5,000, as paper-jem does.
+# Free AT (Shafahi et al. 2019), the JEAT paper's "Free m=8" baseline, Table 4's FREE row: SGD 0.1, batch 128,
+# multistep [100, 150] (x0.1, the appendix), 200 epochs counted as Free AT counts them (methods/free.py),
+# weight decay 2e-4, momentum 0.9; m = 8 replays, eps 8/255 with steps of eps, delta from zero (no random
+# start); on the paper's WRN-28-10 ("for all algorithms"). Data as locuslab/fast_adversarial's loaders:
+# zero-padded crop + flip, CIFAR mean/std; all 50,000 images (no validation split).
+FREE_ATTACK = AttackConfig("ce", 8 / 255, 8 / 255, 1, random_start=False)
+register("paper-free", "WRN-28-10, Free AT (m=8 replays, eps 8/255), SGD 0.1, [100, 150] of 200 epochs (Table 4)")(
+    lambda: paper(
+        MethodConfig("free", attack=FREE_ATTACK, free_replays=8),
+        OptimConfig("sgd", lr=0.1, weight_decay=2e-4, schedule="multistep", milestones=(100, 150), gamma=0.1),
+        128,
+        200,
+        augment="flip-crop-zero",
+        normalization="cifar",
+    )  # fmt: skip
+)
 register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
     lambda: paper(
         MethodConfig("prejeat", attack=AttackConfig("joint", 8 / 255, 8 / 255, 1)),
@@ -113,6 +129,11 @@ register("cpu-pgd", "small CNN, PGD-3 AT (eps 8/255, step 3/255), 10k images, 3 
 )
 register("cpu-fgsm", "small CNN, Fast AT (FGSM + random start, step 10/255), 10k images, 4 epochs")(
     lambda: cpu(MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1)), epochs=4, train_limit=10_000)
+)
+# Free AT at CPU scale: m = 4 replays, 8 epochs as Free AT counts them (2 passes over 10k images), about
+# the forward/backward passes of cpu-pgd.
+register("cpu-free", "small CNN, Free AT (m=4 replays, eps 8/255), 10k images, 8 epochs (2 passes)")(
+    lambda: cpu(MethodConfig("free", attack=FREE_ATTACK, free_replays=4), epochs=8, train_limit=10_000)
 )
 register("cpu-prejeat", "small CNN, PreJEAT (energy FGSM + random start), 10k images, 4 epochs")(
     lambda: cpu(

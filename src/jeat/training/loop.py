@@ -81,7 +81,6 @@ class Trainer(Checkpointing, Recovery, Summary):
         self.train_set = train_part.subset(d.train_limit)
         # For the record only: no decision of the run reads it (the guard, best.pt and the verdict use valid_set).
         self.test_set = load_dataset(d.name, "test", d.root, False, d.test_file, d.image_size, d.test_limit)
-        self.stream = BatchStream(self.train_set, d.batch_size, True, d.augment, cfg.seed, True, self.rank, self.world)
 
         c = self.train_set.shape[0]
         self.model = build_model(cfg.model.arch, self.train_set.num_classes, c, cfg.model.normalization).to(self.device)
@@ -102,6 +101,9 @@ class Trainer(Checkpointing, Recovery, Summary):
         torch.manual_seed(D.rank_seed(cfg.seed, self.rank))
         method_cfg = D.per_rank_config(cfg, self.world, self.train_set.num_classes)
         self.method = build_method(method_cfg, self.model, self.train_set, self.device)
+        # A method that replays each batch (Free AT: ``replays`` = m) gets a stream that repeats it.
+        self.stream = BatchStream(self.train_set, d.batch_size, True, d.augment, cfg.seed, True, self.rank, self.world,
+                                  replays=getattr(self.method, "replays", 1))  # fmt: skip
         self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup, cfg.ema.copy_first) if cfg.ema.decay > 0 else None
         self.opt = build_optimizer(self.model.parameters(), cfg.optim)
         o = cfg.optim
