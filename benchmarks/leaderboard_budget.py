@@ -15,6 +15,7 @@ METHODS = {
     "noise": "cpu-noise-8",
     "pgd": "cpu-pgd",
     "fgsm": "cpu-fgsm",
+    "free": "cpu-free",  # the leaderboard's 3 epochs count as Free AT counts them: 3/4 of a pass, 4 replays each
     "trades": "cpu-trades",
     "weat": "cpu-weat",
     "prejeat": "cpu-prejeat",
