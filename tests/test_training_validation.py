@@ -227,3 +227,12 @@ def test_evaluate_on_the_validation_split(data80, tmp_path, capsys):
     bare.fit()
     assert main(["evaluate", str(bare.run.path), "--suite", "calibration", "--on", "valid", "--no-progress"]) == 1
     assert "has no validation split" in capsys.readouterr().err
+
+
+def test_a_run_that_ends_at_chance_is_failed_even_if_it_learned_on_the_way(data80, tmp_path, monkeypatch):
+    accs = iter([0.6, 0.25])  # learned, then a dead model at the end (validation only; test perfect)
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, data, *a, **k: next(accs) if data is self.valid_set else 1.0)
+    cfg = _cfg(data80, tmp_path / "runs", epochs=2, guard__fail_min_valid=10, guard__enabled=False)
+    summary = Trainer(cfg, progress=False).fit()
+    assert summary["status"] == "failed" and summary["failure"].startswith("the run ended at chance")
+    assert "its best was 0.600, kept in checkpoints/best.pt" in summary["failure"]

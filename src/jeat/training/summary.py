@@ -108,13 +108,19 @@ class Summary:
             key, what_on = "train_acc", "training accuracy (no validation split: data.valid_size=0)"
         epochs = [r for r in epochs if key in r]
         chance = 1.0 / max(self.train_set.num_classes, 1)
-        best = max(r[key] for r in epochs)
-        if best >= chance + g.fail_margin:
-            return None
+        best, final = max(r[key] for r in epochs), epochs[-1][key]
         what = "; ".join(f"{e['action']} at step {e['step']}" for e in self.events if "action" in e) or "no guard event"
         k = self.train_set.num_classes
-        return (f"the run did not learn: best {what_on} {best:.3f} (final {epochs[-1][key]:.3f}) is within "
-                f"{g.fail_margin:.2f} of chance ({chance:.3f}, {k} classes); guard: {what}")  # fmt: skip
+        if best < chance + g.fail_margin:
+            return (f"the run did not learn: best {what_on} {best:.3f} (final {final:.3f}) is within "
+                    f"{g.fail_margin:.2f} of chance ({chance:.3f}, {k} classes); guard: {what}")  # fmt: skip
+        # Learned, then died: the final weights (what later commands load) are no model (stability_cpu.md,
+        # cpu-jeat on digits28: 18.3 % at best, then exactly chance for 13 epochs, status 'recovered').
+        if final < chance + g.fail_margin:
+            kept = ", kept in checkpoints/best.pt" if self.best_step is not None else ""
+            return (f"the run ended at chance: final {what_on} {final:.3f} is within {g.fail_margin:.2f} of chance "
+                    f"({chance:.3f}, {k} classes); its best was {best:.3f}{kept}; guard: {what}")  # fmt: skip
+        return None
 
     def write_summary(self, status: str | None = None, extra: dict | None = None) -> dict:
         summary = {**self.summary(status), **(extra or {})}
