@@ -29,7 +29,8 @@ What counts as collapsed, caught or a false alarm: ``stability_judge.py``.
     python benchmarks/stability.py --data ../shared/data [--out runs/stability] [--arms default warn old]
     python benchmarks/stability.py --report-only
 
-One job at a time (two torch jobs slow each other 2-4x). Resumable: finished runs are skipped, a
+Needs scikit-learn for digits28 (`pip install -c constraints.txt -e ".[bench]"`). One job at a time
+(two torch jobs slow each other 2-4x). Resumable: finished runs are skipped, a
 killed run continues from its checkpoint. Writes ``benchmarks/results/stability_cpu.md`` after
 every run.
 """
