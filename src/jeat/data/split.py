@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write_text
 from .sources import ImageSet
 
 SPLIT_FILE = "split.json"
@@ -96,19 +95,7 @@ def stratified_split(labels: torch.Tensor, valid_size: int, seed: int) -> Split:
 
 
 def save_split(path: Path, split: Split) -> None:
-    """Write ``split`` to ``path`` atomically (temp file + rename; data sits below training's helpers)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(split.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(split.to_dict()))
 
 
 def load_split(run_dir: str | Path) -> Split | None:
@@ -122,6 +109,19 @@ def load_split(run_dir: str | Path) -> Split | None:
         return Split.from_dict(json.loads(f.read_text()))
     except (ValueError, KeyError, TypeError) as e:
         raise SplitError(f"{f}: not a readable validation split ({e})") from None
+
+
+def run_split(run_dir: Path, full: ImageSet, size: int, seed: int, resume: bool) -> Split | None:
+    """A run's validation split: read back from ``RUN/split.json`` on resume, else drawn with the run's seed
+    (every DDP rank draws the same one; the trainer writes it once the run directory is claimed)."""
+    recorded = load_split(run_dir) if resume else None
+    if resume and (recorded is not None) != (size > 0) or recorded is not None and len(recorded.valid) != size:
+        have = f"a {len(recorded.valid)}-image validation split" if recorded else "no validation split"
+        raise SplitError(f"{run_dir} was trained with {have}, this resume asks for data.valid_size={size}: "
+                         "a run keeps its split (drop the --set data.valid_size override)")  # fmt: skip
+    if recorded is not None:
+        return recorded
+    return stratified_split(full.labels, size, seed) if size > 0 else None
 
 
 def training_part(full: ImageSet, run_dir: str | Path | None) -> ImageSet:

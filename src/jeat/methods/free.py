@@ -21,8 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..energy import cross_entropy, joint_energy, marginal_energy, upcast
-from .base import Method, accuracy_metric
+from ..energy import cross_entropy, upcast
+from .base import Method
+from .standard import ce_metrics
 
 
 class FreeAT(Method):
@@ -47,13 +48,7 @@ class FreeAT(Method):
             self._x = x
         logits = upcast(model(x + leaf))  # CE in fp32, as Standard
         loss = cross_entropy(logits, y).mean()
-        metrics = {
-            "loss": loss.detach(),
-            "acc": accuracy_metric(logits.detach(), y),
-            "energy_xy": joint_energy(logits.detach(), y).mean(),
-            "energy_x": marginal_energy(logits.detach()).mean(),
-        }
-        return loss, metrics
+        return loss, ce_metrics(loss, logits, y)
 
     @torch.no_grad()
     def after_update(self, model) -> dict[str, Tensor]:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..data import BatchStream, load_dataset
 from ..data.loader import to_device
-from ..data.split import SPLIT_FILE, Split, SplitError, load_split, save_split, stratified_split
+from ..data.split import SPLIT_FILE, run_split, save_split
 from ..methods import build_method
 from ..models import build_model
 from ..models.layout import apply_layout
@@ -76,7 +76,7 @@ class Trainer(Checkpointing, Recovery, Summary):
         d = cfg.data
         full = load_dataset(d.name, "train", d.root, d.download, d.test_file, d.image_size)
         # The validation split comes first, then train_limit draws from what is left (data/split.py).
-        self.split = self._validation_split(full, resume)
+        self.split = run_split(self.run.path, full, d.valid_size, cfg.seed, resume)
         train_part, self.valid_set = self.split.apply(full) if self.split is not None else (full, None)
         self.train_set = train_part.subset(d.train_limit)
         # For the record only: no decision of the run reads it (the guard, best.pt and the verdict use valid_set).
@@ -135,19 +135,6 @@ class Trainer(Checkpointing, Recovery, Summary):
         if cfg.tensorboard and self.rank == 0:
             sink = open_sink(self.run.path, purge_step=self.global_step if resume else None)
             self.run.sinks = [sink] if sink else []
-
-    def _validation_split(self, full, resume: bool) -> Split | None:
-        """The run's validation split: read back from ``RUN/split.json`` on resume, else drawn with the
-        run's seed (every DDP rank draws the same one; rank 0 writes it after the run directory is claimed)."""
-        size = self.cfg.data.valid_size
-        recorded = load_split(self.run.path) if resume else None
-        if resume and (recorded is not None) != (size > 0) or recorded is not None and len(recorded.valid) != size:
-            have = f"a {len(recorded.valid)}-image validation split" if recorded else "no validation split"
-            raise SplitError(f"{self.run.path} was trained with {have}, this resume asks for data.valid_size={size}: "
-                             "a run keeps its split (drop the --set data.valid_size override)")  # fmt: skip
-        if recorded is not None:
-            return recorded
-        return stratified_split(full.labels, size, self.cfg.seed) if size > 0 else None
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
@@ -290,10 +277,9 @@ class Trainer(Checkpointing, Recovery, Summary):
         if self.valid_set is not None:  # what every decision below reads
             rec["valid_acc"] = self.evaluate(self.valid_set, amp=amp, weights=self.weights)
         # Decisions are taken on everything measured so far: the test accuracy is measured after them.
-        decided = dict(rec)
         trig = None
         if cfg.guard.enabled:
-            floats = {k: v for k, v in decided.items() if isinstance(v, float)}
+            floats = {k: v for k, v in rec.items() if isinstance(v, float)}
             trig = absolute_trigger(floats, self.global_step, cfg.guard)
         if trig is None and self.valid_set is not None:
             trig = self.guard.check_epoch(rec["valid_acc"], self.global_step, 1 / self.train_set.num_classes,
