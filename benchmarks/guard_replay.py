@@ -38,7 +38,11 @@ def first_trigger(
             trig = guard.check(values, rec["step"])
         elif rec.get("kind") == "epoch" and "valid_acc" in rec:  # the loop's epoch triggers read validation only
             trig = absolute_trigger({"valid_acc": rec["valid_acc"]}, rec["step"], cfg) or guard.check_epoch(
-                rec["valid_acc"], rec["step"], chance, n
+                rec["valid_acc"],
+                rec["step"],
+                chance,
+                n,
+                rec.get("valid_top_share"),  # absent before issue 34
             )
         else:
             continue  # guard events of the original run

@@ -13,7 +13,7 @@ from conftest import make_npz_dir, tiny_config, write_npz
 
 from jeat.config import TrainConfig
 from jeat.data import load_dataset
-from jeat.data.split import SplitError, load_split, stratified_split, training_part
+from jeat.data.split import SplitError, draw_split, jem_split, load_split, stratified_split, training_part
 from jeat.overrides import apply_override
 from jeat.training import Trainer
 from jeat.training.checkpoint import load_checkpoint
@@ -99,6 +99,53 @@ def test_resume_keeps_the_split_and_refuses_another(data80, tmp_path):
     cfg.data.valid_size = 8
     with pytest.raises(SplitError, match="a run keeps its split"):
         Trainer(cfg, t.run.path, resume=True, progress=False)
+    cfg.data.valid_size, cfg.data.valid_rule = 16, "jem"
+    with pytest.raises(SplitError, match="data.valid_rule=stratified"):
+        Trainer(cfg, t.run.path, resume=True, progress=False)
+
+
+def test_jem_rule_holds_out_what_jems_get_data_holds_out():
+    # train_wrn_ebm.py / JEM++'s utils.py: np.random.seed(1234); np.random.shuffle(all_inds); first n_valid.
+    # (benchmarks/parity/split.py runs the references' own get_data on CIFAR-10's labels: identical.)
+    state = np.random.get_state()
+    np.random.seed(1234)
+    inds = list(range(500))
+    np.random.shuffle(inds)
+    np.random.set_state(state)
+    labels = torch.arange(500) % 10
+    s = jem_split(labels, 50)
+    assert s.valid == sorted(inds[:50]) and s.rule == "jem" and s.seed == 1234
+    assert draw_split(labels, 50, seed=7, rule="jem").valid == s.valid  # the run's seed does not move it
+    assert draw_split(labels, 50, seed=7).valid != s.valid  # stratified, the default
+    with pytest.raises(SplitError, match="data.valid_rule"):
+        draw_split(labels, 50, 0, rule="random")
+
+
+def test_paper_presets_hold_out_their_references_split():
+    from jeat import get_preset
+
+    for name in ("paper-jem", "paper-jempp", "paper-eb-jdat", "paper-robust-jem", "paper-jeat", "paper-prejeat"):
+        d = get_preset(name).data
+        assert (d.valid_size, d.valid_rule) == (5000, "jem"), name
+    for name in ("paper-trades", "paper-dat", "paper-sadajem", "paper-free"):
+        assert get_preset(name).data.valid_size == 0, name
+    assert get_preset("cpu-jem").data.valid_rule == "stratified"
+    cfg = get_preset("cpu-jem")
+    cfg.data.valid_rule = "random"
+    from jeat.validation import validate
+
+    with pytest.raises(ValueError, match="data.valid_rule must be stratified or jem"):
+        validate(cfg)
+
+
+def test_a_run_logs_how_its_validation_predictions_spread(data80, tmp_path):
+    t = Trainer(_cfg(data80, tmp_path / "runs", epochs=1), progress=False)
+    t.fit()
+    (rec,) = t.run.records("epoch")
+    # the largest share of the 16 validation images given one class: what the guard's dead-model check reads
+    assert 0.25 <= rec["valid_top_share"] <= 1.0 and rec["valid_top_share"] * 16 == round(rec["valid_top_share"] * 16)
+    model_preds = t.model.eval()(t.valid_set.images.float().div(255)).argmax(1)
+    assert rec["valid_top_share"] == torch.bincount(model_preds).max().item() / 16
 
 
 def _noise_test_set(data: Path, out: Path) -> Path:
@@ -165,7 +212,8 @@ def test_without_a_split_decisions_are_off_and_said_so(npz_dir, tmp_path, capsys
 
 def test_failed_verdict_reads_validation_or_training_accuracy_never_test(data80, npz_dir, tmp_path, monkeypatch):
     # Validation at chance, test perfect: failed, and the message names validation accuracy.
-    monkeypatch.setattr(Trainer, "evaluate", lambda self, data, *a, **k: 0.25 if data is self.valid_set else 1.0)
+    monkeypatch.setattr(Trainer, "evaluate_valid", lambda self, *a, **k: (0.25, 0.3))
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, data, *a, **k: 1.0)
     cfg = _cfg(data80, tmp_path / "a", guard__fail_min_valid=10, guard__enabled=False)
     summary = Trainer(cfg, progress=False).fit()
     assert summary["status"] == "failed" and "validation accuracy on 16 held-out" in summary["failure"]
@@ -231,7 +279,8 @@ def test_evaluate_on_the_validation_split(data80, tmp_path, capsys):
 
 def test_a_run_that_ends_at_chance_is_failed_even_if_it_learned_on_the_way(data80, tmp_path, monkeypatch):
     accs = iter([0.6, 0.25])  # learned, then a dead model at the end (validation only; test perfect)
-    monkeypatch.setattr(Trainer, "evaluate", lambda self, data, *a, **k: next(accs) if data is self.valid_set else 1.0)
+    monkeypatch.setattr(Trainer, "evaluate_valid", lambda self, *a, **k: (next(accs), 0.3))
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, data, *a, **k: 1.0)
     cfg = _cfg(data80, tmp_path / "runs", epochs=2, guard__fail_min_valid=10, guard__enabled=False)
     summary = Trainer(cfg, progress=False).fit()
     assert summary["status"] == "failed" and summary["failure"].startswith("the run ended at chance")

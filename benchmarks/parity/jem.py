@@ -78,7 +78,7 @@ def check(checkout: Path, o) -> Result:
     dtype = torch.float64 if o.dtype == "float64" else torch.float32
     over = ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
             str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
-            "1000000", "--n_valid", "50", "--ckpt_every", "1000", "--eval_every", "1000"]  # fmt: skip
+            "1000000", "--ckpt_every", "1000", "--eval_every", "1000"]  # fmt: skip
     args = parser.parse_args(flags + over)
     args.n_classes = 10
     x, y = cifar(2000, o.data)

@@ -55,7 +55,7 @@ from interleave import Interleave
 def _overrides(o) -> list[str]:
     return ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
             str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup),
-            "--decay_epochs", "1000", "--print_every", "1000000", "--n_valid", "0", "--eval_every", "1000",
+            "--decay_epochs", "1000", "--print_every", "1000000", "--eval_every", "1000",
             "--ckpt_every", "1000"]  # fmt: skip
 
 

@@ -50,6 +50,8 @@ def validate(cfg: TrainConfig) -> None:
             bad.append(f"{path} must be in [0, 1), got {_get(cfg, path)!r}")
     if cfg.model.bn_momentum is not None and not 0 <= cfg.model.bn_momentum <= 1:
         bad.append(f"model.bn_momentum must be in [0, 1] or none, got {cfg.model.bn_momentum!r}")
+    if cfg.data.valid_rule not in ("stratified", "jem"):
+        bad.append(f"data.valid_rule must be stratified or jem, got {cfg.data.valid_rule!r}")
     if cfg.method.px_data not in ("batch", "separate", "clean"):
         bad.append(f"method.px_data must be batch, separate or clean, got {cfg.method.px_data!r}")
     if cfg.method.bn_stats not in ("classifier", "all"):

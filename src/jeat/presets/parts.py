@@ -85,7 +85,9 @@ def paper(method: MethodConfig, optim: OptimConfig, batch: int, epochs: int, arc
            valid_size: int = 0, **kw) -> TrainConfig:  # fmt: skip
     # fp32 (amp=none): every reference trains in fp32; `--set amp=auto` trains in bf16 where the
     # device computes it natively, 2-4x faster (docs/SCALE.md), at the cost of exact parity.
-    data = DataConfig(batch_size=batch, augment=augment, valid_size=valid_size)
+    # Every reference that holds images out is of JEM's family and draws them by JEM's rule (data/split.py).
+    data = DataConfig(batch_size=batch, augment=augment, valid_size=valid_size,
+                      valid_rule="jem" if valid_size else "stratified")  # fmt: skip
     return TrainConfig(epochs=epochs, amp="none", data=data,
                        model=ModelConfig(arch=arch, normalization=normalization, bn_momentum=bn_momentum), optim=optim,
                        method=method,

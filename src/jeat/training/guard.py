@@ -16,9 +16,11 @@ docs/TRAINING.md):
 | ``ce_rise`` | CE exceeds ``ce_factor`` x its recent median while batch accuracy falls ``acc_drop`` below its own |
 | ``valid_acc_drop`` | validation accuracy ``valid_acc_drop`` below the best, ``valid_acc_patience`` epochs on end |
 | ``valid_acc_lost`` | an epoch's validation accuracy lost ``learned_lost`` of the run's best gain over chance |
+| ``valid_dead`` | after learning (``chance_learned``), one class predicted for ``dead_share`` of the images |
 
-Both epoch triggers also need the fall to exceed ``valid_acc_z`` standard errors on the validation
-set. Without a validation split (``data.valid_size=0``) the loop does not call them.
+The two accuracy triggers also need the fall to exceed ``valid_acc_z`` standard errors on the
+validation set; ``valid_dead`` needs no margin (one class for nearly every image is not sampling
+noise). Without a validation split (``data.valid_size=0``) the loop does not call them.
 
 "Recent" is the last ``window`` checks; relative triggers wait for ``warmup_checks`` of them.
 What the loop does on a trigger is ``policy`` (``training/loop.py``): ``stop``, ``warn``,
@@ -84,6 +86,8 @@ def validate(cfg: GuardConfig) -> None:
     if cfg.gap_patience < 1 or cfg.gap_hard < cfg.gap_band:
         raise ValueError(f"guard.gap_patience must be >= 1 and guard.gap_hard >= guard.gap_band, got "
                          f"{cfg.gap_patience}, {cfg.gap_hard} < {cfg.gap_band}")  # fmt: skip
+    if not 0 < cfg.dead_share:
+        raise ValueError(f"guard.dead_share must be > 0 (above 1 turns the check off), got {cfg.dead_share}")
     if cfg.valid_acc_patience < 1:
         raise ValueError(f"guard.valid_acc_patience must be >= 1, got {cfg.valid_acc_patience}")
     if cfg.max_retries < 0 or not 0 < cfg.lr_factor <= 1:
@@ -171,11 +175,11 @@ class Guard:
                 self.history.setdefault(k, deque(maxlen=self.cfg.window)).append(float(v))
         return trig
 
-    def check_epoch(self, valid_acc: float, step: int, chance: float | None = None, n: int | None = None
-                    ) -> Trigger | None:  # fmt: skip
+    def check_epoch(self, valid_acc: float, step: int, chance: float | None = None, n: int | None = None,
+                    top_share: float | None = None) -> Trigger | None:  # fmt: skip
         """End of an epoch: validation accuracy against the run's best so far and against ``chance``. With
         the validation set's size ``n`` a fall must also exceed ``valid_acc_z`` standard errors (sampling
-        noise)."""
+        noise). ``top_share``: the largest share of the validation images predicted as one class."""
         c = self.cfg
         acc = valid_acc
         if not c.enabled:  # no triggers, but the best epoch (best.pt) is still tracked
@@ -190,7 +194,13 @@ class Guard:
         noise = 0.0
         if best is not None and n:
             noise = c.valid_acc_z * math.sqrt((best * (1 - best) + acc * (1 - acc)) / n)
-        if chance is not None and best is not None and best - chance >= c.chance_learned:
+        learned = chance is not None and best is not None and best - chance >= c.chance_learned
+        if learned and top_share is not None and top_share >= c.dead_share:
+            # A dead model: after learning something, (nearly) every image gets one label. Its accuracy is
+            # that class's share, which the noise margin below can hide when the best was low (issue 34:
+            # jeat on digits28 fell 18.3 -> 10.0 %, under 3 standard errors on 300 images, and stayed there).
+            return Trigger("valid_dead", "valid_top_share", top_share, step, best, epoch_level=True)
+        if learned:
             lost = (best - acc) / (best - chance)  # share of what the run had learned above chance
             if lost > c.learned_lost and best - acc > noise:
                 return Trigger("valid_acc_lost", "valid_acc", acc, step, best, epoch_level=True)

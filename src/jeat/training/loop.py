@@ -76,7 +76,7 @@ class Trainer(Checkpointing, Recovery, Summary):
         d = cfg.data
         full = load_dataset(d.name, "train", d.root, d.download, d.test_file, d.image_size)
         # The validation split comes first, then train_limit draws from what is left (data/split.py).
-        self.split = run_split(self.run.path, full, d.valid_size, cfg.seed, resume)
+        self.split = run_split(self.run.path, full, d.valid_size, cfg.seed, resume, d.valid_rule)
         train_part, self.valid_set = self.split.apply(full) if self.split is not None else (full, None)
         self.train_set = train_part.subset(d.train_limit)
         # For the record only: no decision of the run reads it (the guard, best.pt and the verdict use valid_set).
@@ -203,6 +203,23 @@ class Trainer(Checkpointing, Recovery, Summary):
                                           device=self.device))  # fmt: skip
         return float(t[0] / t[1].clamp_min(1))
 
+    def evaluate_valid(self, amp: bool = False) -> tuple[float, float]:
+        """Validation accuracy of the reported weights and the largest share of the validation images
+        predicted as one class (the guard's dead-model check), both summed over ranks."""
+        from ..evaluation.accuracy import accuracy_and_counts  # lazy, as in evaluate
+
+        data = self.valid_set
+        ctx = self.ema.applied(self.model) if self.weights == "ema" else contextlib.nullcontext()
+        with ctx:
+            if self.world > 1:
+                D.sync_buffers(self.model)
+                idx = torch.arange(self.rank, len(data), self.world)
+                data = type(data)(data.images[idx], data.labels[idx], data.classes)
+            correct, counts = accuracy_and_counts(self.model, data, self.cfg.data.eval_batch_size, self.device, amp)
+        t = D.sum_over_ranks(torch.cat([torch.tensor([correct, len(data)], device=counts.device), counts]))
+        n = max(int(t[1]), 1)
+        return int(t[0]) / n, int(t[2:].max()) / n
+
     def fit(self, max_steps: int | None = None) -> dict:
         """Train to the configured epochs (or stop after ``max_steps`` optimizer steps in total,
         checkpointing there, which tests use to simulate a killed run)."""
@@ -275,7 +292,7 @@ class Trainer(Checkpointing, Recovery, Summary):
                    images_per_s=n_images / max(train_time, 1e-9))  # fmt: skip
         amp = cfg.amp == "bf16"
         if self.valid_set is not None:  # what every decision below reads
-            rec["valid_acc"] = self.evaluate(self.valid_set, amp=amp, weights=self.weights)
+            rec["valid_acc"], rec["valid_top_share"] = self.evaluate_valid(amp)
         # Decisions are taken on everything measured so far: the test accuracy is measured after them.
         trig = None
         if cfg.guard.enabled:
@@ -283,7 +300,7 @@ class Trainer(Checkpointing, Recovery, Summary):
             trig = absolute_trigger(floats, self.global_step, cfg.guard)
         if trig is None and self.valid_set is not None:
             trig = self.guard.check_epoch(rec["valid_acc"], self.global_step, 1 / self.train_set.num_classes,
-                                          len(self.valid_set))  # fmt: skip
+                                          len(self.valid_set), rec["valid_top_share"])  # fmt: skip
         best = self.valid_set is not None and trig is None and self.guard.is_best(rec["valid_acc"])
         # For the record only (plots, summary.json): read by no decision of the run.
         rec["test_acc"] = self.evaluate(self.test_set, amp=amp, weights=self.weights)
