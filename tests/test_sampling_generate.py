@@ -145,3 +145,55 @@ def test_cli_generate_denoise_and_plot(run, tmp_path, capsys):
     assert len(cfg["psnr_curve"]) == 3 and cfg["psnr_noisy"] < m["psnr_noisy"]  # std 0.548 is far noisier than 0.1
     assert main(["generate", str(run), "--seed-dist", "buffer", "--steps", "1", "--out", str(tmp_path / "x")]) == 1
     assert "no replay buffer" in capsys.readouterr().err
+
+
+def test_pyld_kernel_lowers_the_energy_and_rejects_ce(run):
+    from jeat.energy import energy
+    from jeat.loading import load_trained
+
+    model = load_trained(run).model.eval()
+    torch.manual_seed(0)
+    x0 = torch.rand(8, 3, SIZE, SIZE)
+    y = torch.arange(8) % K
+    cfg = GenerateConfig(sampler="joint", kernel="pyld", steps=5, inner_steps=3, per_class=2, noise=0.0)
+    res = generate(model, K, (3, SIZE, SIZE), cfg, seeds=lambda yy: x0[: len(yy)])
+    with torch.no_grad():
+        before = energy(model(x0), y, "joint").mean()
+        after = energy(model(res.x), res.seed_y, "joint").mean()
+    assert after < before and res.x.min() >= 0 and res.x.max() <= 1 and res.trace is None
+    with pytest.raises(ValueError, match="pyld kernel samples joint, marginal or combined"):
+        GenerateConfig(sampler="ce", kernel="pyld").validate()
+
+
+def test_paper_inference_fills_only_what_the_user_left_unset(run):
+    from jeat.sampling.generate import ROBUST_JEM_INFERENCE, paper_inference
+
+    cfg, named = paper_inference({"sampler": "joint", "steps": 2}, paper=True)
+    assert (cfg.kernel, cfg.inner_steps, cfg.steps, cfg.seed_dist, cfg.noise) == ("pyld", 5, 2, "jempp", 0.005)
+    assert "steps" not in named and {"kernel", "seed_dist", "inner_steps"} <= set(named)
+    assert ROBUST_JEM_INFERENCE["marginal"]["steps"] == 300 and ROBUST_JEM_INFERENCE["joint"]["steps"] == 50
+    assert ROBUST_JEM_INFERENCE["combined"]["pgd_eps"] == 0.25  # the paper's 0.5 in [-1, 1] units
+    plain, none = paper_inference({"sampler": "joint"}, paper=False)
+    assert none is None and plain.kernel == "sgld" and plain.steps == 100
+    # A standard run gets jeat's inference unless --inference paper; the report says which.
+    res = generate_from_checkpoint(run, per_class=1, steps=1)
+    assert res.extra["inference"] == "jeat" and res.config.kernel == "sgld"
+    res = generate_from_checkpoint(run, per_class=1, steps=2, inference="paper", sampler="combined", pgd_steps=1)
+    assert res.extra["inference"] == "paper (Robust JEM)" and res.config.kernel == "pyld"
+    assert res.config.seed_dist == "jempp" and (run / "seeds-jempp.safetensors").is_file()
+    assert "steps" in res.extra["settings_given"] and "pgd_eps" in res.extra["settings_from_paper"]
+
+
+def test_a_robust_jem_run_generates_with_the_papers_inference(data_dir, tmp_path, capsys):
+    cfg = tiny_config(data_dir, tmp_path, epochs=1, method__name="robust-jem")
+    cfg.method.sgld.steps, cfg.method.sgld.buffer_size, cfg.method.attack.steps = 1, 16, 1
+    rj = _train(cfg, tmp_path / "rj")
+    assert main(["generate", str(rj), "--per-class", "1", "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["inference"] == "paper (Robust JEM)" and summary["out"].endswith("generate-joint-jempp")
+    traces = json.loads((rj / "generate-joint-jempp" / "traces.json").read_text())
+    assert traces["config"]["kernel"] == "pyld" and traces["config"]["steps"] == 2  # the user's steps win
+    assert "kernel" in traces["settings_from_paper"] and "steps" not in traces["settings_from_paper"]
+    assert main(["generate", str(rj), "--inference", "jeat", "--per-class", "1", "--steps", "1", "--no-progress",
+                 "--out", str(tmp_path / "j")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "j" / "traces.json").read_text())["config"]["kernel"] == "sgld"

@@ -23,17 +23,33 @@ def add_parser(sub) -> None:
     p.add_argument("checkpoint", help="run directory, checkpoint.pt or model.safetensors")
     p.add_argument("--sampler", choices=["ce", "joint", "marginal", "combined", "dat"], default="joint",
                    help="target energy (default: joint, Eq. 17)")  # fmt: skip
-    p.add_argument("--seed-dist", choices=["uniform", "gaussian", "gmm", "buffer"], default="uniform",
-                   help="initial x0: U(0,1); class-conditional Gaussian; per-class Gaussian mixture (both fitted on "
-                   "the training set once, cached in the run directory); the checkpoint's replay buffer")  # fmt: skip
+    p.add_argument("--seed-dist", choices=["uniform", "gaussian", "jempp", "gmm", "buffer"],
+                   help="initial x0 (default uniform; Robust JEM's inference: jempp): U(0,1); class-conditional "
+                   "Gaussian; the same fitted as JEM++ does; per-class Gaussian mixture (fitted on the training set "
+                   "once, cached in the run directory); the checkpoint's replay buffer")  # fmt: skip
     p.add_argument("--per-class", type=int, default=10, help="samples per class (default 10)")
     p.add_argument("--classes", help="comma-separated class indices (default: all)")
-    p.add_argument("--steps", type=int, default=100, help="Langevin steps K (default 100)")
-    p.add_argument("--step-size", type=float, default=0.25,
+    p.add_argument("--inference", choices=["auto", "paper", "jeat"], default="auto",
+                   help="paper: unset options take Robust JEM's published inference (JEM++'s proximal sampler, "
+                   "m=50 x n=5 conditional, 300 x 5 unconditional, JEM++'s class-Gaussian seeds, prior eps 0.25); "
+                   "jeat: jeat's defaults; auto (default): paper on a robust-jem run, else jeat")  # fmt: skip
+    p.add_argument("--kernel", choices=["sgld", "pyld"],
+                   help="sgld: Langevin steps (default); pyld: JEM++'s proximal sampler (--steps outer x "
+                   "--inner-steps inner)")  # fmt: skip
+    p.add_argument("--steps", type=int, help="Langevin steps K, or pyld's outer steps m (default 100)")
+    p.add_argument("--step-size", type=float,
                    help="gradient step (default 0.25: JEM's 1 in its [-1, 1] pixel units)")  # fmt: skip
-    p.add_argument("--noise", type=float, default=0.005,
+    p.add_argument("--noise", type=float,
                    help="std of the Langevin noise (default 0.005: JEM's 0.01 in [-1, 1] units)")  # fmt: skip
-    p.add_argument("--clip-grad", type=float, help="clip each pixel's step to +-this (JEM++)")
+    p.add_argument("--inner-steps", type=int, help="pyld: inner steps n per outer step (default 5)")
+    p.add_argument("--inner-step-size", type=float,
+                   help="pyld: inner step (default 0.25: eval_jempp.py's 1 in [-1, 1] units)")  # fmt: skip
+    p.add_argument("--inner-clip", type=float, help="pyld: clip of each inner step per pixel (default 0.5)")
+    p.add_argument(
+        "--clip-grad",
+        type=float,
+        help="clip each pixel's step to +-this (JEM++); pyld: the outer step's clip (default 2 x step)",
+    )
     p.add_argument("--clamp", action=argparse.BooleanOptionalAction, default=None,
                    help="keep samples in [0, 1] after each step (default: on, off for combined)")  # fmt: skip
     p.add_argument("--eps", type=float, help="combined: PGD radius in [0,1] units (default 0.25 = Robust JEM's 0.5 "
@@ -57,26 +73,31 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..sampling.combined import ROBUST_JEM_INFERENCE_EPS
     from ..sampling.generate import generate_from_checkpoint
 
     ck = Path(args.checkpoint)
     run_dir = ck if ck.is_dir() else ck.parent
-    out = Path(args.out) if args.out else run_dir / f"generate-{args.sampler}-{args.seed_dist}"
     classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    # Only what the user gave: the rest comes from the inference (paper or jeat) the run gets.
+    given = {"seed_dist": args.seed_dist, "kernel": args.kernel, "steps": args.steps, "step_size": args.step_size,
+             "noise": args.noise, "inner_steps": args.inner_steps, "inner_step_size": args.inner_step_size,
+             "inner_clip": args.inner_clip, "pgd_eps": args.eps}  # fmt: skip
+    kw = {k: v for k, v in given.items() if v is not None}
+    # The default folder names the seeds the run ends up with (paper inference picks its own).
+    out = Path(args.out) if args.out else (lambda cfg: run_dir / f"generate-{cfg.sampler}-{cfg.seed_dist}")
     res = generate_from_checkpoint(
         ck, out=out, data=args.data, device=args.device, progress=not args.no_progress, grid_cols=args.grid_cols,
-        scale=args.scale,
-        sampler=args.sampler, seed_dist=args.seed_dist, per_class=args.per_class, classes=classes,
-        steps=args.steps, step_size=args.step_size, noise=args.noise, clip_grad=args.clip_grad, clamp=args.clamp,
+        scale=args.scale, inference=args.inference,
+        sampler=args.sampler, per_class=args.per_class, classes=classes,
+        clip_grad=args.clip_grad, clamp=args.clamp,
         batch_size=args.batch_size, seed=args.seed, components=not args.no_component_trace,
-        pgd_eps=ROBUST_JEM_INFERENCE_EPS if args.eps is None else args.eps, pgd_steps=args.pgd_steps,
+        pgd_steps=args.pgd_steps,
         pgd_step_size=args.pgd_step_size, contrast=args.contrast, gmm_components=args.gmm_components,
-        gmm_rank=args.gmm_rank, weights=args.weights,
+        gmm_rank=args.gmm_rank, weights=args.weights, **kw,
     )  # fmt: skip
     summary = {k: v for k, v in res.extra.items()}
     if res.trace is not None and len(res.trace.energy):
         summary["energy_first"], summary["energy_last"] = res.trace.energy[0].item(), res.trace.energy[-1].item()
-    summary["out"] = str(out)
+    summary["out"] = str(out if args.out else out(res.config))
     print(json.dumps(summary, indent=2))
     return 0

@@ -77,19 +77,24 @@ def combined_inference(
     trace: bool = False,
     components: bool = False,
     on_step: Callable[[int, Tensor], None] | None = None,
+    sampler: Callable[[Tensor, Tensor], tuple[Tensor, LangevinTrace | None]] | None = None,
 ) -> tuple[Tensor, LangevinTrace | None, PriorStats]:
     """Seeds -> targeted PGD prior -> contrast reduction -> SGLD on E(x, y).
 
-    Returns (samples, SGLD trace or None, the target-class probabilities along the way). The
-    probabilities are read once per call (a host sync outside the loops).
+    ``sampler(prior, y) -> (x, trace)`` replaces the last stage (Robust JEM's paper runs JEM++'s proximal
+    sampler there: ``sampling/generate.py``). Returns (samples, SGLD trace or None, the target-class
+    probabilities along the way). The probabilities are read once per call (a host sync outside the loops).
     """
     p_seed = target_probability(model, x0.clamp(0, 1), y).mean()
     prior = adversarial_prior(model, x0, y, eps, pgd_steps, pgd_step_size)
     p_prior = target_probability(model, prior, y).mean()
     if contrast is not None and contrast != 1:
         prior = reduce_contrast(prior, contrast)
-    x, tr = langevin(model, prior, y, "joint", steps, step_size, noise, clip_grad, clamp, trace,
-                     components=components, on_step=on_step)  # fmt: skip
+    if sampler is not None:
+        x, tr = sampler(prior, y)
+    else:
+        x, tr = langevin(model, prior, y, "joint", steps, step_size, noise, clip_grad, clamp, trace,
+                         components=components, on_step=on_step)  # fmt: skip
     p_final = target_probability(model, x.clamp(0, 1), y).mean()
     stats = PriorStats(*(float(v) for v in torch.stack([p_seed, p_prior, p_final]).tolist()))
     return x, tr, stats

@@ -5,10 +5,17 @@ Samplers (``sampler=``):
     ``joint``     Langevin on E(x,y)                     (JEAT Eq. 17, Algorithm 1 "Generating")
     ``marginal``  SGLD on E(x), unconditional            (JEM)
     ``combined``  targeted PGD prior + SGLD on E(x,y)    (Robust JEM's combined inference)
+Kernels (``kernel=``, for ``joint``, ``marginal`` and the last stage of ``combined``): ``sgld``, plain
+Langevin steps; ``pyld``, JEM++'s proximal sampler (``sampling/pyld.py``): ``steps`` outer steps of
+``inner_steps`` clipped inner steps each, as its inference code ``eval_jempp.py`` runs it.
 Seeds (``seed_dist=``): ``uniform`` U(0,1); ``gaussian`` class-conditional N(mu_y, Sigma_y);
-``gmm`` per-class Gaussian mixture; ``buffer`` states of the replay buffer saved in the checkpoint.
-The Gaussian and the mixture are fitted on the training set once and cached in the run
-directory (``seeds-gaussian.safetensors``, ``seeds-gmm-m{M}-r{r}.safetensors``).
+``jempp`` the same Gaussians fitted as JEM++ fits them (``category_mean``: biased covariance, ridge
+1e-4 in [-1, 1] units); ``gmm`` per-class Gaussian mixture; ``buffer`` states of the replay buffer
+saved in the checkpoint. The Gaussians and the mixture are fitted on the training set once and
+cached in the run directory (``seeds-gaussian.safetensors``, ``seeds-gmm-m{M}-r{r}.safetensors``).
+
+Robust JEM's inference (``ROBUST_JEM_INFERENCE``, :func:`paper_inference`): what ``jeat generate``
+uses on a robust-jem run unless told otherwise (``inference="auto"``).
 
 >>> res = generate_from_checkpoint("runs/cpu-pgd", sampler="joint", per_class=10, out="runs/cpu-pgd/gen")
 
@@ -35,12 +42,31 @@ from .combined import ROBUST_JEM_INFERENCE_EPS, combined_inference
 from .gmm import ClassGMM
 from .grid import class_grid, image_grid, save_png, save_samples
 from .langevin import LangevinTrace, langevin
+from .pyld import pyld
 from .seeds import ClassGaussian
 
 # dat: DAT's sampler (xuwangyin/DAT generate_images): `steps` l_2 PGD steps of `step_size` along the unit
 # gradient of f(x)[y] = -E(x, y), clamped to [0, 1], no noise (their FID setting: 33 steps of 0.2 from seeds).
 SAMPLERS = ("ce", "joint", "marginal", "combined", "dat")
-SEED_DISTS = ("uniform", "gaussian", "gmm", "buffer")
+SEED_DISTS = ("uniform", "gaussian", "jempp", "gmm", "buffer")
+KERNELS = ("sgld", "pyld")
+INFERENCES = ("auto", "paper", "jeat")
+
+# Robust JEM's inference (robust-jem.md, "Settings"): "We used JEM++ ... m outer loops and n inner loops ...
+# n = 300, n = 5 for unconditional inference ... For conditional inference we use m = 50, n = 5 ... For
+# inference we use eps_adv = 0.5" (in its [-1, 1] units: 0.25 here), seeds from the "Gaussian mixture
+# distribution estimated from the training dataset like in (Yang & Ji, 2021)": the class Gaussians of
+# JEM++'s init_from_centers. The sampler's own settings are eval_jempp.py's defaults (sndnyang/JEMPP
+# fba6ba5): sgld_lr 1 (outer step 0.25, clip 0.5 on [0, 1]), inner steps clamp(grad_u, -1, 1) (step 0.25,
+# clip 0.5: eval_jempp ignores pyld_lr), sgld_std 0.01 (noise 0.005). The paper does not give the prior's
+# PGD steps or its contrast factor: those stay jeat's (20 steps of 2.5 eps / steps, contrast 0.9).
+_JEMPP_EVAL = {"kernel": "pyld", "inner_steps": 5, "step_size": 0.25, "inner_step_size": 0.25, "inner_clip": 0.5,
+               "noise": 0.005, "seed_dist": "jempp"}  # fmt: skip
+ROBUST_JEM_INFERENCE = {
+    "joint": {**_JEMPP_EVAL, "steps": 50},
+    "marginal": {**_JEMPP_EVAL, "steps": 300},
+    "combined": {**_JEMPP_EVAL, "steps": 50, "pgd_eps": ROBUST_JEM_INFERENCE_EPS},
+}
 SeedFn = Callable[[Tensor], Tensor]  # labels (n,) -> seeds (n, C, H, W)
 
 
@@ -50,10 +76,14 @@ class GenerateConfig:
     seed_dist: str = "uniform"
     per_class: int = 10
     classes: list[int] | None = None  # None: all classes
-    steps: int = 100
+    steps: int = 100  # Langevin steps; with kernel=pyld the outer steps m
     step_size: float = 0.25  # JEM's sgld_lr = 1 in its [-1, 1] units (as config.SGLDConfig)
     noise: float = 0.005  # JEM's sgld_std = 0.01 in [-1, 1] units
-    clip_grad: float | None = None
+    kernel: str = "sgld"  # sgld | pyld (JEM++'s proximal sampler)
+    inner_steps: int = 5  # pyld: inner steps n per outer step
+    inner_step_size: float = 0.25  # pyld: eval_jempp.py's inner step (1 in [-1, 1] units)
+    inner_clip: float = 0.5  # pyld: each inner step clipped to +-this per pixel
+    clip_grad: float | None = None  # sgld: clip each pixel's step; pyld: the outer step's clip (default 2 x step)
     clamp: bool | None = None  # keep samples in [0, 1]; None: on, except for 'combined' (contrast reduction instead)
     batch_size: int = 100
     seed: int = 0
@@ -72,6 +102,12 @@ class GenerateConfig:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose {', '.join(SAMPLERS)}")
         if self.seed_dist not in SEED_DISTS:
             raise ValueError(f"unknown seed distribution {self.seed_dist!r}; choose {', '.join(SEED_DISTS)}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {self.kernel!r}; choose {', '.join(KERNELS)}")
+        if self.kernel == "pyld" and self.sampler in ("ce", "dat"):
+            raise ValueError(f"the pyld kernel samples joint, marginal or combined, not {self.sampler}")
+        if self.inner_steps < 0 or self.inner_clip <= 0:
+            raise ValueError("inner_steps must be >= 0 and inner_clip > 0")
         if self.clamp is None:
             self.clamp = self.sampler != "combined"
         if self.per_class < 1 or self.batch_size < 1 or self.steps < 0:
@@ -140,21 +176,23 @@ def seed_fn(kind: str, shape: tuple[int, ...], num_classes: int, *, run_dir: str
         return lambda y: torch.rand((len(y), *shape), generator=gen)
     if kind == "buffer":
         return buffer_seed_fn(find_buffer(method_state), num_classes, gen)
-    if kind not in ("gaussian", "gmm"):
+    if kind not in ("gaussian", "jempp", "gmm"):
         raise ValueError(f"unknown seed distribution {kind!r}; choose {', '.join(SEED_DISTS)}")
-    name = "seeds-gaussian" if kind == "gaussian" else f"seeds-gmm-m{gmm_components}-r{gmm_rank}"
+    name = f"seeds-{kind}" if kind != "gmm" else f"seeds-gmm-m{gmm_components}-r{gmm_rank}"
     name += ".safetensors"
     path = Path(run_dir) / name if run_dir is not None else None
     if path is not None and path.exists():
-        model = ClassGaussian.load(path) if kind == "gaussian" else ClassGMM.load(path)
+        model = ClassGMM.load(path) if kind == "gmm" else ClassGaussian.load(path)
     else:
         if data is None:
             raise ValueError(f"--seed-dist {kind} needs the training set to fit the Gaussian(s) (pass --data)")
         ds = data() if callable(data) else data
-        # Generation keeps ridge 1e-4 and the unbiased covariance, the seeds every leaderboard FID was
-        # measured with; JEM++'s own form (ClassGaussian.fit's default) seeds the training chains.
+        # `gaussian` keeps ridge 1e-4 and the unbiased covariance, the seeds every leaderboard FID was
+        # measured with; `jempp` is JEM++'s own form (ClassGaussian.fit's default, also the training chains').
         if kind == "gaussian":
             model = ClassGaussian.fit(ds, ridge=1e-4, unbiased=True)
+        elif kind == "jempp":
+            model = ClassGaussian.fit(ds)
         else:
             model = ClassGMM.fit(ds, gmm_components, gmm_rank)
         if path is not None:
@@ -165,7 +203,7 @@ def seed_fn(kind: str, shape: tuple[int, ...], num_classes: int, *, run_dir: str
     if kind == "gmm":
         return lambda y: model.sample(y.cpu(), generator=gen)
 
-    def gauss(y: Tensor) -> Tensor:  # ClassGaussian.sample uses the global RNG; seeded by generate()
+    def gauss(y: Tensor) -> Tensor:  # ClassGaussian.sample uses the global RNG; seeded by generate(); clamped
         return model.sample(y.cpu())
 
     return gauss
@@ -191,6 +229,8 @@ def generate(model: nn.Module, num_classes: int, image_shape: tuple[int, ...], c
         seeds = lambda y: torch.rand((len(y), *image_shape), generator=gen)  # noqa: E731
     was_training = model.training
     model.eval()
+    # Chains in the model's precision (float64 for the parity checks): a float32 seed would round every step.
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     batches = [seed_y[i : i + cfg.batch_size] for i in range(0, len(seed_y), cfg.batch_size)]
     xs, traces, probs = [], [], []
     bar = None
@@ -204,12 +244,13 @@ def generate(model: nn.Module, num_classes: int, image_shape: tuple[int, ...], c
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(cfg.seed)
         for yb in batches:
-            x0 = seeds(yb).to(device).float()
+            x0 = seeds(yb).to(device, dtype)
             yd = yb.to(device)
             if cfg.sampler == "combined":
+                last = (lambda x, y: _pyld(model, x, y, cfg, on_step)) if cfg.kernel == "pyld" else None
                 x, tr, st = combined_inference(
                     model, x0, yd, cfg.pgd_eps, cfg.pgd_steps, cfg.pgd_step_size, cfg.contrast, cfg.steps,
-                    cfg.step_size, cfg.noise, cfg.clip_grad, cfg.clamp, True, cfg.components, on_step,
+                    cfg.step_size, cfg.noise, cfg.clip_grad, cfg.clamp, True, cfg.components, on_step, last,
                 )  # fmt: skip
                 probs.append(torch.tensor([st.p_seed, st.p_prior, st.p_final]) * len(yb))
             elif cfg.sampler == "dat":
@@ -243,7 +284,19 @@ def generate(model: nn.Module, num_classes: int, image_shape: tuple[int, ...], c
     return GenerationResult(x, y, seed_y, trace, cfg, extra)
 
 
+def _pyld(model, x0, y, cfg: GenerateConfig, on_step):
+    """JEM++'s proximal sampler (no per-step trace: one forward per outer step is all it computes)."""
+    x = pyld(model, x0, y, cfg.steps, cfg.inner_steps, cfg.step_size, cfg.inner_step_size, cfg.inner_clip,
+             cfg.noise, cfg.clip_grad)  # fmt: skip
+    if on_step is not None:
+        for k in range(cfg.steps):
+            on_step(k, x)
+    return x, None
+
+
 def _sample(model, x0, y_arg, y_req, cfg: GenerateConfig, on_step):
+    if cfg.kernel == "pyld":
+        return _pyld(model, x0, y_arg, cfg, on_step)
     if cfg.sampler != "marginal" or not cfg.components:
         return langevin(model, x0, y_arg, cfg.sampler, cfg.steps, cfg.step_size, cfg.noise, cfg.clip_grad, cfg.clamp,
                         True, components=cfg.components, on_step=on_step)  # fmt: skip
@@ -275,24 +328,31 @@ def save_generation(result: GenerationResult, out_dir: str | Path, class_names: 
 
 def generate_from_checkpoint(
     checkpoint: str | Path,
-    out: str | Path | None = None,
+    out: str | Path | Callable[[GenerateConfig], Path] | None = None,
     data: str | Path | None = None,
     device: str = "cpu",
     progress: bool = False,
     grid_cols: int = 10,
     scale: int = 1,
     weights: str = "auto",
+    inference: str = "auto",
     **kw,
 ) -> GenerationResult:
     """Load a run directory / checkpoint, generate with :class:`GenerateConfig` fields ``**kw``,
-    and (with ``out``) save the outputs. Mirrors ``jeat generate``."""
+    and (with ``out``) save the outputs. Mirrors ``jeat generate``. ``inference``: ``paper`` fills the
+    fields not in ``kw`` from Robust JEM's published inference (:data:`ROBUST_JEM_INFERENCE`), ``jeat``
+    from :class:`GenerateConfig`'s defaults, ``auto`` the first on a robust-jem run, else the second."""
     from ..loading import load_trained
 
-    cfg = GenerateConfig(**kw)
-    cfg.validate()
+    if inference not in INFERENCES:
+        raise ValueError(f"unknown inference {inference!r}; choose {', '.join(INFERENCES)}")
+    GenerateConfig(**kw).validate()  # bad settings fail before the model loads
     dev = _resolve_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         trained = load_trained(checkpoint, device=dev, weights=weights)  # building the model draws initial weights
+    method = trained.config.method.name if trained.config is not None else None
+    cfg, from_paper = paper_inference(kw, inference == "paper" or inference == "auto" and method == "robust-jem")
+    cfg.validate()
     model = trained.model
     k = len(trained.class_names)
     shape = _image_shape(trained)
@@ -311,9 +371,24 @@ def generate_from_checkpoint(
     res = generate(model, k, shape, cfg, seeds, dev, progress)
     res.extra["checkpoint"] = str(trained.path)
     res.extra["weights"] = trained.weights
-    if out is not None:
-        save_generation(res, out, trained.class_names, grid_cols, scale)
+    res.extra["inference"] = "paper (Robust JEM)" if from_paper is not None else "jeat"
+    if from_paper is not None:  # which settings the paper gave, and which the user set
+        res.extra["settings_from_paper"] = from_paper
+        res.extra["settings_given"] = sorted(kw)
+    if out is not None:  # a folder, or a function of the settings that were used
+        save_generation(res, out(cfg) if callable(out) else out, trained.class_names, grid_cols, scale)
     return res
+
+
+def paper_inference(kw: dict, paper: bool) -> tuple[GenerateConfig, list[str] | None]:
+    """The generation settings: ``kw`` over Robust JEM's published inference for ``kw["sampler"]`` (with
+    ``paper``; samplers the paper does not use keep jeat's defaults) and the names the paper set, or ``kw``
+    over :class:`GenerateConfig`'s defaults and None."""
+    if not paper:
+        return GenerateConfig(**kw), None
+    published = ROBUST_JEM_INFERENCE.get(kw.get("sampler", GenerateConfig.sampler), {})
+    from_paper = sorted(k for k in published if k not in kw)
+    return GenerateConfig(**{**published, **kw}), from_paper
 
 
 def _resolve_device(device: str) -> torch.device:
