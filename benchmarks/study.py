@@ -52,14 +52,18 @@ GENERATIONS = [
     ("jem-no-l2", "joint"),
     ("jeat", "joint"),  # claim 5 (Fig. 6)
     ("robust-jem", "joint"),
-    ("robust-jem", "combined"),  # claim 8
+    ("robust-jem", "combined"),  # claim 8, with the study's sampler
+    ("robust-jem", "joint-paper"),
+    ("robust-jem", "combined-paper"),  # claim 8 with the paper's inference (JEM++'s sampler, m=50 x n=5)
     ("standard", "ce"),
 ]
 AUTOATTACK = ("standard", "pgd", "jem", "jeat", "prejeat", "robust-jem")
 # "": `jeat denoise` defaults (sigma 0.1, 50 descent steps of 0.01). "-sgld": App. G.1's noise
 # (variance 0.3 in JEM's [-1, 1] units = std sqrt(0.3)/2 in [0, 1]) and the study's Langevin sampler.
 DENOISE = {"": [], "-sgld": ["--sigma", "0.274", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]}
-SAMPLING = ["--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]
+SAMPLING = ["--seed-dist", "gaussian", "--steps", "100", "--step-size", "1.0", "--noise", "0.01", "--inference", "jeat"]
+# "<sampler>-paper": Robust JEM's published inference, every setting from the paper (docs/GENERATION.md).
+PAPER_SAMPLING = ["--inference", "paper"]
 
 
 class Study:
@@ -140,8 +144,8 @@ class Study:
             "generate",
             str(self.run_dir(name)),
             "--sampler",
-            sampler,
-            *SAMPLING,
+            sampler.removesuffix("-paper"),
+            *(PAPER_SAMPLING if sampler.endswith("-paper") else SAMPLING),
             "--per-class",
             str(self.scale["per_class"]),
             "--data",

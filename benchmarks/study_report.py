@@ -267,6 +267,10 @@ def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], c
         f"| energy only (Eq. 17 SGLD) | {r.fid('robust-jem', 'joint')} | {r.grid('robust-jem', 'joint')} |",
         f"| combined (targeted PGD prior + SGLD) | {r.fid('robust-jem', 'combined')} | "
         f"{r.grid('robust-jem', 'combined')} |",
+        f"| energy only, the paper's inference (JEM++'s sampler, m=50 x n=5) | {r.fid('robust-jem', 'joint-paper')} "
+        f"| {r.grid('robust-jem', 'joint-paper')} |",
+        f"| combined, the paper's inference (prior eps 0.25, then m=50 x n=5) | "
+        f"{r.fid('robust-jem', 'combined-paper')} | {r.grid('robust-jem', 'combined-paper')} |",
     ]
 
     L += paper_scale()

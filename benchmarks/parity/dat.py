@@ -182,7 +182,14 @@ def check(checkout: Path, o) -> Result:
     def run(clf_batches, tag):
         tr = Trainer(jc, run_dir=Path(tmp) / f"jeat{tag}", progress=False)
         tr.model.load_state_dict(state, strict=False)
-        norm = tr.model.normalize  # the reference's float32 CIFAR statistics, in its dtype
+        norm = tr.model.normalize
+        # The preset's constants (normalization=cifar-dat) must be the reference's: compared at float32, the
+        # precision the reference keeps them in (plain tensors, not buffers: .to(float64) leaves them float32).
+        for ours, theirs in ((norm.mean, model.mean), (norm.std, model.std)):
+            if not torch.equal(ours.float().flatten(), theirs.float().flatten()):
+                raise SystemExit(f"dat: paper-dat's normalisation {ours.flatten().tolist()} is not the reference's "
+                                 f"{theirs.flatten().tolist()}")  # fmt: skip
+        # ... then jeat takes their float32 rounding too, in its dtype, as the reference computes with it
         norm.mean.copy_(model.mean.view_as(norm.mean))
         norm.std.copy_(model.std.view_as(norm.std))
         tr.model.to(dtype)

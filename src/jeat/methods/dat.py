@@ -53,7 +53,11 @@ class DAT(Method):
     def __init__(self, cfg, model, train_set, device):
         super().__init__(cfg, model, train_set, device)
         self.d = cfg.method.dat
-        self.outdist = OutDist(cfg.data.outdist, train_set, cfg.data.root, device, cfg.data.download)
+        # The discriminator's data and OOD batches are augmented as the classifier's (data.augment): the
+        # reference's loaders all use RandomCrop(32, padding=4), zero padding (paper-dat: flip-crop-zero).
+        self.augmentation = cfg.data.augment
+        self.outdist = OutDist(cfg.data.outdist, train_set, cfg.data.root, device, cfg.data.download,
+                               augmentation=cfg.data.augment)  # fmt: skip
         self.images, self.labels = train_set.images, train_set.labels
         self.batch_size = cfg.data.batch_size
         # data.batch_size is per rank; the reference's window counts global batches of images
@@ -69,8 +73,8 @@ class DAT(Method):
 
     def ebm_batch(self) -> tuple[Tensor, Tensor]:
         """The discriminator's in-distribution batch, drawn apart from the classifier's (the reference's
-        two loaders) and flip-cropped ("original" augmentation); global RNG, so resumable."""
-        x, idx = random_batch(self.images, self.batch_size, "flip-crop")
+        two loaders) and augmented as the classifier's ("original" augmentation); global RNG, so resumable."""
+        x, idx = random_batch(self.images, self.batch_size, self.augmentation)
         return x.to(self.device), self.labels[idx].to(self.device)
 
     def adv_auc(self, net, x_in: Tensor, y_in: Tensor, x_adv: Tensor, x_out: Tensor) -> tuple[float, float]:

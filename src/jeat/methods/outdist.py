@@ -25,8 +25,10 @@ NAMED = ("cifar10", "cifar100", "svhn")
 
 
 class OutDist:
-    def __init__(self, spec: str, train_set: ImageSet, root: str | None, device, download: bool = False):
+    def __init__(self, spec: str, train_set: ImageSet, root: str | None, device, download: bool = False,
+                 augmentation: str = "flip-crop"):  # fmt: skip
         self.spec, self.device, self.shape = spec, torch.device(device), train_set.shape
+        self.augmentation = augmentation  # of image sets (the run's data.augment)
         self.images: Tensor | None = None
         if spec == "gaussian":
             self.gaussian = class_gaussian(train_set, device)
@@ -50,7 +52,7 @@ class OutDist:
     def describe(self) -> str:
         if self.spec in BUILT_IN:
             return f"{self.spec}: {BUILT_IN[self.spec]}"
-        return f"{self.spec}: {len(self.images)} images, flip-crop augmented"
+        return f"{self.spec}: {len(self.images)} images, {self.augmentation} augmented"
 
     def sample(self, n: int) -> Tensor:
         """n images in [0, 1] on the device."""
@@ -59,4 +61,4 @@ class OutDist:
             return self.gaussian.sample(y.to(self.device), clamp=True)
         if self.spec == "uniform":
             return torch.rand(n, *self.shape).to(self.device)
-        return random_batch(self.images, n, "flip-crop")[0].to(self.device)
+        return random_batch(self.images, n, self.augmentation)[0].to(self.device)

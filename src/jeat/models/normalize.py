@@ -9,9 +9,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-# Per-channel statistics of the CIFAR-10 training set (shared/data/README.md).
+# Per-channel statistics of the CIFAR-10 training set (shared/data/README.md), rounded: jeat's `cifar`.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# The references' own constants, for the paper-* presets that reproduce them (issue 35):
+REFERENCE_STATS = {
+    # xuwangyin/DAT fb2ffc7, rebm/models/wide_resnet_innoutrobustness.py (normalize_input=True)
+    "cifar-dat": ((0.4913997551666284, 0.48215855929893703, 0.4465309133731618),
+                  (0.24703225141799082, 0.24348516474564, 0.26158783926049628)),
+    # locuslab/fast_adversarial 54f7287, CIFAR10/utils.py (Fast and Free AT)
+    "cifar-locuslab": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+}  # fmt: skip
 
 
 def custom_normalization(mean, std) -> str:
@@ -20,7 +28,7 @@ def custom_normalization(mean, std) -> str:
 
 
 def normalization_stats(kind: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``cifar``: dataset mean/std; ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``; or
+    """``cifar``: dataset mean/std (rounded); ``cifar-dat`` / ``cifar-locuslab``: a reference's constants; ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``; or
     explicit ``mean=a,b,c;std=d,e,f`` (one value per channel)."""
     if kind.startswith("mean="):
         try:
@@ -36,11 +44,16 @@ def normalization_stats(kind: str, channels: int) -> tuple[tuple[float, ...], tu
         if channels == 3:
             return CIFAR10_MEAN, CIFAR10_STD
         return (0.5,) * channels, (0.25,) * channels
+    if kind in REFERENCE_STATS:
+        if channels != 3:
+            raise ValueError(f"normalisation {kind!r} holds CIFAR-10's 3 channels, the data has {channels}")
+        return REFERENCE_STATS[kind]
     if kind == "half":
         return (0.5,) * channels, (0.5,) * channels
     if kind == "none":
         return (0.0,) * channels, (1.0,) * channels
-    raise ValueError(f"unknown normalisation {kind!r}; choose cifar, half, none or mean=...;std=...")
+    raise ValueError(f"unknown normalisation {kind!r}; choose cifar, {', '.join(REFERENCE_STATS)}, half, none "
+                     "or mean=...;std=...")  # fmt: skip
 
 
 class Normalize(nn.Module):

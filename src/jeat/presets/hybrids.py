@@ -183,7 +183,8 @@ register("paper-dat", "DAT: WRN-34-10, l_2 AT (eps 0.5) + BCE energy vs attacked
         128,
         100,
         arch="wrn-34-10",
-        normalization="cifar",
+        augment="flip-crop-zero",  # rebm/training/data.py: RandomCrop(32, padding=4), zeros, for every loader
+        normalization="cifar-dat",  # the reference's exact constants (models/normalize.py)
         ema=EMAConfig(decay=0.999, warmup=10, copy_first=True),
     )  # fmt: skip
 )

@@ -45,7 +45,11 @@ register("paper-fast", "WRN-28-10, Fast AT (FGSM, random start, step 10/255), cy
         OptimConfig("sgd", lr=0.2, weight_decay=5e-4, schedule="cyclic"),
         128,
         15,
-    )
+        # The baseline's code (locuslab/fast_adversarial CIFAR10/utils.py): zero-padded crop + flip and its
+        # mean/std constants (std 0.2471, not jeat's rounded 0.2470).
+        augment="flip-crop-zero",
+        normalization="cifar-locuslab",
+    )  # fmt: skip
 )
 # The JEAT paper names no validation split; JEAT and PreJEAT build on JEM's code (train_wrn_ebm.py,
 # --n_valid 5000), so the JEAT family holds out JEM's 5,000, as paper-jem does.
@@ -62,7 +66,7 @@ register("paper-free", "WRN-28-10, Free AT (m=8 replays, eps 8/255), SGD 0.1, [1
         128,
         200,
         augment="flip-crop-zero",
-        normalization="cifar",
+        normalization="cifar-locuslab",
     )  # fmt: skip
 )
 register("paper-prejeat", "WRN-28-10, PreJEAT (Alg. 2): one energy-attack step, CE loss; Adam 1e-4, batch 64")(
