@@ -28,7 +28,8 @@ def custom_normalization(mean, std) -> str:
 
 
 def normalization_stats(kind: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``cifar``: dataset mean/std (rounded); ``cifar-dat`` / ``cifar-locuslab``: a reference's constants; ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``; or
+    """``cifar``: dataset mean/std (rounded); ``cifar-dat`` / ``cifar-locuslab``: a reference's constants;
+    ``half``: (x-0.5)/0.5 -> [-1, 1] as JEM uses; ``none``; or
     explicit ``mean=a,b,c;std=d,e,f`` (one value per channel)."""
     if kind.startswith("mean="):
         try:
