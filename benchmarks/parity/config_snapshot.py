@@ -1,0 +1,136 @@
+"""Each reference's resolved training configuration, recorded, and the paper-* preset fields it pins.
+
+For every reference below this reads, from its checkout at the compared commit, the argparse defaults
+overridden by its published command's flags (``references.reference_parser`` / ``script_flags``: the
+commit's own values, not our reading), checks the settings its code hard-codes (an exact snippet
+that must occur in the named file), and derives the jeat field each one pins through the unit
+conversion named beside it. The result is ``docs/spec/reference_configs.json``; the CI test
+``tests/test_reference_configs.py`` compares every listed paper-* preset against it without the
+checkouts, so changing a preset field that a reference pins fails CI.
+
+    python benchmarks/parity/config_snapshot.py --refs /path/to/checkouts          # rewrite the snapshot
+    python benchmarks/parity/config_snapshot.py --refs /path/to/checkouts --check  # exit 1 if it moved
+
+Covered: JEM, JEM++, EB-JDAT (argparse scripts). Not covered, and why: Free and Fast AT (the JEAT paper's
+Table 4 sets their hyper-parameters, not locuslab's defaults: docs/spec/seed_papers.json checks those),
+TRADES, WEAT, SADA-JEM and DAT (their checkouts were not on this machine when the snapshot was made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from references import REFERENCES, checkout_commit, ref_checkout, reference_parser, script_flags  # noqa: E402
+
+OUT = ROOT / "docs" / "spec" / "reference_configs.json"
+
+
+# Conversions from a reference's units to jeat's ([-1, 1] pixels -> [0, 1]: a gradient doubles, a step halves).
+def same(v):
+    return v
+
+
+def step_u(v):  # an SGLD/PYLD step on u = 2x - 1 of lr * grad_u is lr / 4 * grad_x on x
+    return v / 4
+
+
+def half(v):  # a distance or a noise std in u units
+    return v / 2
+
+
+def as_list(v):
+    return [int(e) for e in v]
+
+
+# name -> (checkout sub-folder, training script, file with the published command, presets, fields, code facts)
+# field: (jeat dotted path, reference argument, conversion name); a reference argument "=VALUE" is a
+# constant the code hard-codes (its snippet is in the facts).
+_JEM_FAMILY = [
+    ("optim.lr", "lr", "same"),
+    ("data.batch_size", "batch_size", "same"),
+    ("epochs", "n_epochs", "same"),
+    ("optim.warmup_steps", "warmup_iters", "same"),
+    ("optim.milestones", "decay_epochs", "as_list"),
+    ("optim.weight_decay", "weight_decay", "same"),
+    ("optim.name", "optimizer", "same"),
+    ("method.sgld.steps", "n_steps", "same"),
+    ("method.sgld.buffer_size", "buffer_size", "same"),
+    ("method.sgld.reinit_prob", "reinit_freq", "same"),
+    ("method.px_weight", "p_x_weight", "same"),
+    ("data.valid_size", "n_valid", "same"),
+]
+_PYLD = [
+    ("method.sgld.inner_steps", "in_steps", "same"),
+    ("method.sgld.inner_step_size", "pyld_lr", "step_u"),
+    ("method.sgld.step_size", "sgld_lr", "step_u"),
+    ("method.sgld.noise", "sgld_std", "half"),
+    ("optim.gamma", "decay_rate", "same"),
+    ("optim.momentum", "=0.9", "same"),
+    ("model.bn_momentum", "=0.9", "same"),
+]
+CASES = {
+    "jem": ("", "train_wrn_ebm.py", "README.md", ["paper-jem"],
+            _JEM_FAMILY + [("method.sgld.step_size", "sgld_lr", "step_u"), ("method.sgld.noise", "sgld_std", "half"),
+                           ("optim.gamma", "decay_rate", "same"), ("optim.betas", "=[0.9, 0.999]", "same")],
+            [("train_wrn_ebm.py", "optim = t.optim.Adam(params, lr=args.lr, betas=[.9, .999], weight_decay=args.weight_decay)"),
+             ("train_wrn_ebm.py", "np.random.seed(1234)")]),
+    "jempp": ("", "train_jempp.py", "scripts/jempp_cifar10.sh", ["paper-jempp"], _JEM_FAMILY + _PYLD,
+              [("train_jempp.py", "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"),
+               ("models/norms.py", "return nn.BatchNorm2d(n_filters, momentum=0.9)"),
+               ("utils.py", "np.random.seed(1234)")]),
+    "eb-jdat": ("EB-JDAT-JEM++", "train_jempp.py", "train.sh", ["paper-eb-jdat"],
+                _JEM_FAMILY + _PYLD + [("method.ebjdat_px_weight", "p_x_xadv_weight", "same"),
+                                       ("method.ebjdat_ce_weight", "p_y_given_xadv_weight", "same")],
+                [("train_jempp.py", "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"),
+                 ("models/norms.py", "return nn.BatchNorm2d(n_filters, momentum=0.9)"),
+                 ("utils.py", "np.random.seed(1234)")]),
+}  # fmt: skip
+CONVERSIONS = {"same": same, "step_u": step_u, "half": half, "as_list": as_list}
+
+
+def resolve(method: str, checkout: Path) -> dict:
+    sub, script, command, presets, fields, facts = CASES[method]
+    root = checkout / sub
+    flags = script_flags(root / command, script)
+    args = vars(reference_parser(root / script).parse_args(flags))
+    missing = [f"{f}: {s!r}" for f, s in facts if s not in (root / f).read_text()]
+    if missing:
+        raise SystemExit(f"{method}: the code no longer holds: {'; '.join(missing)}")
+    rows = []
+    for path, arg, conv in fields:
+        value = json.loads(arg[1:]) if arg.startswith("=") else args[arg]
+        rows.append({"jeat": path, "value": CONVERSIONS[conv](value), "reference": arg.lstrip("="),
+                     "reference_value": value, "conversion": conv})  # fmt: skip
+    repo, commit, _ = REFERENCES[method]
+    return {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout), "script": script,
+            "command": command, "flags": flags, "presets": presets, "code_facts": [{"file": f, "snippet": s}
+            for f, s in facts], "fields": rows}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--refs", required=True, help="folder of reference checkouts named <owner>+<repo>")
+    p.add_argument("--check", action="store_true", help="compare with the recorded snapshot instead of writing it")
+    o = p.parse_args(argv)
+    snap = {m: resolve(m, ref_checkout(m, None, o.refs)) for m in CASES}
+    text = json.dumps(snap, indent=1) + "\n"
+    if o.check:
+        same_ = OUT.is_file() and json.loads(OUT.read_text()) == json.loads(text)
+        print("snapshot matches the checkouts" if same_ else f"{OUT} differs from the checkouts: rewrite it")
+        return 0 if same_ else 1
+    tmp = OUT.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(OUT)
+    print(f"wrote {OUT}: {sum(len(v['fields']) for v in snap.values())} fields of {len(snap)} references")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
