@@ -75,21 +75,24 @@ _PYLD = [
     ("optim.momentum", "=0.9", "same"),
     ("model.bn_momentum", "=0.9", "same"),
 ]
+_SGD = "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"
+_ADAM = "optim = t.optim.Adam(params, lr=args.lr, betas=[.9, .999], weight_decay=args.weight_decay)"
+_BN = "return nn.BatchNorm2d(n_filters, momentum=0.9)"
 CASES = {
     "jem": ("", "train_wrn_ebm.py", "README.md", ["paper-jem"],
             _JEM_FAMILY + [("method.sgld.step_size", "sgld_lr", "step_u"), ("method.sgld.noise", "sgld_std", "half"),
                            ("optim.gamma", "decay_rate", "same"), ("optim.betas", "=[0.9, 0.999]", "same")],
-            [("train_wrn_ebm.py", "optim = t.optim.Adam(params, lr=args.lr, betas=[.9, .999], weight_decay=args.weight_decay)"),
+            [("train_wrn_ebm.py", _ADAM),
              ("train_wrn_ebm.py", "np.random.seed(1234)")]),
     "jempp": ("", "train_jempp.py", "scripts/jempp_cifar10.sh", ["paper-jempp"], _JEM_FAMILY + _PYLD,
-              [("train_jempp.py", "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"),
-               ("models/norms.py", "return nn.BatchNorm2d(n_filters, momentum=0.9)"),
+              [("train_jempp.py", _SGD),
+               ("models/norms.py", _BN),
                ("utils.py", "np.random.seed(1234)")]),
     "eb-jdat": ("EB-JDAT-JEM++", "train_jempp.py", "train.sh", ["paper-eb-jdat"],
                 _JEM_FAMILY + _PYLD + [("method.ebjdat_px_weight", "p_x_xadv_weight", "same"),
                                        ("method.ebjdat_ce_weight", "p_y_given_xadv_weight", "same")],
-                [("train_jempp.py", "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"),
-                 ("models/norms.py", "return nn.BatchNorm2d(n_filters, momentum=0.9)"),
+                [("train_jempp.py", _SGD),
+                 ("models/norms.py", _BN),
                  ("utils.py", "np.random.seed(1234)")]),
 }  # fmt: skip
 CONVERSIONS = {"same": same, "step_u": step_u, "half": half, "as_list": as_list}
