@@ -11,9 +11,9 @@ checkouts, so changing a preset field that a reference pins fails CI.
     python benchmarks/parity/config_snapshot.py --refs /path/to/checkouts          # rewrite the snapshot
     python benchmarks/parity/config_snapshot.py --refs /path/to/checkouts --check  # exit 1 if it moved
 
-Covered: JEM, JEM++, EB-JDAT (argparse scripts). Not covered, and why: Free and Fast AT (the JEAT paper's
-Table 4 sets their hyper-parameters, not locuslab's defaults: docs/spec/seed_papers.json checks those),
-TRADES, WEAT, SADA-JEM and DAT (their checkouts were not on this machine when the snapshot was made).
+Covered: JEM, JEM++, EB-JDAT, SADA-JEM, TRADES (argparse scripts). Not covered, and why: Free and Fast AT
+(the JEAT paper's Table 4 sets their hyper-parameters, not locuslab's defaults: docs/spec/seed_papers.json
+checks those); WEAT and DAT (not yet: DAT configures through Hydra files, WEAT's checkout was not here).
 """
 
 from __future__ import annotations
@@ -94,6 +94,31 @@ CASES = {
                 [("train_jempp.py", _SGD),
                  ("models/norms.py", _BN),
                  ("utils.py", "np.random.seed(1234)")]),
+    "sadajem": ("", "train_sadajem.py", "scripts/sadajem_cifar10.sh", ["paper-sadajem"],
+                [f for f in _JEM_FAMILY if f[0] not in ("data.batch_size", "method.px_weight")] + [
+                    ("method.px_weight", "px", "same"),
+                    ("method.px_batch_size", "batch_size", "same"),  # p(x) loader: args.batch_size
+                    ("data.batch_size", "=128", "same"),  # CE loader: label_bs = 128 (utils.py)
+                    ("method.sgld.step_size", "sgld_lr", "step_u"), ("method.sgld.noise", "sgld_std", "half"),
+                    ("method.sgld.clip_grad", "=1", "half"),  # t.clamp(eta, -1, 1) * sgld_lr, sgld_lr = 1
+                    ("optim.gamma", "decay_rate", "same"), ("optim.sam_rho", "rho", "same"),
+                    ("optim.sam_adaptive", "=true", "same"),  # adaptive=False if arg.rho < 0.5 else True
+                    ("optim.momentum", "=0.9", "same"), ("model.bn_momentum", "=0.9", "same")],
+                [("utils.py", "label_bs = 128"), ("models/norms.py", _BN),
+                 ("train_sadajem.py", "tmp_inp = x_k + t.clamp(eta, -1, 1) * args.sgld_lr"),
+                 ("train_sadajem.py", "momentum=.9, weight_decay=arg.weight_decay, rho=arg.rho, adaptive=False if arg.rho "
+                  "< 0.5 else True)")]),
+    "trades": ("", "train_trades_cifar10.py", "README.md", ["paper-trades"],
+               [("data.batch_size", "batch_size", "same"), ("epochs", "epochs", "same"),
+                ("optim.weight_decay", "weight_decay", "same"), ("optim.lr", "lr", "same"),
+                ("optim.momentum", "momentum", "same"), ("method.attack.eps", "epsilon", "same"),
+                ("method.attack.steps", "num_steps", "same"), ("method.attack.step_size", "step_size", "same"),
+                ("method.trades_beta", "beta", "same"),
+                ("optim.milestones", "=[74]", "as_list"),  # `if epoch >= 75` with epochs counted from 1
+                ("optim.gamma", "=0.1", "same"), ("data.valid_size", "=0", "same"),
+                ("data.augment", '="flip-crop-zero"', "same")],  # RandomCrop(32, padding=4): zeros
+               [("train_trades_cifar10.py", "if epoch >= 75:"), ("train_trades_cifar10.py", "lr = args.lr * 0.1"),
+                ("train_trades_cifar10.py", "transforms.RandomCrop(32, padding=4)")]),
 }  # fmt: skip
 CONVERSIONS = {"same": same, "step_u": step_u, "half": half, "as_list": as_list}
 
