@@ -106,8 +106,7 @@ CASES = {
                     ("optim.momentum", "=0.9", "same"), ("model.bn_momentum", "=0.9", "same")],
                 [("utils.py", "label_bs = 128"), ("models/norms.py", _BN),
                  ("train_sadajem.py", "tmp_inp = x_k + t.clamp(eta, -1, 1) * args.sgld_lr"),
-                 ("train_sadajem.py", "momentum=.9, weight_decay=arg.weight_decay, rho=arg.rho, adaptive=False if arg.rho "
-                  "< 0.5 else True)")]),
+                 ("train_sadajem.py", "rho=arg.rho, adaptive=False if arg.rho < 0.5 else True)")]),
     "trades": ("", "train_trades_cifar10.py", "README.md", ["paper-trades"],
                [("data.batch_size", "batch_size", "same"), ("epochs", "epochs", "same"),
                 ("optim.weight_decay", "weight_decay", "same"), ("optim.lr", "lr", "same"),
