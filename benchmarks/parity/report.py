@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BEGIN, END = "<!-- parity-table -->", "<!-- /parity-table -->"
-ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat")
+ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free")
 
 
 def _cell(check: dict | None) -> str:
@@ -40,6 +40,8 @@ def _correctness(results: dict, key: str) -> list[str]:
             cur = c["curriculum"]
             extra += (f"; T per step {'pass' if cur['pass'] else '**FAIL**'} ({cur['ours'][0]} -> {cur['ours'][-1]}); "
                       f"AUC {_cell(c.get('auc'))}; EMA {_cell(c.get('ema'))}")  # fmt: skip
+        if "lr" in c:  # Free AT: the learning rate of every replay
+            extra += f"; lr per step {'pass' if c['lr']['pass'] else '**FAIL**'} ({c['lr']['steps']} steps)"
         ref = f"{r['reference']['repo']} @ {r['reference']['commit'][:7]}"
         grads = f"{_cell(c.get('gradients'))} ({c['gradients']['params']} tensors)"
         rows.append(f"| {m} | {ref} | {_a(c)} | {_cell(c.get('loss'))} | {grads} | "
