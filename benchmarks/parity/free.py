@@ -136,9 +136,8 @@ def check(checkout: Path, o) -> Result:
             sys.argv = saved_argv
         ref_wall = time.perf_counter() - t0
         ref_lrs = lrs[1:]  # the first entry is the scheduler's own step at construction
-        # The reference's delta is a local of main(); its last value is recovered from the last replay:
-        # rerun nothing - jeat's is compared against the loop written out in tests/test_methods_free.py, and
-        # here through every replay's loss (each depends on the delta carried into it).
+        # The reference's delta is a local of main(): it is compared through every replay's loss (each
+        # depends on the delta carried into it) and, step by step, in tests/test_methods_free.py.
 
         # ---- jeat: paper-free on the reference's architecture and initial weights
         from jeat import get_preset
@@ -174,7 +173,8 @@ def check(checkout: Path, o) -> Result:
     name_map = {k: f"backbone.{k}" for k, _ in captured["model"].named_parameters()}
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
     res = score(res, o, ours, ref, name_map, batch)
-    res.checks["lr"] = {"ours": jeat_lrs[:4], "reference": ref_lrs[:4], "steps": len(jeat_lrs),
-                        "pass": len(jeat_lrs) == len(ref_lrs) and all(abs(a - b) <= 1e-12 * max(abs(b), 1)
-                                                                      for a, b in zip(jeat_lrs, ref_lrs))}  # fmt: skip
+    same_lr = len(jeat_lrs) == len(ref_lrs) and all(
+        abs(a - b) <= 1e-12 * max(abs(b), 1) for a, b in zip(jeat_lrs, ref_lrs, strict=True)
+    )
+    res.checks["lr"] = {"ours": jeat_lrs[:4], "reference": ref_lrs[:4], "steps": len(jeat_lrs), "pass": same_lr}
     return res
