@@ -49,3 +49,22 @@ def test_a_drifted_preset_fails(monkeypatch):
     field = next(f for f in SNAPSHOT["jempp"]["fields"] if f["jeat"] == "model.bn_momentum")
     monkeypatch.setattr(parts, "JEMPP_BN_MOMENTUM", 0.1)  # torch's default: issue 35's undetected mutation
     assert not _same(_get(get_preset("paper-jempp"), field["jeat"]), field["value"])
+
+
+def _mutated(value):
+    """A value next to ``value`` of the same kind: what a slip in a preset would look like."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 1.01 if value else 1e-6
+    if isinstance(value, list):
+        return [*value[:-1], value[-1] + 1] if value else [1]
+    return f"{value}-x"
+
+
+@pytest.mark.parametrize(("method", "preset", "field"), ROWS, ids=[f"{p}:{f['jeat']}" for _, p, f in ROWS])
+def test_every_pinned_field_is_sensitive_to_a_slip(method, preset, field):
+    # The comparison above must fail on any field moved by one step (a check that cannot fail proves nothing).
+    assert not _same(_mutated(_get(get_preset(preset), field["jeat"])), field["value"])

@@ -74,6 +74,8 @@ _PYLD = [
     ("optim.gamma", "decay_rate", "same"),
     ("optim.momentum", "=0.9", "same"),
     ("model.bn_momentum", "=0.9", "same"),
+    # sample_q's `# f.eval()` is commented out: SGLD's forwards, like every other, move BN running statistics
+    ("method.bn_stats", '="all"', "same"),
 ]
 _SGD = "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"
 _ADAM = "optim = t.optim.Adam(params, lr=args.lr, betas=[.9, .999], weight_decay=args.weight_decay)"
@@ -92,7 +94,7 @@ CASES = {
                 _JEM_FAMILY + _PYLD + [("method.ebjdat_px_weight", "p_x_xadv_weight", "same"),
                                        ("method.ebjdat_ce_weight", "p_y_given_xadv_weight", "same")],
                 [("train_jempp.py", _SGD),
-                 ("models/norms.py", _BN),
+                 ("models/norms.py", _BN), ("train_jempp.py", "    # f.eval()"),
                  ("utils.py", "np.random.seed(1234)")]),
     "sadajem": ("", "train_sadajem.py", "scripts/sadajem_cifar10.sh", ["paper-sadajem"],
                 [f for f in _JEM_FAMILY if f[0] not in ("data.batch_size", "method.px_weight")] + [
@@ -103,8 +105,9 @@ CASES = {
                     ("method.sgld.clip_grad", "=1", "half"),  # t.clamp(eta, -1, 1) * sgld_lr, sgld_lr = 1
                     ("optim.gamma", "decay_rate", "same"), ("optim.sam_rho", "rho", "same"),
                     ("optim.sam_adaptive", "=true", "same"),  # adaptive=False if arg.rho < 0.5 else True
-                    ("optim.momentum", "=0.9", "same"), ("model.bn_momentum", "=0.9", "same")],
-                [("utils.py", "label_bs = 128"), ("models/norms.py", _BN),
+                    ("optim.momentum", "=0.9", "same"), ("model.bn_momentum", "=0.9", "same"),
+                    ("method.bn_stats", '="all"', "same")],
+                [("utils.py", "label_bs = 128"), ("models/norms.py", _BN), ("train_sadajem.py", "    # f.eval()"),
                  ("train_sadajem.py", "tmp_inp = x_k + t.clamp(eta, -1, 1) * args.sgld_lr"),
                  ("train_sadajem.py", "rho=arg.rho, adaptive=False if arg.rho < 0.5 else True)")]),
     "trades": ("", "train_trades_cifar10.py", "README.md", ["paper-trades"],
