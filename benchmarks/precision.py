@@ -1,0 +1,143 @@
+"""Does bf16 change what a method learns? Every leaderboard method in fp32 and in bf16 autocast (issue 38).
+
+    python benchmarks/precision.py --data ../shared/data [--methods standard pgd jem] [--seeds 0 1 2]
+    python benchmarks/precision.py --report-only
+
+Each (method, precision, seed) is a leaderboard run (benchmarks/leaderboard.py: the same budget and
+evaluation; fp32 is the leaderboard's own row, ``amp=none``; bf16 is the variant ``<method>-bf16``,
+``--set amp=bf16``), so fp32 seeds 0 and 1 already recorded in ``benchmarks/results/leaderboard_cpu.json``
+are reused and only seed 2 is new. Resumable as the leaderboard is. The page
+``benchmarks/results/precision_cpu.md`` gives, per method and column, both means, their difference
+bf16 - fp32 with its standard error sqrt(s_32^2 / n_32 + s_16^2 / n_16), and a verdict: ``neutral``
+when the difference is within 2 standard errors, ``differs`` otherwise, ``-`` with fewer than two
+seeds on a side. Two-seed cells are coarse: a verdict is only as strong as its N.
+
+bf16 is only measured where the CPU computes it natively (AMX or AVX512-BF16): emulated bf16 runs
+about 10x slower and measures the emulation. DAT's bf16 row starts from the fp32 PGD start of the same
+seed (the leaderboard's stage one is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import leaderboard_budget as B
+from leaderboard import Leaderboard
+from leaderboard_budget import COLUMNS, METHODS, load_json
+from leaderboard_page import collect
+from stages import ROOT
+
+from jeat.training.checkpoint import atomic_write_text
+
+PAGE = ROOT / "benchmarks" / "results" / "precision_cpu.md"
+BF16 = "-bf16"
+
+
+def register_bf16(methods: list[str]) -> list[str]:
+    """The bf16 twin of each method as a leaderboard variant (same preset and budget, ``amp=bf16``)."""
+    for m in methods:
+        B.VARIANTS[m + BF16] = (m, ["--set", "amp=bf16"])
+    return [m + BF16 for m in methods]
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (the flags torch's oneDNN uses)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def compare(a: list[float], b: list[float]) -> dict:
+    """bf16 (``b``) against fp32 (``a``): means, sds, the difference of means, its standard error, a verdict."""
+    out: dict = {"n32": len(a), "n16": len(b)}
+    if a:
+        out["mean32"] = statistics.fmean(a)
+    if b:
+        out["mean16"] = statistics.fmean(b)
+    if len(a) >= 2 and len(b) >= 2:
+        s32, s16 = statistics.stdev(a), statistics.stdev(b)
+        diff = out["mean16"] - out["mean32"]
+        se = math.sqrt(s32**2 / len(a) + s16**2 / len(b))
+        out.update(sd32=s32, sd16=s16, diff=diff, se=se, verdict="neutral" if abs(diff) <= 2 * se else "differs")
+    else:
+        out["verdict"] = "-"
+    return out
+
+
+def values(records: dict, method: str, seeds: list[int], column: str) -> list[float]:
+    vals = []
+    for s in seeds:
+        m = records.get(f"{method}-s{s}", {}).get("measures", {})
+        if column in m and m.get("status") != "diverged":
+            vals.append(float(m[column]))
+    return vals
+
+
+def _cell(c: dict) -> str:
+    if "diff" not in c:
+        got = [f"{c[k]:.1f} (n={c[n]})" for k, n in (("mean32", "n32"), ("mean16", "n16")) if k in c]
+        return " / ".join(got) or "-"
+    return (f"{c['mean32']:.1f} ± {c['sd32']:.1f} / {c['mean16']:.1f} ± {c['sd16']:.1f}: "
+            f"{c['diff']:+.1f} ± {c['se']:.1f} **{c['verdict']}**")  # fmt: skip
+
+
+def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
+    records = load_json(B.RESULTS).get("runs", {})
+    cols = [c for c in COLUMNS if c[0] != "fid_buffer"] + [("train_min", "train min")]
+    lines = ["# Precision: bf16 autocast against fp32 at the leaderboard's budget (issue 38)", "",
+             f"Command: `{cmdline}`. Every run is a leaderboard run (docs/LEADERBOARD.md: budget, evaluation, N); "
+             "fp32 = `amp=none`, bf16 = `--set amp=bf16` (autocast on a CPU with native bf16). Each cell: fp32 "
+             "mean ± sd / bf16 mean ± sd over the seeds each has, then bf16 - fp32 ± its standard error and the "
+             "verdict (neutral: within 2 standard errors). Seeds: " + ", ".join(map(str, seeds)) + ".", "",
+             "| method | " + " | ".join(name for _, name in cols) + " |",
+             "|---|" + "---|" * len(cols)]  # fmt: skip
+    for m in methods:
+        cells = [_cell(compare(values(records, m, seeds, k), values(records, m + BF16, seeds, k))) for k, _ in cols]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    notes = PAGE.with_name("precision_cpu_notes.md")
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(PAGE, text)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", default="runs/leaderboard", help="the leaderboard's run folder (fp32 runs are shared)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--report-only", action="store_true")
+    a = p.parse_args()
+    cmdline = "python benchmarks/precision.py " + " ".join(x for x in sys.argv[1:] if x != "--report-only")
+    twins = register_bf16(a.methods)
+    if not a.report_only:
+        if not native_bf16():
+            sys.exit("this CPU has no native bf16 (amx_bf16 / avx512_bf16): bf16 would be emulated, ~10x slower")
+        args = argparse.Namespace(data=a.data, out=a.out, seeds=a.seeds, methods=[x for m in a.methods
+                                  for x in (m, m + BF16)], remeasure=[])  # fmt: skip
+        board = Leaderboard(args)
+        for seed in a.seeds:  # every method's pair at one seed before the next seed
+            for m, twin in zip(a.methods, twins, strict=True):
+                for name in (m, twin):
+                    if board.recorded(name, seed):
+                        continue
+                    t0 = time.perf_counter()
+                    if board.train(name, seed) and board.evaluate(name, seed) and board.generate_and_fid(name, seed):
+                        board.ood(name, seed)
+                    collect(Path(a.out), [name], [seed])  # into RESULTS (the leaderboard page is not rewritten)
+                    print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+                report(a.methods, a.seeds, cmdline)
+    print(report(a.methods, a.seeds, cmdline))
+
+
+if __name__ == "__main__":
+    main()

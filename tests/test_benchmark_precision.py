@@ -1,0 +1,31 @@
+"""benchmarks/precision.py's comparison: the difference of means, its standard error and the verdict."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+precision = pytest.importorskip("precision")
+
+
+def test_a_difference_inside_two_standard_errors_is_neutral():
+    c = precision.compare([40.0, 42.0, 41.0], [40.5, 41.5, 42.5])
+    assert c["diff"] == pytest.approx(0.5) and c["se"] == pytest.approx(math.sqrt(1 / 3 + 1 / 3))
+    assert c["verdict"] == "neutral"
+
+
+def test_a_difference_beyond_two_standard_errors_differs_and_one_seed_decides_nothing():
+    assert precision.compare([80.0, 81.0, 80.5], [70.0, 71.0, 70.5])["verdict"] == "differs"
+    one = precision.compare([80.0], [70.0, 71.0])
+    assert one["verdict"] == "-" and "diff" not in one
+
+
+def test_values_skip_diverged_runs_and_missing_seeds():
+    records = {"jem-s0": {"measures": {"clean": 30.0}}, "jem-s1": {"measures": {"clean": 10.0, "status": "diverged"}},
+               "jem-bf16-s0": {"measures": {"clean": 29.0}}}  # fmt: skip
+    assert precision.values(records, "jem", [0, 1, 2], "clean") == [30.0]
+    assert precision.values(records, "jem" + precision.BF16, [0, 1], "clean") == [29.0]
