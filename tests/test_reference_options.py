@@ -172,3 +172,48 @@ def test_weat_kl_takes_log_of_softmax_plus_1e12_and_trades_log_softmax():
     torch.testing.assert_close(kl_to_clean(z, p, WEAT.kl_log_eps), weat)
     torch.testing.assert_close(kl_to_clean(z, p, TRADES.kl_log_eps), trades)
     assert (trades - weat).item() > 1.0  # the cap matters here
+
+
+def test_cycliclr_steps_as_torchs_cycliclr_with_its_momentum():
+    # locuslab/fast_adversarial's Fast AT: CyclicLR(base 0, max lr, step_size_up = step_size_down = total / 2),
+    # cycle_momentum left at torch's default (0.8 - 0.9). Compared step by step with torch's own scheduler.
+    from jeat.config import OptimConfig
+    from jeat.training.optim import build_scheduler
+
+    total, spe = 40, 8
+    w = torch.nn.Parameter(torch.zeros(1))
+    ref_opt = torch.optim.SGD([w], lr=0.2, momentum=0.9)
+    ref = torch.optim.lr_scheduler.CyclicLR(ref_opt, base_lr=0.0, max_lr=0.2, step_size_up=total / 2,
+                                            step_size_down=total / 2)  # fmt: skip
+    ours_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2, momentum=0.9)
+    ours = build_scheduler(ours_opt, OptimConfig("sgd", lr=0.2, schedule="cycliclr", cycle_momentum=True), spe,
+                           total // spe)  # fmt: skip
+    for _ in range(total):
+        a, b = ours_opt.param_groups[0], ref_opt.param_groups[0]
+        assert a["lr"] == pytest.approx(b["lr"], abs=1e-15) and a["momentum"] == pytest.approx(b["momentum"])
+        ref_opt.step()
+        ref.step()
+        ours_opt.step()
+        ours.step()
+    # jeat's own `cyclic` (the cpu-* presets) starts one step in: step 0 is not at lr 0
+    plain = build_scheduler(torch.optim.SGD([w], lr=0.2), OptimConfig("sgd", lr=0.2, schedule="cyclic"), spe, 5)
+    assert plain.get_last_lr()[0] > 0
+
+
+def test_an_attack_that_updates_bn_moves_the_running_statistics_and_the_default_does_not():
+    from jeat.config import AttackConfig, MethodConfig
+    from jeat.methods.pgd import FGSMTraining
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                              torch.nn.LazyLinear(10))  # fmt: skip
+    net(torch.rand(2, 3, 8, 8))
+    net.train()
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    for update, moves in ((False, False), (True, True)):
+        m = FGSMTraining.__new__(FGSMTraining)
+        m.mcfg = MethodConfig("fgsm", attack=AttackConfig("ce", 8 / 255, 10 / 255, 1, update_bn=update))
+        m.cfg = type("C", (), {"fold_bn": False})()
+        before = net[1].running_mean.clone()
+        m.attack(net, x, y)
+        assert (not torch.equal(before, net[1].running_mean)) is moves

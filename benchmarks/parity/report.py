@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BEGIN, END = "<!-- parity-table -->", "<!-- /parity-table -->"
-ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free")
+ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free", "fast")
 
 
 # float64 is the proof of sameness ("pass": within 1e-9). In float32 a row only shows drift: the two sides
@@ -46,8 +46,10 @@ def _correctness(results: dict, key: str) -> list[str]:
             cur = c["curriculum"]
             extra += (f"; T per step {'pass' if cur['pass'] else '**FAIL**'} ({cur['ours'][0]} -> {cur['ours'][-1]}); "
                       f"AUC {_cell(c.get('auc'), marks)}; EMA {_cell(c.get('ema'), marks)}")  # fmt: skip
-        if "lr" in c:  # Free AT: the learning rate of every replay
+        if "lr" in c:  # Free / Fast AT: the learning rate (and Fast AT's momentum) of every step
             extra += f"; lr per step {'pass' if c['lr']['pass'] else '**FAIL**'} ({c['lr']['steps']} steps)"
+        if "bn_running_stats" in c:  # Fast AT: the attack's forwards move them too
+            extra += f"; BN running statistics {_cell(c['bn_running_stats'], marks)}"
         ref = f"{r['reference']['repo']} @ {r['reference']['commit'][:7]}"
         grads = f"{_cell(c.get('gradients'), marks)} ({c['gradients']['params']} tensors)"
         rows.append(f"| {m} | {ref} | {_a(c, marks)} | {_cell(c.get('loss'), marks)} | {grads} | "

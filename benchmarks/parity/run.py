@@ -29,9 +29,9 @@ from report import write_markdown  # noqa: E402
 from timing import MALLOC_MODES  # noqa: E402
 
 INTERLEAVED = ("jem", "jempp", "sadajem", "trades", "weat")  # harness modules that can alternate the sides' steps
-METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free")
+METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free", "fast")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
-          "weat": "trades", "dat": "dat", "free": "free"}  # fmt: skip
+          "weat": "trades", "dat": "dat", "free": "free", "fast": "fast"}  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -62,7 +62,9 @@ class OptimConfig:
     gamma: float = 0.1  # multistep decay factor
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps (JEM: 1000)
     pct_start: float = 0.25  # onecycle: fraction of the run spent warming up (WEAT: 0.25)
-    cycle_momentum: bool = False  # onecycle: momentum 0.95 -> 0.85 -> 0.95 as torch's OneCycleLR (WEAT)
+    # onecycle: momentum 0.95 -> 0.85 -> 0.95 as torch's OneCycleLR (WEAT); cycliclr: 0.9 -> 0.8 -> 0.9 as torch's
+    # CyclicLR (Fast AT's code)
+    cycle_momentum: bool = False
     # Sharpness-aware minimisation (training/sam.py; SADA-JEM): 0 = off. adaptive: ASAM.
     sam_rho: float = 0.0
     sam_adaptive: bool = False
@@ -80,6 +82,9 @@ class AttackConfig:
     # linf | l2 (PGD-L2: unit-gradient steps, projection onto the l_2 ball; DAT's eps 0.5, step 0.1). Last, so
     # positional AttackConfig(energy, eps, step_size, steps) keeps its meaning.
     norm: str = "linf"
+    # The attack's forwards move BN running statistics, as locuslab/fast_adversarial's Fast AT runs its attack
+    # (train mode, nothing frozen): paper-fast. False: batch statistics, running ones untouched (jeat's default).
+    update_bn: bool = False
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Schedules are functions of the global step (so resume and mid-epoch checkpoints are exact):
 ``multistep`` decays by ``gamma`` at epoch milestones (Table 4: Adam [160, 180]; SGD
-[100, 150]); ``cyclic`` is the one-cycle triangle 0 -> lr -> 0 of Fast AT (Wong et al.);
+[100, 150]); ``cyclic`` is the one-cycle triangle 0 -> lr -> 0 of Fast AT (Wong et al.), started one step in;
+``cycliclr`` the same triangle as torch's ``CyclicLR`` steps it in Fast AT's code (step 0 at lr 0,
+``cycle_momentum``: momentum 0.9 -> 0.8 -> 0.9);
 ``cosine`` anneals to 0; ``onecycle`` is torch's OneCycleLR, with its momentum cycle
 (``cycle_momentum``, WEAT); an optional linear warm-up from 0 multiplies any of them (JEM: 1000
 steps).
@@ -16,7 +18,7 @@ import torch
 
 from ..config import OptimConfig
 
-SCHEDULES = ("constant", "multistep", "cyclic", "cosine", "onecycle")
+SCHEDULES = ("constant", "multistep", "cyclic", "cycliclr", "cosine", "onecycle")
 
 
 def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -35,7 +37,7 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, total_steps: in
     elif cfg.schedule == "multistep":
         epoch = step / steps_per_epoch
         f = cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    elif cfg.schedule == "cyclic":
+    elif cfg.schedule in ("cyclic", "cycliclr"):
         t = step / max(total_steps, 1)
         f = 2 * t if t < 0.5 else 2 * (1 - t)
         f = max(f, 0.0)
@@ -78,6 +80,13 @@ def onecycle_momentum(step: int, total_steps: int, pct_start: float, base: float
     return _two_phase(step, total_steps, pct_start, peak, base, peak)
 
 
+def cycliclr_momentum(step: int, total_steps: int, base: float = 0.8, peak: float = 0.9) -> float:
+    """torch's CyclicLR momentum (``cycle_momentum=True``, its default): peak - (peak - base) x the lr's
+    triangle factor (locuslab/fast_adversarial's Fast AT keeps that default)."""
+    t = step / max(total_steps, 1)
+    return peak - (peak - base) * max(2 * t if t < 0.5 else 2 * (1 - t), 0.0)
+
+
 class MomentumCycleLR(torch.optim.lr_scheduler.LambdaLR):
     """LambdaLR that also sets SGD's momentum from the step, as OneCycleLR does (WEAT's scheduler).
     A function of the step count alone, so resume and rollback restore it with the lr."""
@@ -98,7 +107,9 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoc
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s + 1, steps_per_epoch, total + 1))
     lam = lambda s: lr_factor(cfg, s, steps_per_epoch, total)  # noqa: E731
     if cfg.cycle_momentum:
-        if cfg.schedule != "onecycle" or cfg.name != "sgd":
-            raise ValueError("optim.cycle_momentum needs optim.schedule=onecycle and optim.name=sgd")
+        if cfg.schedule not in ("onecycle", "cycliclr") or cfg.name != "sgd":
+            raise ValueError("optim.cycle_momentum needs optim.schedule=onecycle or cycliclr and optim.name=sgd")
+        if cfg.schedule == "cycliclr":
+            return MomentumCycleLR(opt, lam, lambda s: cycliclr_momentum(s, total))
         return MomentumCycleLR(opt, lam, lambda s: onecycle_momentum(s, total, cfg.pct_start))
     return torch.optim.lr_scheduler.LambdaLR(opt, lam)
