@@ -5,7 +5,8 @@ SGD, cyclic lr 0 -> 0.2 -> 0 over 15 epochs, weight decay 5e-4, momentum 0.9, ep
 random start), with the shims of ``free.py`` (apex in fp32, ``.cuda()`` the identity, the harness's
 batches normalised with the reference's constants, no final evaluation). Its loader reports as many
 batches per epoch as jeat's run has (``data.train_limit / batch``), so both cyclic schedules span the
-same 15 x N steps; the run stops after ``--steps`` batches (the loader ends main() at its second epoch). Both sides train the reference's
+same 15 x N steps; the run stops after ``--steps`` batches (the loader ends main() at its second epoch).
+Both sides train the reference's
 PreActResNet18 from the same initial weights; the random start is the same draw (``torch.Tensor.uniform_``
 fed the same U(0, 1) tensor: the reference fills one channel at a time in units of eps / std, jeat the
 whole batch in pixels: the same values). Compared: the first step's loss and gradients, the training
