@@ -133,8 +133,8 @@ def test_every_preset_builds(name):
     params = [torch.nn.Parameter(torch.zeros(2))]
     opt = build_optimizer(params, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, steps_per_epoch=10, epochs=cfg.epochs)
-    if cfg.optim.warmup_steps:  # JEM's warm-up: the first step runs at lr 0, the second does not
-        assert opt.param_groups[0]["lr"] == 0
+    if cfg.optim.warmup_steps or cfg.optim.schedule == "cycliclr":  # JEM's warm-up, torch's CyclicLR (Fast AT):
+        assert opt.param_groups[0]["lr"] == 0  # the first step runs at lr 0, the second does not
         opt.step()
         sched.step()
     assert opt.param_groups[0]["lr"] > 0
