@@ -4,9 +4,11 @@
     python benchmarks/precision.py --report-only
 
 Each (method, precision, seed) is a leaderboard run (benchmarks/leaderboard.py: the same budget and
-evaluation; fp32 is the leaderboard's own row, ``amp=none``; bf16 is the variant ``<method>-bf16``,
-``--set amp=bf16``), so fp32 seeds 0 and 1 already recorded in ``benchmarks/results/leaderboard_cpu.json``
-are reused and only seed 2 is new. Resumable as the leaderboard is. The page
+evaluation) under its own name: ``<method>-fp32`` (``amp=none``) and ``<method>-bf16`` (``--set amp=bf16``),
+both trained here, one after the other on one machine. The leaderboard's own fp32 rows are not reused:
+most predate the validation split (issue 34: the 10,000 training images are now drawn from the 48,000
+left after 2,000 are held out) and ran on another CPU. Records go to the leaderboard's RESULTS file under
+those names; resumable as the leaderboard is. The page
 ``benchmarks/results/precision_cpu.md`` gives, per method and column, both means, their difference
 bf16 - fp32 with its standard error sqrt(s_32^2 / n_32 + s_16^2 / n_16), and a verdict: ``neutral``
 when the difference is within 2 standard errors, ``differs`` otherwise, ``-`` with fewer than two
@@ -35,14 +37,14 @@ from stages import ROOT
 from jeat.training.checkpoint import atomic_write_text
 
 PAGE = ROOT / "benchmarks" / "results" / "precision_cpu.md"
-BF16 = "-bf16"
+BF16, FP32 = "-bf16", "-fp32"
 
 
-def register_bf16(methods: list[str]) -> list[str]:
-    """The bf16 twin of each method as a leaderboard variant (same preset and budget, ``amp=bf16``)."""
+def register_variants(methods: list[str]) -> None:
+    """Each method's two precisions as leaderboard variants (same preset and budget)."""
     for m in methods:
+        B.VARIANTS[m + FP32] = (m, ["--set", "amp=none"])
         B.VARIANTS[m + BF16] = (m, ["--set", "amp=bf16"])
-    return [m + BF16 for m in methods]
 
 
 def native_bf16() -> bool:
@@ -92,14 +94,16 @@ def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
     records = load_json(B.RESULTS).get("runs", {})
     cols = [c for c in COLUMNS if c[0] != "fid_buffer"] + [("train_min", "train min")]
     lines = ["# Precision: bf16 autocast against fp32 at the leaderboard's budget (issue 38)", "",
-             f"Command: `{cmdline}`. Every run is a leaderboard run (docs/LEADERBOARD.md: budget, evaluation, N); "
-             "fp32 = `amp=none`, bf16 = `--set amp=bf16` (autocast on a CPU with native bf16). Each cell: fp32 "
+             f"Command: `{cmdline}`. Every run is a leaderboard run (docs/LEADERBOARD.md: budget, evaluation, N), "
+             "both precisions trained here on one machine under the validation rule: fp32 = `amp=none`, bf16 = "
+             "`--set amp=bf16` (autocast on a CPU with native bf16). Each cell: fp32 "
              "mean ± sd / bf16 mean ± sd over the seeds each has, then bf16 - fp32 ± its standard error and the "
              "verdict (neutral: within 2 standard errors). Seeds: " + ", ".join(map(str, seeds)) + ".", "",
              "| method | " + " | ".join(name for _, name in cols) + " |",
              "|---|" + "---|" * len(cols)]  # fmt: skip
     for m in methods:
-        cells = [_cell(compare(values(records, m, seeds, k), values(records, m + BF16, seeds, k))) for k, _ in cols]
+        cells = [_cell(compare(values(records, m + FP32, seeds, k), values(records, m + BF16, seeds, k)))
+                 for k, _ in cols]  # fmt: skip
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     notes = PAGE.with_name("precision_cpu_notes.md")
     if notes.is_file():
@@ -118,16 +122,16 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true")
     a = p.parse_args()
     cmdline = "python benchmarks/precision.py " + " ".join(x for x in sys.argv[1:] if x != "--report-only")
-    twins = register_bf16(a.methods)
+    register_variants(a.methods)
     if not a.report_only:
         if not native_bf16():
             sys.exit("this CPU has no native bf16 (amx_bf16 / avx512_bf16): bf16 would be emulated, ~10x slower")
         args = argparse.Namespace(data=a.data, out=a.out, seeds=a.seeds, methods=[x for m in a.methods
-                                  for x in (m, m + BF16)], remeasure=[])  # fmt: skip
+                                  for x in (m + FP32, m + BF16)], remeasure=[])  # fmt: skip
         board = Leaderboard(args)
         for seed in a.seeds:  # every method's pair at one seed before the next seed
-            for m, twin in zip(a.methods, twins, strict=True):
-                for name in (m, twin):
+            for m in a.methods:
+                for name in (m + FP32, m + BF16):
                     if board.recorded(name, seed):
                         continue
                     t0 = time.perf_counter()

@@ -25,7 +25,8 @@ def test_a_difference_beyond_two_standard_errors_differs_and_one_seed_decides_no
 
 
 def test_values_skip_diverged_runs_and_missing_seeds():
-    records = {"jem-s0": {"measures": {"clean": 30.0}}, "jem-s1": {"measures": {"clean": 10.0, "status": "diverged"}},
+    records = {"jem-fp32-s0": {"measures": {"clean": 30.0}},
+               "jem-fp32-s1": {"measures": {"clean": 10.0, "status": "diverged"}},
                "jem-bf16-s0": {"measures": {"clean": 29.0}}}  # fmt: skip
-    assert precision.values(records, "jem", [0, 1, 2], "clean") == [30.0]
+    assert precision.values(records, "jem" + precision.FP32, [0, 1, 2], "clean") == [30.0]
     assert precision.values(records, "jem" + precision.BF16, [0, 1], "clean") == [29.0]
