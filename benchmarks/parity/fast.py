@@ -30,14 +30,13 @@ from common import (
     checkout_commit,
     cifar,
     cuda_as_cpu,
-    import_reference,
     install_stubs,
     record_backward,
     record_grads_at_step,
     score,
     train_jeat,
 )
-from free import _apex, _Loader, _module_cuda_as_cpu
+from free import _Loader, _module_cuda_as_cpu, import_locuslab
 
 
 class _Done(Exception):
@@ -99,13 +98,7 @@ def check(checkout: Path, o) -> Result:
              f"({per_epoch}) is jeat's batches per epoch, so both cyclic schedules span {epochs} x {per_epoch} steps",
              "Tensor.uniform_ fed the same U(0, 1) draw on both sides (the random start)",
              "evaluate_pgd / evaluate_standard after training skipped"]  # fmt: skip
-    _apex()
-    with cuda_as_cpu():
-        mod = import_reference(root, "train_fgsm")
-    ut = sys.modules["utils"]
-    mu, std = ut.mu.to(dtype), ut.std.to(dtype)
-    for m_ in (ut, mod):
-        m_.mu, m_.std, m_.upper_limit, m_.lower_limit = mu, std, (1 - mu) / std, (0 - mu) / std
+    mod, mu, std = import_locuslab(root, "train_fgsm", dtype)
 
     x, y = cifar(train_limit, o.data)
     x = x.to(dtype)

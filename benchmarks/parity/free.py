@@ -74,6 +74,19 @@ def _module_cuda_as_cpu():
         torch.nn.Module.cuda = saved
 
 
+def import_locuslab(root: Path, script: str, dtype: torch.dtype):
+    """A locuslab/fast_adversarial training script, imported under the shims (apex in fp32, ``.cuda()`` the
+    identity), with its utils' CIFAR constants cast to ``dtype`` in both modules; returns (module, mu, std)."""
+    _apex()
+    with cuda_as_cpu():
+        mod = import_reference(root, script)
+    ut = sys.modules["utils"]
+    mu, std = ut.mu.to(dtype), ut.std.to(dtype)
+    for m_ in (ut, mod):
+        m_.mu, m_.std, m_.upper_limit, m_.lower_limit = mu, std, (1 - mu) / std, (0 - mu) / std
+    return mod, mu, std
+
+
 def check(checkout: Path, o) -> Result:
     repo, commit, sub = REFERENCES["free"]
     root = checkout / sub
@@ -86,13 +99,7 @@ def check(checkout: Path, o) -> Result:
              "evaluate_pgd / evaluate_standard after training skipped; model.pth written to a temporary folder",
              "utils' mu, std, lower_limit, upper_limit cast to the run's dtype"]  # fmt: skip
     shims.insert(0, f"stub modules (import only): {', '.join(install_stubs())}")
-    _apex()
-    with cuda_as_cpu():
-        mod = import_reference(root, "train_free")
-    ut = sys.modules["utils"]
-    mu, std = ut.mu.to(dtype), ut.std.to(dtype)
-    for m_ in (ut, mod):
-        m_.mu, m_.std, m_.upper_limit, m_.lower_limit = mu, std, (1 - mu) / std, (0 - mu) / std
+    mod, mu, std = import_locuslab(root, "train_free", dtype)
 
     x, y = cifar(2000, o.data)
     x = x.to(dtype)

@@ -15,6 +15,7 @@ references' behaviour) they move them like every other train-mode forward (``sgl
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 import torch
@@ -69,10 +70,10 @@ class Method:
         ``bn=frozen`` sets them, run folded into their convolutions). Returns x_adv (no graph)."""
         a = self.mcfg.attack
         net = unwrap(model)
-        if a.update_bn:  # Fast AT's code: the attack's train-mode forwards move the running statistics too
-            return pgd(net, x, y, a.eps, a.step_size, a.steps if steps is None else steps, energy or a.energy,
-                       a.random_start, norm=a.norm)  # fmt: skip
-        with frozen_bn_stats(net), folded_bn(net, self.cfg.fold_bn):
+        with contextlib.ExitStack() as stack:
+            if not a.update_bn:  # update_bn (Fast AT's code): train-mode forwards move the running statistics
+                stack.enter_context(frozen_bn_stats(net))
+                stack.enter_context(folded_bn(net, self.cfg.fold_bn))
             return pgd(net, x, y, a.eps, a.step_size, a.steps if steps is None else steps, energy or a.energy,
                        a.random_start, norm=a.norm)  # fmt: skip
 
