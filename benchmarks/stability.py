@@ -193,7 +193,10 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         f"{LEARNED_LOST * 100:.0f} % of the best gain over chance so far lost (once >= {CHANCE_LEARNED * 100:.0f} "
         f"points), or more than {COLLAPSE_DROP * 100:.0f} points below the best so far on two epochs in a row (or "
         f"the last), each fall also beyond {Z:g} standard errors on the run's test set, or non-finite, or stopped; "
-        "a mid-run collapse counts even if the run climbs back. "
+        "a mid-run collapse counts even if the run climbs back. The judge's own test set is a sample: each run "
+        "is also judged with every threshold moved one of its standard errors each way (`stability_judge.py`); "
+        "*borderline* = the two readings disagree, so neither a guard event nor its absence there is evidence "
+        "about the guard, and the last two columns count the clear cases only. "
         "Caught = a guard event at or before the collapse's first epoch. False alarm = a guard event on a "
         "recovery-off run that did not collapse. Guard events of warn runs are the current guard "
         "replayed over the run's metrics (`benchmarks/guard_replay.py`; the run's path does not depend on the "
@@ -224,12 +227,15 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         accs = " / ".join(f"{a * 100:.1f}" for a in o["accs"])
         valid = " / ".join(f"{a * 100:.1f}" for a in o.get("valid", [])) or "-"
         col = ("**yes**" + (" (caught)" if o["caught"] else " (SILENT)")) if o["collapsed"] else "no"
+        if o.get("verdict") == "borderline":
+            col += ", borderline"
         lines.append(f"| {arm} | {method} | {dataset} | {seed} | {accs} | {valid} | {o['best'] * 100:.1f} | "
                      f"{o['final'] * 100:.1f} | {col} | {_events(o['events'])} | {o['status']} | "
                      f"{o['time_s'] / 60:.1f} min |")  # fmt: skip
     lines += ["", "## Totals", "",
-              "| arm | data | runs done | collapsed | silent collapses | runs with guard events | false alarms |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| arm | data | runs done | collapsed | silent collapses | runs with guard events | false alarms | "
+              "borderline (judge's noise) | clear collapses: silent | clear non-collapses: false alarms |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for arm in dict.fromkeys(j[0] for j in jobs):
         for data in dict.fromkeys(j[2] for j in jobs if j[0] == arm):
             rs = [o for k, o in done.items() if k[0] == arm and k[2] == data]
@@ -237,10 +243,13 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
             # false alarms: only where the guard only warned (a warn row may be its event-free default twin)
             off = arm in ("warn", "old-warn") or (rs and all(o.get("recovery_off") for o in rs))
             fa = str(sum(o.get("false_alarm", False) for o in rs)) if off else "-"
+            fa_clear = str(sum(o.get("false_alarm_clear", False) for o in rs)) if off else "-"
+            clear = sum(o.get("verdict") == "collapsed" for o in rs)
             lines.append(
                 f"| {arm} | {data} ({group}) | {len(rs)} of {sum(j[0] == arm and j[2] == data for j in jobs)} | "
                 f"{sum(o['collapsed'] for o in rs)} | {sum(o['collapsed'] and not o['caught'] for o in rs)} | "
-                f"{sum(bool(o['events']) for o in rs)} | {fa} |"
+                f"{sum(bool(o['events']) for o in rs)} | {fa} | {sum(o.get('verdict') == 'borderline' for o in rs)} | "
+                f"{sum(o.get('silent_clear', False) for o in rs)} of {clear} | {fa_clear} |"
             )
     lines += recovery_effect(done)
     text = "\n".join(lines) + "\n"

@@ -86,3 +86,31 @@ def test_recovery_effect_compares_final_accuracies_of_twins():
     }
     rows = stability.recovery_effect(done)
     assert rows[-1] == "| jem | digits28 | 0 | 98.0 (recovered) | 50.3 | +47.7 |" and len(rows) == 6
+
+
+def test_a_verdict_within_one_of_the_judges_own_standard_errors_is_borderline(tmp_path):
+    # robust-jem digits28 seed 3, recovery off (300 test images): 50.7 -> 27.0 % loses 58 % of the gain, under the
+    # judge's 60 % by less than the lost share's standard error (9.5 points of it): the judge cannot tell.
+    rjem = [0.11, 0.113, 0.113, 0.187, 0.507, 0.27, 0.447, 0.407, 0.283, 0.43, 0.373, 0.657]
+    assert stability.collapse_epoch(rjem, n=300) is None
+    assert (
+        stability.collapse_epoch(rjem, n=300, shift=-1) == 5 and stability.collapse_epoch(rjem, n=300, shift=1) is None
+    )
+    assert stability.collapse_epoch(JEM, n=300, shift=1) == 5  # 95 % of the gain lost: clear at every reading
+    assert stability.collapse_epoch(JEM, shift=1) == stability.collapse_epoch(JEM)  # no test-set size: no band
+
+    def judged(name: str, accs: list[float]) -> dict:
+        run = _run(tmp_path / name, accs, "warn")
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "test_images": 300}))
+        return stability.outcome(run)
+
+    border = judged("border", rjem)
+    assert border["verdict"] == "borderline" and border["events"]  # the guard (50 % on the same numbers) fires
+    assert border["false_alarm"] and not border["false_alarm_clear"]  # an alarm by the strict count only
+    assert (
+        judged("jem", JEM)["verdict"] == "collapsed" and judged("jempp", JEMPP)["verdict"] == "borderline"
+    )  # 82.3 -> 64.7, 73.3: 10 points down by 1 SE
+    assert judged("rising", [0.3, 0.5, 0.6, 0.58, 0.7])["verdict"] == "fine"
+    silent = judged("silent", [0.1, 0.5, 0.8, 0.2, 0.2, 0.2])  # the guard replayed on these fires at epoch 4
+    assert silent["verdict"] == "collapsed" and silent["caught"] and not silent["silent_clear"]
