@@ -45,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from stability_judge import (
     CHANCE_LEARNED,
     COLLAPSE_DROP,
@@ -57,6 +58,7 @@ from stability_judge import (
 )
 
 from jeat.training.checkpoint import atomic_write_text
+from jeat.training.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "stability_cpu.md"
@@ -74,6 +76,9 @@ EPOCHS = {"digits28": 31}
 SEEDS = (0, 1, 2)
 BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "--set", "eval_robust_n=0",
           "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
+# The pages were measured under the old amp=auto (bf16 wherever native): pinned, since amp=auto now trains
+# these methods in fp32 until the precision study proves bf16 neutral for them (training/precision.py).
+BUDGET += ["--set", "amp=" + ("bf16" if native_bf16(torch.device("cpu")) else "none")]
 # One stabiliser at a time on cpu-jem without the energy L2 (the `old` arm's JEM, which collapses),
 # recovery off: JEM++'s proximal sampler with Gaussian seeds (cpu-robust-jem's 5 x 5), SADA-JEM's
 # adaptive SAM (rho 2), JEM's Adam 1e-4 with warm-up (100 steps: JEM's 1000 exceed this budget).
@@ -180,10 +185,10 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         f"Command: `{cmdline}` (resumable; this file is rewritten after every run).",
         "",
         "Budget per run: `jeat train --preset cpu-<method>` with 12,000 training images (3x the presets' 4,000) "
-        "x 3 epochs, batch 128, amp=auto (bf16 on a CPU with AMX, else fp32). After each epoch: validation "
-        "accuracy on 2,000 images held out of the training set (the preset's `data.valid_size`; every guard "
-        "decision reads it) and test accuracy on 2,000 test images (what the collapse judge reads; no decision "
-        "of a run does). Data: CIFAR-10 "
+        "x 3 epochs, batch 128, amp pinned to bf16 on a CPU with native bf16 (AMX), else fp32. After each "
+        "epoch: validation accuracy on 2,000 images held out of the training set (the preset's "
+        "`data.valid_size`; every guard decision reads it) and test accuracy on 2,000 test images (what the "
+        "collapse judge reads; no decision of a run does). Data: CIFAR-10 "
         "(`../shared/data`), CIFAR-10 as 28x28 grayscale (`benchmarks/make_gray28.py`) and, held out, handwritten "
         "digits upscaled to 28x28 (`benchmarks/make_digits28.py`, scikit-learn's 8x8 set: 1,497 train / 300 test; "
         f"{VALID['digits28']} of the training images held out for validation, {EPOCHS['digits28']} epochs of the "

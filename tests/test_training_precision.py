@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from jeat.methods import describe_methods
 from jeat.training import precision
 from jeat.training.loop import Trainer
 from jeat.training.precision import resolve_amp
@@ -43,3 +44,25 @@ def test_a_run_records_the_resolved_precision_not_auto(tmp_path, monkeypatch, np
     trainer = Trainer(tiny_config(npz_dir, tmp_path, amp="auto"), tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "none"
     assert trainer.summary()["amp"] == "none"
+
+
+def test_auto_trains_bf16_only_for_a_method_the_precision_study_proved_neutral(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    amp, why = precision.resolve_amp_why("auto", CPU, "standard")
+    assert amp == "bf16" and "precision_cpu.md" in why
+    amp, why = precision.resolve_amp_why("auto", CPU, "jem")  # not measured yet: fp32, and the run says why
+    assert amp == "none" and "not yet proven neutral for method 'jem'" in why and "amp=bf16" in why
+    assert precision.resolve_amp_why("bf16", CPU, "jem") == ("bf16", "amp=bf16 chosen explicitly")
+    assert set(precision.BF16_NEUTRAL) <= set(describe_methods())  # every verdict names a method jeat has
+
+
+def test_a_run_records_why_and_a_resume_keeps_the_recorded_choice(tmp_path, monkeypatch, npz_dir):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    cfg = tiny_config(npz_dir, tmp_path, amp="auto")
+    cfg.method.name = "jem" if cfg.method.name == "standard" else cfg.method.name
+    Trainer(cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["amp"] == "none" and "not yet proven neutral" in saved["amp_why"]
+    monkeypatch.setattr(precision, "BF16_NEUTRAL", {**precision.BF16_NEUTRAL, cfg.method.name: "proven"})
+    again = Trainer(type(cfg).from_dict(saved), tmp_path / "again", progress=False)  # what --resume reads
+    assert again.cfg.amp == "none" and again.cfg.amp_why == saved["amp_why"]  # the recorded choice stands

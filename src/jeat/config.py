@@ -247,7 +247,10 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 where the device computes it natively) | bf16 | none
+    # auto (bf16 where the device computes it natively and the method is proven neutral in bf16,
+    # training/precision.py BF16_NEUTRAL; else fp32) | bf16 | none
+    amp: str = "auto"
+    amp_why: str = ""  # recorded when amp is resolved (never read to decide anything)
     channels_last: bool = True
     # with channels_last on a CPU, the stages a model names (ResNet-18: the 8x8 and 4x4 ones) stay NCHW,
     # where oneDNN is faster (models/layout.py, benchmarks/results/layout_cpu.md)

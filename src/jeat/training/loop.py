@@ -39,7 +39,7 @@ from .allocator import apply_cpu_malloc
 from .ema import EMA
 from .guard import Guard, absolute_trigger
 from .optim import build_optimizer, build_scheduler
-from .precision import resolve_amp
+from .precision import resolve_amp_why
 from .recovery import Recovery, RolledBack
 from .rundir import RunDir
 from .sam import SAM
@@ -68,7 +68,13 @@ class Trainer(Checkpointing, Recovery, Summary):
             raise
 
     def _build(self, cfg: TrainConfig, run_dir, resume: bool, reseed: int | None) -> None:
-        cfg.amp = resolve_amp(cfg.amp, self.device)  # config.json records the concrete choice
+        if cfg.amp == "auto" or not cfg.amp_why:  # a resumed run keeps its recorded choice and reason
+            cfg.amp, cfg.amp_why = resolve_amp_why(cfg.amp, self.device, cfg.method.name)
+        # config.json records the concrete choice (and why), so a resume on another machine keeps it
+        if self.progress and self.rank == 0:
+            print(
+                f"jeat: precision {'bf16 autocast' if cfg.amp == 'bf16' else 'fp32'} ({cfg.amp_why})", file=sys.stderr
+            )
         apply_cpu_malloc(cfg.cpu_malloc, self.device.type)  # per process, before the first big tensor
         self.run = RunDir(run_dir or Path(cfg.out_dir) / (cfg.name or cfg.preset), write=self.rank == 0)
         torch.manual_seed(cfg.seed)  # the same model initialisation on every rank

@@ -4,8 +4,12 @@ bf16 pays only where the hardware computes it natively: on a CPU with AVX512-BF1
 (oneDNN's bf16 kernels) it trained the CPU presets 2.7-4x faster than fp32; on an AVX2-only
 CPU (no native bf16) PyTorch emulates it and the same run was 10.7x *slower* (cpu-standard,
 2,000 images: 31 vs 327 images/s, docs/SCALE.md). ``auto`` therefore picks bf16 only where it
-is native. The resolved value is what config.json records, so a resumed run keeps its
-precision whatever machine it resumes on (bit-for-bit resume).
+is native, and only for a method whose bf16 training was *measured* neutral against fp32 (issue 38: a
+default must be the precision the results hold in): ``BF16_NEUTRAL`` lists them with their evidence;
+every other method trains in fp32 under ``auto`` until the precision study
+(``benchmarks/precision.py``, ``benchmarks/results/precision_cpu.md``) proves it. ``amp=bf16`` stays an
+explicit choice for any method. The resolved value is what config.json records (with ``amp_why``), so a
+resumed run keeps its precision whatever machine it resumes on (bit-for-bit resume).
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ import warnings
 import torch
 
 AMP_CHOICES = ("auto", "bf16", "none")
+
+# Methods whose bf16 autocast training was measured neutral against fp32: every quality column of the precision
+# study (clean, PGD-20, C&W, AutoAttack, FID, ECE, OOD AUROC) within 2 standard errors, 3 seeds a side,
+# benchmarks/results/precision_cpu.md. The same bf16 numerics run on a GPU, so the verdict holds there too.
+BF16_NEUTRAL: dict[str, str] = {
+    "standard": "bf16 measured neutral against fp32 (benchmarks/results/precision_cpu.md, 3 seeds a side)",
+}
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -26,18 +37,28 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` where native, else ``none``; an explicit choice is kept (with a warning
-    when bf16 is asked for on hardware that only emulates it)."""
+def resolve_amp(amp: str, device: torch.device, method: str | None = None) -> str:
+    """``auto`` -> ``bf16`` where native and (given a ``method``) proven neutral for it, else ``none``;
+    an explicit choice is kept (with a warning when bf16 is asked for on hardware that only emulates it)."""
+    return resolve_amp_why(amp, device, method)[0]
+
+
+def resolve_amp_why(amp: str, device: torch.device, method: str | None = None) -> tuple[str, str]:
+    """:func:`resolve_amp` and the reason, in words, for the run's summary and first progress line."""
     if amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
     native = native_bf16(device)
     if amp == "auto":
-        return "bf16" if native else "none"
+        if not native:
+            return "none", f"amp=auto: fp32, {device.type} has no native bf16 (emulated bf16 is ~10x slower)"
+        if method is not None and method not in BF16_NEUTRAL:
+            return "none", (f"amp=auto: fp32, bf16 not yet proven neutral for method {method!r} "
+                            "(benchmarks/results/precision_cpu.md); --set amp=bf16 to choose it")  # fmt: skip
+        return "bf16", "amp=auto: bf16, native on this device" + (f"; {BF16_NEUTRAL[method]}" if method else "")
     if amp == "bf16" and not native:
         msg = (
             f"amp=bf16 on {device.type} without native bf16 support: PyTorch emulates it, which was "
             "about 10x slower than fp32 on an AVX2 CPU; amp=auto picks fp32 here"
         )
-        warnings.warn(msg, stacklevel=2)
-    return amp
+        warnings.warn(msg, stacklevel=3)
+    return amp, f"amp={amp} chosen explicitly"

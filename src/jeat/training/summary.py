@@ -32,6 +32,7 @@ class Summary:
             "method": cfg.method.name,
             "arch": cfg.model.arch,
             "amp": cfg.amp,  # resolved (amp=auto -> bf16 | none): speeds are only comparable at equal precision
+            "amp_why": cfg.amp_why,
             # CPU threads: speeds depend on it, and so do the exact numbers (reduction order), so two runs
             # are bit-identical only at the same count (benchmarks/stability.py pairs runs on it)
             "threads": torch.get_num_threads(),
