@@ -1,4 +1,4 @@
-"""benchmarks/leaderboard.py's page: numbers read from the stage outputs, mean ± sd, wall times."""
+"""benchmarks/leaderboard/leaderboard.py's page: numbers read from the stage outputs, mean ± sd, wall times."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard"))
 import leaderboard  # noqa: E402
 import leaderboard_budget  # noqa: E402  (the paths the tests redirect)
 import leaderboard_page  # noqa: E402

@@ -1,4 +1,4 @@
-"""benchmarks/precision.py's comparison: the difference of means, its standard error and the verdict."""
+"""benchmarks/precision/precision.py's comparison: the difference of means, its standard error and the verdict."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "precision"))
 precision = pytest.importorskip("precision")
 
 

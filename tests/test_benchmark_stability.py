@@ -1,4 +1,4 @@
-"""benchmarks/stability.py's judge: when a run counts as collapsed, caught, or a false alarm."""
+"""benchmarks/stability/stability.py's judge: when a run counts as collapsed, caught, or a false alarm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "stability"))
 import stability_judge as stability  # noqa: E402  (the judge; stability.py runs the study)
 
 # The digits28 recovery-off twins (seed 0, benchmarks/results/stability_cpu.md), first epochs.

@@ -1,4 +1,4 @@
-"""Tests that need CUDA (issue 25): skipped on machines without it; benchmarks/gpu_check.py runs them."""
+"""Tests that need CUDA (issue 25): skipped on machines without it; benchmarks/gpu/gpu_check.py runs them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py in its CPU smoke mode (issue 25): the script works before a GPU is spent on it."""
+"""benchmarks/gpu/gpu_check.py in its CPU smoke mode (issue 25): the script works before a GPU is spent on it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_smoke_runs_every_item_and_writes_its_report(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks" / "gpu"))
     sys.modules.pop("gpu_check", None)
     import gpu_check
 

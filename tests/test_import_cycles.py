@@ -15,8 +15,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def modules(root: Path, prefix: str) -> dict[str, tuple[Path, bool]]:
-    """Dotted name -> (file, is a package's __init__) for every .py file under ``root``."""
+def modules(root: Path, prefix: str | None) -> dict[str, tuple[Path, bool]]:
+    """Dotted name -> (file, is a package's __init__) for every .py file under ``root``. ``prefix`` None:
+    flat names (benchmarks/: each study's folder is put on sys.path and its modules import each other, and
+    shared.py, by file name), one folder level below ``root``, parity/ apart (its own flat namespace)."""
+    if prefix is None:
+        files = [p for p in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")) if p.parent.name != "parity"]
+        names = [p.stem for p in files]
+        assert len(set(names)) == len(names), f"two benchmark modules share a name: {sorted(names)}"
+        return {p.stem: (p, False) for p in files}
     out = {}
     for p in sorted(root.rglob("*.py")):
         parts = list(p.relative_to(root).with_suffix("").parts)
@@ -27,7 +34,7 @@ def modules(root: Path, prefix: str) -> dict[str, tuple[Path, bool]]:
     return out
 
 
-def import_graph(root: Path, prefix: str) -> dict[str, set[str]]:
+def import_graph(root: Path, prefix: str | None) -> dict[str, set[str]]:
     """Module -> the project modules it imports (anywhere in the file)."""
     mods = modules(root, prefix)
     graph: dict[str, set[str]] = {}
@@ -96,10 +103,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 @pytest.mark.parametrize(
     "root, prefix",
     # benchmarks' scripts and the parity harness's modules import each other by flat names (sys.path)
-    [(REPO / "src" / "jeat", "jeat"), (REPO / "benchmarks", ""), (REPO / "benchmarks" / "parity", "")],
+    [(REPO / "src" / "jeat", "jeat"), (REPO / "benchmarks", None), (REPO / "benchmarks" / "parity", "")],
     ids=["package", "benchmarks", "parity"],
 )
-def test_no_import_cycles(root, prefix):
+def test_no_import_cycles(root, prefix: str | None):
     graph = import_graph(root, prefix)
     assert len(graph) > 10, "the walker found no modules: it would prove nothing"
     assert cycles(graph) == []

@@ -221,7 +221,42 @@ def train_jeat(tr, lab: list, px: list | None = None) -> dict:
             step["i"] = i
             losses.append(float(tr.train_step(xb, yb)["loss"]))
             after_jeat_step()  # --interleave: the reference's turn
-    return {"losses": losses, "grads": grads, "times": times, "wall": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    buf = getattr(getattr(getattr(tr.method, "negatives", None), "buffer", None), "x", None)
+    return {"losses": losses, "grads": grads, "times": times, "wall": wall, "bn": bn_state(tr.model),
+            "buffer": None if buf is None else buf.detach().clone()}  # fmt: skip
+
+
+def bn_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The BN running statistics a run leaves (what evaluation uses): a state (a)-(d) do not see, so
+    BN momentum or which forwards move the statistics can differ while losses and gradients agree."""
+    return {k: v.detach().clone() for k, v in model.named_buffers(remove_duplicate=False)  # aliases too
+            if k.endswith(("running_mean", "running_var"))}  # fmt: skip
+
+
+def bn_pair(ours: dict, ref_model: torch.nn.Module, rename) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Both sides' running statistics as one vector each, in the reference's order (``rename``: the
+    reference's key -> jeat's); None where the model has no BN."""
+    ref = bn_state(ref_model)
+    if not ref:
+        return None
+    keys = [(k, rename(k)) for k in ref if rename(k) is not None]  # None: a part jeat does not build
+    missing = [k for k, j in keys if j not in ours]
+    if missing or not keys:
+        raise KeyError(f"BN statistics without a jeat counterpart: {missing[:3] or list(ref)[:3]}")
+    return (torch.cat([ours[j].flatten().double() for _, j in keys]),
+            torch.cat([ref[k].flatten().double() for k, _ in keys]))  # fmt: skip
+
+
+def jem_rename(depth: int):
+    """A reference key of JEM's family -> jeat's (parameters and buffers alike)."""
+    from jeat.models.wrn import from_jem_state_dict
+
+    def rename(key: str) -> str | None:
+        mapped = from_jem_state_dict({key: torch.zeros(1)}, depth)
+        return next(iter(mapped)) if mapped else None
+
+    return rename
 
 
 def jem_name_map(model: torch.nn.Module, depth: int) -> dict[str, str]:

@@ -95,6 +95,7 @@ def check(checkout: Path, o) -> Result:
         f, buf = orig_build(a, device, sample_q)
         f, buf = f.to(dtype), buf.to(dtype)
         cap["model"], cap["state"], cap["buffer"] = f, {k: v.clone() for k, v in f.state_dict().items()}, buf.clone()
+        cap["live_buffer"] = buf  # main() writes its samples back into this tensor: the state after the run
         return f, buf
 
     mod.get_model_and_buffer = build
@@ -158,6 +159,8 @@ def check(checkout: Path, o) -> Result:
         ref,
         jem_name_map(cap["model"], o.depth),
         o.batch,
-        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples)},
+        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples),
+         # (e) state after the run: the replay buffer (JEM's WRN has no BN)
+         "replay_buffer": (ours["buffer"], (cap["live_buffer"] + 1) / 2, [c["buffer"] for c in control])},
         control,
-    )
+    )  # fmt: skip

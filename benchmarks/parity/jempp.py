@@ -32,6 +32,7 @@ from common import (
     ULP_SEEDS,
     Result,
     batches,
+    bn_pair,
     checkout_commit,
     cifar,
     control_draws,
@@ -39,6 +40,7 @@ from common import (
     install_stubs,
     jeat_trainer,
     jem_name_map,
+    jem_rename,
     one_ulp,
     record_backward,
     record_grads_at_step,
@@ -90,6 +92,7 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
     def centers(a):
         buf = orig_centers(a).to(dtype)
         captured["init_buffer"] = buf.clone()
+        captured["live_buffer"] = buf  # main() writes its samples back into this tensor: the state after the run
         return buf
 
     mod.get_model_and_buffer, mod.init_from_centers = build, centers
@@ -199,6 +202,11 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
                  shims=shims)  # fmt: skip
     # (a) the sampler after its full m x n steps (and EB-JDAT's attack), first iteration, in [0, 1] units
     outputs = {"sampler": (ours["samples"][0], (ref["samples"][0] + 1) / 2, [c["samples"][0] for c in control])}
+    # (e) state after the run: BN running statistics and the replay buffer
+    bn = bn_pair(ours["bn"], ref["model"], jem_rename(o.depth))
+    if bn is not None:
+        outputs["bn_statistics"] = (*bn, [bn_pair(c["bn"], ref["model"], jem_rename(o.depth))[0] for c in control])
+    outputs["replay_buffer"] = (ours["buffer"], (ref["live_buffer"] + 1) / 2, [c["buffer"] for c in control])
     if variant == "eb-jdat":
         outputs["attack"] = (ours["advs"][0], (ref["advs"][0] + 1) / 2, [c["advs"][0] for c in control])
     ref["wall"] = ref_wall

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from common import (
     ULP_SEEDS,
     Result,
     batches,
+    bn_pair,
     checkout_commit,
     cifar,
     control_draws,
@@ -30,6 +32,7 @@ from common import (
     install_stubs,
     jeat_trainer,
     jem_name_map,
+    jem_rename,
     one_ulp,
     record_backward,
     record_grads_at_step,
@@ -44,6 +47,27 @@ from interleave import Interleave
 from jempp import _gaussian_files
 
 
+def batch_sizes(checkout: Path, published: int, batch: int) -> dict[str, int]:
+    """CE and p(x) batch sizes of both sides at the harness's scale ``batch`` / ``published`` (the
+    reference's p(x) batch under its published command)."""
+    from jeat import get_preset
+
+    found = re.search(r"^\s*label_bs\s*=\s*(\d+)", (checkout / "utils.py").read_text(), re.M)
+    if found is None:
+        raise SystemExit(f"sadajem: no `label_bs = N` in {checkout / 'utils.py'}: the CE batch size moved")
+    ref_px = published
+    cfg = get_preset("paper-sadajem")
+    jeat_px = cfg.method.px_batch_size or cfg.data.batch_size
+
+    def scaled(n: int) -> int:
+        if n * batch % ref_px:
+            raise SystemExit(f"sadajem: --batch {batch} does not scale {n} by {batch}/{ref_px} to a whole batch")
+        return n * batch // ref_px
+
+    return {"ref_ce": scaled(int(found.group(1))), "ref_px": scaled(ref_px), "jeat_ce": scaled(cfg.data.batch_size),
+            "jeat_px": scaled(jeat_px)}  # fmt: skip
+
+
 class _Sink:
     def add_scalar(self, *a, **k):
         pass
@@ -52,7 +76,8 @@ class _Sink:
 def check(checkout: Path, o) -> Result:
     repo, commit, _ = REFERENCES["sadajem"]
     shims = [f"stub modules (import only): {', '.join(install_stubs())}",
-             "get_data replaced by the harness's batches (p(x) 1x, CE 2x batch_size); arg.writer drops scalars; "
+             "get_data replaced by the harness's batches (at label_bs and batch_size, scaled); "
+             "arg.writer drops scalars; "
              "cond_is_fid (IS/FID at the last epoch, inside its try/except) raises at once"]  # fmt: skip
     mod = import_reference(checkout, "train_sadajem")
     parser = reference_parser(checkout / "train_sadajem.py")
@@ -66,8 +91,14 @@ def check(checkout: Path, o) -> Result:
     mod.args = args  # sample_p_0 and main read the module-global args, as under __main__
     x, y = cifar(2000, o.data)
     x = x.to(dtype)
-    px = batches(x, y, o.batch, o.steps, 1, "none")
-    lab = batches(x, y, 2 * o.batch, o.steps, 2, "flip-crop")
+    # Sizes from each side's own settings, scaled by one factor (--batch over the reference's default p(x)
+    # batch): the reference's CE batch is utils.py's hard-coded ``label_bs``, jeat's the preset's batch_size
+    # and px_batch_size. A preset that drifts from the reference feeds jeat other batches, and (a)-(e) fail.
+    sizes = batch_sizes(checkout, parser.parse_args(flags).batch_size, o.batch)
+    px = batches(x, y, sizes["ref_px"], o.steps, 1, "none")
+    lab = batches(x, y, sizes["ref_ce"], o.steps, 2, "flip-crop")
+    px_ours = batches(x, y, sizes["jeat_px"], o.steps, 1, "none")
+    lab_ours = batches(x, y, sizes["jeat_ce"], o.steps, 2, "flip-crop")
     seeds = [50_000 + i for i in range(o.steps)]
 
     cap: dict = {}
@@ -81,7 +112,7 @@ def check(checkout: Path, o) -> Result:
 
     def centers(a):
         buf = orig_centers(a).to(dtype)
-        cap["buffer"] = buf.clone()
+        cap["buffer"], cap["live_buffer"] = buf.clone(), buf  # main() writes samples back into the live one
         return buf
 
     def no_fid(*a, **k):
@@ -107,10 +138,10 @@ def check(checkout: Path, o) -> Result:
 
         def jeat_loop():  # from the reference's initial weights and buffer, captured as it built them
             tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
-                              from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"], batch=2 * o.batch,
-                              px_batch_size=o.batch)  # fmt: skip
+                              from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"],
+                              batch=sizes["jeat_ce"], px_batch_size=sizes["jeat_px"])  # fmt: skip
             with seeded_calls(tr.method.negatives, "sample", seeds, samples):
-                return train_jeat(tr, lab, px)
+                return train_jeat(tr, lab_ours, px_ours)
 
         il = Interleave(lambda: cap.get("model")) if o.speed and o.interleave else None
         t0 = time.perf_counter()
@@ -130,17 +161,18 @@ def check(checkout: Path, o) -> Result:
         for k in control_draws(o):  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / f"jeat-control{k}",
                               dtype, from_jem_state_dict(cap["state"], o.depth),
-                              buffer=ulp_moved(cap["buffer"], ULP_SEEDS[1] + k), batch=2 * o.batch,
-                              px_batch_size=o.batch)  # fmt: skip
+                              buffer=ulp_moved(cap["buffer"], ULP_SEEDS[1] + k), batch=sizes["jeat_ce"],
+                              px_batch_size=sizes["jeat_px"])  # fmt: skip
             drawn: list = []
             with seeded_calls(tr.method.negatives, "sample", seeds, drawn):
-                control.append(train_jeat(tr, one_ulp(lab, ULP_SEEDS[0] + k), one_ulp(px, ULP_SEEDS[0] + k)))
+                control.append(train_jeat(tr, one_ulp(lab_ours, ULP_SEEDS[0] + k), one_ulp(px_ours, ULP_SEEDS[0] + k)))
             ctrl_samples.append(drawn[0])
 
     res = Result("sadajem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                              "script": "scripts/sadajem_cifar10.sh"},
                  {"model": f"WRN-{o.depth}-{o.width} (JEM's block, BN momentum 0.9, LeakyReLU 0.2)",
-                  "batch": f"CE {2 * o.batch}, p(x) and negatives {o.batch}", "steps": o.steps,
+                  "batch": f"CE {sizes['ref_ce']}, p(x) and negatives {sizes['ref_px']} (each side's own, scaled)",
+                  "batch_sizes": sizes, "steps": o.steps,
                   "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0, "reference_flags": flags,
                   "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000); CE batch flip-crop, p(x) batch un-augmented"},
@@ -153,9 +185,13 @@ def check(checkout: Path, o) -> Result:
         ours,
         ref,
         jem_name_map(cap["model"], o.depth),
-        2 * o.batch,
-        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples)},
+        sizes["ref_ce"],
+        {"sampler": (samples[0], (ref_samples[0] + 1) / 2, ctrl_samples),
+         # (e) state after the run: BN running statistics and the replay buffer
+         "bn_statistics": (*bn_pair(ours["bn"], cap["model"], jem_rename(o.depth)),
+                           [bn_pair(c["bn"], cap["model"], jem_rename(o.depth))[0] for c in control]),
+         "replay_buffer": (ours["buffer"], (cap["live_buffer"] + 1) / 2, [c["buffer"] for c in control])},
         control,
-    )
+    )  # fmt: skip
     res.checks["gradients"]["note"] = "SAM's second-pass gradient"
     return res

@@ -7,7 +7,7 @@ CPU (no native bf16) PyTorch emulates it and the same run was 10.7x *slower* (cp
 is native, and only for a method whose bf16 training was *measured* neutral against fp32 (issue 38: a
 default must be the precision the results hold in): ``BF16_NEUTRAL`` lists them with their evidence;
 every other method trains in fp32 under ``auto`` until the precision study
-(``benchmarks/precision.py``, ``benchmarks/results/precision_cpu.md``) proves it. ``amp=bf16`` stays an
+(``benchmarks/precision/precision.py``, ``benchmarks/results/precision_cpu.md``) proves it. ``amp=bf16`` stays an
 explicit choice for any method. The resolved value is what config.json records (with ``amp_why``), so a
 resumed run keeps its precision whatever machine it resumes on (bit-for-bit resume).
 """

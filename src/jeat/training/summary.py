@@ -34,7 +34,7 @@ class Summary:
             "amp": cfg.amp,  # resolved (amp=auto -> bf16 | none): speeds are only comparable at equal precision
             "amp_why": cfg.amp_why,
             # CPU threads: speeds depend on it, and so do the exact numbers (reduction order), so two runs
-            # are bit-identical only at the same count (benchmarks/stability.py pairs runs on it)
+            # are bit-identical only at the same count (benchmarks/stability/stability.py pairs runs on it)
             "threads": torch.get_num_threads(),
             # ok | recovered (rolled back, then learned) | warned (policy warn) | diverged (stopped) | failed
             # (finished without learning: best test accuracy within guard.fail_margin of chance)

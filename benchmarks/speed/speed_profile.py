@@ -1,6 +1,6 @@
 """Where a training step's time goes beyond its floor: torch.profiler over a few steps.
 
-    python benchmarks/speed_profile.py --method jeat --mode fp32 --threads 1
+    python benchmarks/speed/speed_profile.py --method jeat --mode fp32 --threads 1
 
 Prints the operators by self CPU time, grouped into the floor's work (convolutions, their
 backward, linear, pooling, activations, optimizer) and the rest (buffer draws and writes, seed

@@ -1,15 +1,15 @@
 """One leaderboard for every method: the same CPU budget, the same evaluation (issue 12).
 
-    python benchmarks/leaderboard.py --data ../shared/data [--out runs/leaderboard] [--seeds 0 1]
-    python benchmarks/leaderboard.py --data ../shared/data --methods eb-jdat-ce --seeds 0  # an ablation
-    python benchmarks/leaderboard.py --data ../shared/data --methods pgd jem --remeasure pgd jem  # again, from scratch
-    python benchmarks/leaderboard.py --report-only
+    python benchmarks/leaderboard/leaderboard.py --data ../shared/data [--out runs/leaderboard] [--seeds 0 1]
+    python benchmarks/leaderboard/leaderboard.py --data ../shared/data --methods eb-jdat-ce --seeds 0  # an ablation
+    python benchmarks/leaderboard/leaderboard.py --data ../shared/data --methods pgd jem --remeasure pgd jem  # anew
+    python benchmarks/leaderboard/leaderboard.py --report-only
 
 Every method trains from its ``cpu-*`` preset with the budget overridden to the same data and
 epochs (BUDGET), then goes through the same stages: ``jeat evaluate`` (clean, PGD-20, C&W-inf,
 AutoAttack standard on AA_N images, ECE), ``jeat generate`` (Eq. 17 SGLD from the class Gaussians,
 PER_CLASS per class) and ``jeat evaluate --suite fid`` at that fixed N. Resumable: each stage is
-skipped once its output exists (benchmarks/stages.py), a killed training resumes from its
+skipped once its output exists (benchmarks/shared.py), a killed training resumes from its
 checkpoint, and a run already complete in RESULTS (committed) is not run again. All stages of
 one run come before the next; seed 0 of every method before seed 1.
 docs/LEADERBOARD.md is rewritten from the finished stages after every model, with mean ± sd over
@@ -42,7 +42,7 @@ from leaderboard_budget import (
     settings,
 )
 from leaderboard_page import report
-from stages import Stages
+from shared import Stages  # benchmarks/ is on sys.path once leaderboard_budget is imported
 
 from jeat.training.checkpoint import atomic_write_text
 

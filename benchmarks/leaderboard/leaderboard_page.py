@@ -20,6 +20,7 @@ from leaderboard_budget import (
     N_REF,
     OOD_SETS,
     PER_CLASS,
+    ROOT,
     STARTS,
     TRAIN_LIMIT,
     VARIANTS,
@@ -27,7 +28,6 @@ from leaderboard_budget import (
     preset,
     settings,
 )
-from stages import ROOT
 
 from jeat.training.checkpoint import atomic_write_text
 
@@ -152,8 +152,8 @@ def report(out: Path, methods: list[str], seeds: list[int]) -> str:
     L = [
         "# Leaderboard: every method, one CPU budget, one evaluation",
         "",
-        "Produced by `python benchmarks/leaderboard.py --data ../shared/data` (resumable; this page is rewritten "
-        "from the finished stages). Every run's numbers, commands and stage times: "
+        "Produced by `python benchmarks/leaderboard/leaderboard.py --data ../shared/data` (resumable; this page is "
+        "rewritten from the finished stages). Every run's numbers, commands and stage times: "
         "`benchmarks/results/leaderboard_cpu.json`.",
         "",
         f"Budget: each method's `cpu-*` preset (small CNN) on the same {TRAIN_LIMIT:,} CIFAR-10 training images for "

@@ -1,36 +1,16 @@
-"""The markdown page of benchmarks/speed.py: machine description, tables, atomic save."""
+"""The markdown page of benchmarks/speed/speed.py: machine description, tables, atomic save."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
+import sys
 from pathlib import Path
-
-import torch
 
 from jeat.training.checkpoint import atomic_write_text
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} logical CPUs (torch threads {torch.get_num_threads()}){gpu}; "
-            f"torch {torch.__version__}; Python {platform.python_version()}")  # fmt: skip
-
-
-def publish(title: str, text: str, out: str | None) -> None:
-    """Print a benchmark's markdown table and, with ``out``, write it as a page titled ``title`` (atomically)."""
-    print(text)
-    if out:
-        atomic_write_text(Path(out), f"# {title}\n\n{text}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import machine, publish  # noqa: E402,F401  (the speed probes import them from here)
 
 
 def report(res: dict, args, cmd: str, mode_order: list[str]) -> str:

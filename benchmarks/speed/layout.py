@@ -6,7 +6,7 @@ weight grads, a training step). The references train in the default (NCHW) layou
 channels_last, with the same oneDNN kernels otherwise, so these ratios bound what the layout can
 give jeat on steps where both sides run the same passes (docs/PARITY.md, "Speed").
 
-    python benchmarks/layout.py --archs jem-wrn-28-2 resnet18 --batch 64 32 \
+    python benchmarks/speed/layout.py --archs jem-wrn-28-2 resnet18 --batch 64 32 \
         --out benchmarks/results/layout_cpu.md
 """
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(o.threads)
     cache_cpu_memory()  # both layouts alike, as jeat trains
     rows = [f"Machine: {machine()}; fp32, {time.strftime('%Y-%m-%d')}; "
-            f"median of {o.rounds} interleaved rounds x {o.reps} passes. Command: `python benchmarks/layout.py "
+            f"median of {o.rounds} interleaved rounds x {o.reps} passes. Command: `python benchmarks/speed/layout.py "
             + " ".join(sys.argv[1:] if argv is None else argv) + "`", "",
             "| model, batch | conv (in -> out, k, stride, input HxW) | count | pass | NCHW ms | channels_last ms "
             "| NCHW / channels_last |", "|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -2,7 +2,7 @@
 
 Every run is `jeat train --preset cpu-<method>` at 3x the preset's budget (12,000 training images
 instead of 4,000, the presets' 3 epochs), test accuracy on 2,000 test images after each epoch.
-Data sets: CIFAR-10 (32x32 RGB) and CIFAR-10 as 28x28 grayscale (benchmarks/make_gray28.py; built
+Data sets: CIFAR-10 (32x32 RGB) and CIFAR-10 as 28x28 grayscale (benchmarks/stability/make_gray28.py; built
 on first use under --out). Arms:
 
 - ``default``: the presets as shipped (stabilisers and guard policy ``rollback-lr``);
@@ -10,7 +10,7 @@ on first use under --out). Arms:
   its first trigger a run is bit-identical to its default twin (the guard only reads metrics), so
   a default run without any guard event *is* its warn twin, and only runs with events are rerun.
   Conversely, a default run is not trained again when the current guard, replayed over its warn
-  twin's metrics (benchmarks/guard_replay.py), does not fire: that warn run *is* the default run;
+  twin's metrics (benchmarks/stability/guard_replay.py), does not fire: that warn run *is* the default run;
 - ``seeds-gaussian``: cpu-jem and cpu-jeat on the held-out digits28 with class-Gaussian SGLD seeds
   (``method.sgld.init=gaussian``, JEM++'s) instead of uniform noise, recovery off: is the seed
   distribution why they collapse there?
@@ -26,8 +26,8 @@ on first use under --out). Arms:
 
 What counts as collapsed, caught or a false alarm: ``stability_judge.py``.
 
-    python benchmarks/stability.py --data ../shared/data [--out runs/stability] [--arms default warn old]
-    python benchmarks/stability.py --report-only
+    python benchmarks/stability/stability.py --data ../shared/data [--out runs/stability] [--arms default warn old]
+    python benchmarks/stability/stability.py --report-only
 
 Needs scikit-learn for digits28 (`pip install -c constraints.txt -e ".[bench]"`). One job at a time
 (two torch jobs slow each other 2-4x). Resumable: finished runs are skipped, a
@@ -60,7 +60,8 @@ from stability_judge import (
 from jeat.training.checkpoint import atomic_write_text
 from jeat.training.precision import native_bf16
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "stability_cpu.md"
 METHODS = ("jem", "jeat", "jempp", "robust-jem")
 DATASETS = ("cifar10", "gray28", "digits28")
@@ -189,8 +190,9 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "epoch: validation accuracy on 2,000 images held out of the training set (the preset's "
         "`data.valid_size`; every guard decision reads it) and test accuracy on 2,000 test images (what the "
         "collapse judge reads; no decision of a run does). Data: CIFAR-10 "
-        "(`../shared/data`), CIFAR-10 as 28x28 grayscale (`benchmarks/make_gray28.py`) and, held out, handwritten "
-        "digits upscaled to 28x28 (`benchmarks/make_digits28.py`, scikit-learn's 8x8 set: 1,497 train / 300 test; "
+        "(`../shared/data`), CIFAR-10 as 28x28 grayscale (`benchmarks/stability/make_gray28.py`) and, held out, "
+        "handwritten digits upscaled to 28x28 (`benchmarks/stability/make_digits28.py`, scikit-learn's 8x8 set: "
+        "1,497 train / 300 test; "
         f"{VALID['digits28']} of the training images held out for validation, {EPOCHS['digits28']} epochs of the "
         "other 1,197, about the same number of steps). "
         f"The guard's thresholds were chosen on {' and '.join(SELECTION)} (selection group); {', '.join(HELD_OUT)} "
@@ -204,8 +206,8 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "about the guard, and the last two columns count the clear cases only. "
         "Caught = a guard event at or before the collapse's first epoch. False alarm = a guard event on a "
         "recovery-off run that did not collapse. Guard events of warn runs are the current guard "
-        "replayed over the run's metrics (`benchmarks/guard_replay.py`; the run's path does not depend on the "
-        f"guard). Machine: 2 CPU cores, torch 2.13.0+cpu, {_threads(out, jobs)} per run.",
+        "replayed over the run's metrics (`benchmarks/stability/guard_replay.py`; the run's path does not depend on "
+        f"the guard). Machine: 2 CPU cores, torch 2.13.0+cpu, {_threads(out, jobs)} per run.",
         "",
         "| arm | method | data | seed | test acc per epoch | valid acc per epoch (the guard's) | best | final | "
         "collapsed | guard events -> action | status | train time |",
@@ -286,7 +288,7 @@ def main() -> None:
     set_results(a.results)
     out = Path(a.out)
     jobs = plan(a.arms, a.seeds, a.methods, a.datasets)
-    cmdline = "python benchmarks/stability.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
+    cmdline = "python benchmarks/stability/stability.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
     if a.report_only:
         print(report(out, jobs, cmdline))
         return
@@ -294,11 +296,10 @@ def main() -> None:
         p.error("--data (or JEAT_DATA) is required to train")
     gray, digits = out / "data" / NPZ_SETS["gray28"], out / "data" / NPZ_SETS["digits28"]
     if "gray28" in a.datasets and not (gray / "test.npz").exists():
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_gray28.py"), "--data", a.data, "--out",
-                        str(gray)], check=True)  # fmt: skip
-    if "digits28" in a.datasets and not (digits / "test.npz").exists():
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_digits28.py"), "--out", str(digits)],
+        subprocess.run([sys.executable, str(HERE / "make_gray28.py"), "--data", a.data, "--out", str(gray)],
                        check=True)  # fmt: skip
+    if "digits28" in a.datasets and not (digits / "test.npz").exists():
+        subprocess.run([sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)], check=True)
     for job in jobs:
         arm, method, dataset, seed = job
         run = out / run_name(*job)

@@ -4,7 +4,7 @@ interleaved pairs. Reports wall, user and system seconds and minor page faults p
 (forward + input-gradient backward), from getrusage: page faults and system time do not drift with
 the machine's load the way wall time does.
 
-    python benchmarks/allocator.py --arch jem-wrn-28-2 --batch 64 --pairs 3 \
+    python benchmarks/speed/allocator.py --arch jem-wrn-28-2 --batch 64 --pairs 3 \
         --out benchmarks/results/allocator_cpu.md
 """
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             runs[setting].append(json.loads(out.strip().splitlines()[-1]))
             print(setting, runs[setting][-1], flush=True)
-    rows = [f"`python benchmarks/allocator.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
+    rows = [f"`python benchmarks/speed/allocator.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
             f"({time.strftime('%Y-%m-%d')}, torch {torch.__version__}): {o.arch}, batch {o.batch}, fp32, "
             f"channels_last, {o.threads} threads, {o.steps} SGLD passes per process after 2 warm-up passes, "
             f"{o.pairs} interleaved pairs of processes; per pass, median (min-max) over the processes.", "",

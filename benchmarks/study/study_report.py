@@ -1,4 +1,4 @@
-"""Write docs/RESULTS.md from the outputs of benchmarks/study.py (whatever has finished).
+"""Write docs/RESULTS.md from the outputs of benchmarks/study/study.py (whatever has finished).
 
 Each claim of the papers gets a table built only from measured files; a missing measurement
 is printed as "not run" so the page never shows a number nobody measured.
@@ -127,7 +127,7 @@ def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], c
     """``models``: the study's evaluated models; ``checks``: runs that are only trained (seed checks)."""
     r = Results(out, dest.parent)
     hours = study_hours(out / "study.log")
-    cmd = f"python benchmarks/study.py --data {args.data} --out {args.out} --scale {args.scale}"
+    cmd = f"python benchmarks/study/study.py --data {args.data} --out {args.out} --scale {args.scale}"
     L = [
         "# Reproducing the papers' claims at CPU scale",
         "",

@@ -1,10 +1,10 @@
 """Replay the divergence guard over recorded runs: where would it have fired?
 
-    python benchmarks/guard_replay.py runs/stability/warn/* [--set guard.gap_patience=2 ...]
+    python benchmarks/stability/guard_replay.py runs/stability/warn/* [--set guard.gap_patience=2 ...]
 
 The guard only reads metrics, so a run's ``metrics.jsonl`` is enough to judge thresholds without
 training again. A step record is one guard interval when the run logged every
-``guard.check_every`` steps (benchmarks/stability.py does); the guard's extra check on an epoch's
+``guard.check_every`` steps (benchmarks/stability/stability.py does); the guard's extra check on an epoch's
 last partial interval is not in the log, so this is close to, not exactly, what the loop sees.
 Only the first trigger is meaningful: after it a rollback changes the run.
 """

@@ -6,7 +6,7 @@ luminance (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B), then an antialiased bilin
 labels. This is the shape of the data set in the stability issue's report (28x28 grayscale given
 as npz). Only this converter is committed; the data it writes stays outside the repository.
 
-    python benchmarks/make_gray28.py --data ../shared/data --out runs/data/cifar10-gray28
+    python benchmarks/stability/make_gray28.py --data ../shared/data --out runs/data/cifar10-gray28
     jeat train --preset cpu-jeat --dataset npz --data runs/data/cifar10-gray28
 """
 

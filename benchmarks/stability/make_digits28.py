@@ -6,7 +6,7 @@ with a fixed permutation. Not derived from CIFAR: other content, resolution and 
 thresholds chosen on CIFAR-10 and its gray28 copy can be judged on it. Needs ``pip install scikit-learn``
 (benchmark-only; jeat does not depend on it). Only this converter is committed.
 
-    python benchmarks/make_digits28.py --out runs/data/digits28
+    python benchmarks/stability/make_digits28.py --out runs/data/digits28
     jeat train --preset cpu-jeat --dataset npz --data runs/data/digits28
 """
 

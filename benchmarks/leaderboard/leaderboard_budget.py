@@ -1,13 +1,15 @@
 """What every leaderboard row gets: the methods and their presets, the training budget, the
-evaluation's sizes and where the results live (benchmarks/leaderboard.py runs it, leaderboard_page.py
+evaluation's sizes and where the results live (benchmarks/leaderboard/leaderboard.py runs it, leaderboard_page.py
 writes the page)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from stages import ROOT
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import ROOT  # noqa: E402
 
 # method -> preset (its algorithm and hyper-parameters; the budget below replaces data and epochs)
 METHODS = {

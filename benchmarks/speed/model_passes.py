@@ -8,7 +8,7 @@ Variants: ``nchw``; ``channels_last`` (everywhere); ``staged`` (channels_last, t
 names in ``cpu_nchw_stages`` in NCHW: jeat's CPU default); ``+ folded`` (attack only: conv + BN as one
 convolution, ``models/folding.py``).
 
-    python benchmarks/model_passes.py --archs resnet18 --batch 32 --out benchmarks/results/model_passes_cpu.md
+    python benchmarks/speed/model_passes.py --archs resnet18 --batch 32 --out benchmarks/results/model_passes_cpu.md
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(o.threads)
     cache_cpu_memory()  # as jeat trains
     rows = [f"Machine: {machine()}; fp32, {time.strftime('%Y-%m-%d')}; "
-            f"median of {o.rounds} interleaved rounds (the first dropped). Command: `python benchmarks/model_passes.py "
+            f"median of {o.rounds} interleaved rounds (the first dropped). Command: "
+            "`python benchmarks/speed/model_passes.py "
             + " ".join(sys.argv[1:] if argv is None else argv) + "`", "",
             "| model, batch | pass | variant | seconds | nchw / variant |", "|---|---|---|---|---|"]  # fmt: skip
     for arch, batch in zip(o.archs, o.batch, strict=True):

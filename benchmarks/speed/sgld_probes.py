@@ -7,7 +7,7 @@ term's energy gap E(x_data) - E(x~) over training: a gap that runs far below 0 m
 negatives no longer track the model (the data/negative energies run apart), the prelude of
 JEM's divergence. Settings that diverged were stopped by the guard.
 
-    python benchmarks/sgld_probes.py --data ../shared/data [--out runs/probe] [--report-only]
+    python benchmarks/speed/sgld_probes.py --data ../shared/data [--out runs/probe] [--report-only]
 
 Results: ``benchmarks/results/sgld_probes_cpu.md``. Probes whose run directory already holds a
 summary (or a divergence message) are not rerun.
@@ -21,7 +21,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "sgld_probes_cpu.md"
 BUDGET = ["--epochs", "3", "--set", "data.train_limit=5000", "--set", "data.batch_size=64",
           "--set", "eval_robust_n=0", "--set", "data.test_limit=2000"]  # fmt: skip
@@ -72,7 +72,7 @@ def report(out: Path, data: str) -> str:
     lines = [
         "# SGLD probes for JEM / JEAT at CPU scale",
         "",
-        "Command: `python benchmarks/sgld_probes.py --data ../shared/data` (one job at a time on 2 cores).",
+        "Command: `python benchmarks/speed/sgld_probes.py --data ../shared/data` (one job at a time on 2 cores).",
         "Budget per probe: 5,000 training images, 3 epochs, batch 64, seed 0; test accuracy on 2,000 test images.",
         "Energy gap = E(x_data) - E(x~) of the -log p(x) term, logged every 50 steps (234 steps in all; for a",
         "diverged probe, the last value logged before the guard stopped it).",

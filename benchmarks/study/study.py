@@ -1,6 +1,6 @@
 """The CPU-scale reproduction study (issue 7): train every model, measure, write docs/RESULTS.md.
 
-    python benchmarks/study.py --data ../shared/data --out runs/study [--scale small|medium]
+    python benchmarks/study/study.py --data ../shared/data --out runs/study [--scale small|medium]
 
 Every stage is one `jeat` command; a stage whose output already exists is skipped, so the
 study is resumable (kill it and run the same command again). Commands and their wall times
@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from stages import ROOT, Stages
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import ROOT, Stages  # noqa: E402
 
 # Training budgets: every model sees the same images and epochs within a scale.
 SCALES = {
@@ -217,7 +218,6 @@ def main() -> None:
     study = Study(args)
     if not args.report_only:
         study.run()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from study_report import write_results  # noqa: PLC0415
 
     write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS))

@@ -1,6 +1,6 @@
 """Evaluate several runs with the same settings and print/write the side-by-side table.
 
-    python benchmarks/eval_models.py runs/cpu-standard runs/cpu-pgd runs/cpu-jeat \
+    python benchmarks/methods/eval_models.py runs/cpu-standard runs/cpu-pgd runs/cpu-jeat \
         --suite robustness,calibration,fisher --n 1000 --out results/eval-cpu.md
 
 Each run gets RUN/eval/metrics.json (or --eval-root/NAME/ when the run directories are not

@@ -1,7 +1,7 @@
 """One prepared GPU check (issue 25): validate and time the paper-scale path in a single call.
 
-    python benchmarks/gpu_check.py                    # on a GPU: <= ~8 min -> benchmarks/results/speed_gpu.{md,json}
-    python benchmarks/gpu_check.py --smoke --out DIR  # anywhere (CPU): tiny model, two steps per item (a CI test)
+    python benchmarks/gpu/gpu_check.py                    # on a GPU: <= ~8 min -> results/speed_gpu.{md,json}
+    python benchmarks/gpu/gpu_check.py --smoke --out DIR  # anywhere (CPU): tiny model, two steps per item (a CI test)
 
 Items, in order, each recorded with its wall time; once ``--budget-s`` is spent the rest are
 recorded as skipped (never silently dropped):
@@ -10,7 +10,7 @@ recorded as skipped (never silently dropped):
    ``paper-*`` presets (WRN-28-10, batch 64; WRN-34-10, batch 128 for trades and dat), in fp32 and
    bf16 autocast: images/s, peak memory and the step time against its pass-count floor (the input
    gradients of its attack / sampler steps and its parameter step, each timed alone, as
-   benchmarks/speed.py does);
+   benchmarks/speed/speed.py does);
 3. ``stability``: 200 steps of paper-jeat and paper-jempp (CIFAR-10 when ``$JEAT_DATA`` has it, else
    random images): losses finite, guard quiet;
 4. ``fid``: Inception features of 10,000 images (the FID reference pass), when the offline weights
@@ -33,9 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "speed"))  # the speed study's timing primitives
 
 from speed import Primitives, sync, timed  # noqa: E402
 
@@ -174,7 +173,7 @@ def markdown(res: dict) -> str:
         L.append(f"| {r['method']} | {r['arch']}, {r['batch']} | {r['precision']} | {r['images_per_s']:.1f} | "
                  f"{r['step_s']:.3f} | {r['floor_s']:.3f} | {r['ratio']:.2f} | {mem} |")  # fmt: skip
     L += ["", "The floor: (input gradients of the attack / sampler steps) x one input gradient + the parameter "
-          "step with the method's forwards, each timed alone (benchmarks/speed.py); DAT timed at T = "
+          "step with the method's forwards, each timed alone (benchmarks/speed/speed.py); DAT timed at T = "
           f"{DAT_T} discriminator steps.", "", "## Stability", ""]  # fmt: skip
     for r in res["stability"]:
         L.append(f"- {r['method']}: " + (f"skipped: {r['skipped']}" if "skipped" in r else
@@ -206,7 +205,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     left = lambda: o.budget_s - (time.perf_counter() - t0)  # noqa: E731
-    res = {"command": "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    res = {"command": "python benchmarks/gpu/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "device": o.device,
            "device_name": device_name(o.device), "smoke": o.smoke, "steps": [], "stability": []}  # fmt: skip
     res["cuda_tests"] = cuda_tests()

@@ -1,9 +1,9 @@
 """Does bf16 change what a method learns? Every leaderboard method in fp32 and in bf16 autocast (issue 38).
 
-    python benchmarks/precision.py --data ../shared/data [--methods standard pgd jem] [--seeds 0 1 2]
-    python benchmarks/precision.py --report-only
+    python benchmarks/precision/precision.py --data ../shared/data [--methods standard pgd jem] [--seeds 0 1 2]
+    python benchmarks/precision/precision.py --report-only
 
-Each (method, precision, seed) is a leaderboard run (benchmarks/leaderboard.py: the same budget and
+Each (method, precision, seed) is a leaderboard run (benchmarks/leaderboard/leaderboard.py: the same budget and
 evaluation) under its own name: ``<method>-fp32`` (``amp=none``) and ``<method>-bf16`` (``--set amp=bf16``),
 both trained here, one after the other on one machine. The leaderboard's own fp32 rows are not reused:
 most predate the validation split (issue 34: the 10,000 training images are now drawn from the 48,000
@@ -28,11 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-import leaderboard_budget as B
-from leaderboard import Leaderboard
-from leaderboard_budget import COLUMNS, METHODS, load_json
-from leaderboard_page import collect
-from stages import ROOT
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "leaderboard"))  # the runs are leaderboard runs
+
+import leaderboard_budget as B  # noqa: E402
+from leaderboard import Leaderboard  # noqa: E402
+from leaderboard_budget import COLUMNS, METHODS, ROOT, load_json  # noqa: E402
+from leaderboard_page import collect  # noqa: E402
 
 from jeat.training.checkpoint import atomic_write_text
 
@@ -121,7 +122,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--report-only", action="store_true")
     a = p.parse_args()
-    cmdline = "python benchmarks/precision.py " + " ".join(x for x in sys.argv[1:] if x != "--report-only")
+    cmdline = "python benchmarks/precision/precision.py " + " ".join(x for x in sys.argv[1:] if x != "--report-only")
     register_variants(a.methods)
     if not a.report_only:
         if not native_bf16():

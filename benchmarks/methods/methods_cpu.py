@@ -6,7 +6,7 @@ for the same fixed budget -- ``--train-limit`` training images for ``--epochs`` 
 eval mode) on ``--pgd-n`` test images, and training images/s. Results are written after every
 method to ``benchmarks/results/methods_cpu.{json,md}`` with the command that produced them.
 
-    python benchmarks/methods_cpu.py --data ../shared/data
+    python benchmarks/methods/methods_cpu.py --data ../shared/data
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from jeat.presets import get_preset
 from jeat.training import Trainer
 
 METHODS = ("standard", "prejeat", "pgd", "jem", "jeat", "fgsm", "robust-jem")
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def settings(cfg) -> str:

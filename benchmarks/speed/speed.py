@@ -19,7 +19,7 @@ Quantities are timed interleaved, round after round, and the median of the round
 ratio compares numbers measured under the same machine load. Absolute images/s on a shared
 machine are noisy; the ratios are what this benchmark is for.
 
-    python benchmarks/speed.py --device cpu --out benchmarks/results/speed_cpu.md
+    python benchmarks/speed/speed.py --device cpu --out benchmarks/results/speed_cpu.md
 """
 
 from __future__ import annotations
