@@ -67,6 +67,8 @@ class Diff:
     @classmethod
     def of(cls, a, b) -> Diff:
         a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+        if a.shape != b.shape:  # e.g. a preset whose batch size drifted: a failing row, not a traceback
+            return cls(float("inf"), float("inf"))
         d = (a - b).abs().max().item() if a.numel() else 0.0
         scale = b.abs().max().item() if b.numel() else 0.0
         return cls(d, d / scale if scale > 0 else d)

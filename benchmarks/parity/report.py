@@ -31,11 +31,18 @@ def _draws(settings: dict) -> str:
     return f"; fp32 floor: largest of {n} one-ulp controls" if n > 1 else ""
 
 
+def _state(checks: dict, marks: tuple[str, str]) -> str:
+    """(e): what the run leaves behind (BN running statistics, the replay buffer), where compared."""
+    names = {"bn_statistics": "BN statistics", "replay_buffer": "replay buffer"}
+    parts = [f"{name} {_cell(checks[k], marks)}" for k, name in names.items() if k in checks]
+    return "; ".join(parts) or "not compared"
+
+
 def _correctness(results: dict, key: str) -> list[str]:
     marks = _MARKS[key]
     rows = ["| method | reference @ commit | (a) sampler / attack output | (b) loss | (c) every gradient | "
-            "(d) loss, step by step | steps | model, batch |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            "(d) loss, step by step | (e) state after the run | steps | model, batch |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for m in ORDER:
         r = results.get(m, {}).get(key)
         if r is None:
@@ -54,7 +61,7 @@ def _correctness(results: dict, key: str) -> list[str]:
         grads = f"{_cell(c.get('gradients'), marks)} ({c['gradients']['params']} tensors)"
         rows.append(f"| {m} | {ref} | {_a(c, marks)} | {_cell(c.get('loss'), marks)} | {grads} | "
                     f"{_cell(c.get('trajectory'), marks)} (worst step {c['trajectory']['worst_step']}){extra} | "
-                    f"{s['steps']} | "
+                    f"{_state(c, marks)} | {s['steps']} | "
                     f"{s['model']}, {s['batch']}{_draws(s)} |")  # fmt: skip
     return rows
 
