@@ -30,3 +30,27 @@ def test_values_skip_diverged_runs_and_missing_seeds():
                "jem-bf16-s0": {"measures": {"clean": 29.0}}}  # fmt: skip
     assert precision.values(records, "jem" + precision.FP32, [0, 1, 2], "clean") == [30.0]
     assert precision.values(records, "jem" + precision.BF16, [0, 1], "clean") == [29.0]
+
+
+def proven_neutral(records: dict) -> set[str]:
+    """Methods with 3+ seeds a side whose every quality column (not the train time) the study calls neutral."""
+    cols = [k for k, _ in precision.COLUMNS if k != "fid_buffer"]
+    out = set()
+    for m in precision.METHODS:
+        seeds = [0, 1, 2]
+        cells = [precision.compare(precision.values(records, m + precision.FP32, seeds, k),
+                                   precision.values(records, m + precision.BF16, seeds, k)) for k in cols]  # fmt: skip
+        if all(c["verdict"] == "neutral" and c["n32"] >= 3 and c["n16"] >= 3 for c in cells):
+            out.add(m)
+    return out
+
+
+def test_amp_auto_trains_in_bf16_exactly_the_methods_the_study_proved_neutral():
+    from jeat.training.precision import BF16_NEUTRAL
+
+    records = precision.load_json(precision.B.RESULTS).get("runs", {})
+    assert proven_neutral(records) == set(BF16_NEUTRAL)
+    # A method whose bf16 rows drift away fails the proof (the check can fail).
+    worse = {k: ({**r, "measures": {**r["measures"], "clean": r["measures"]["clean"] - 30}}
+                 if k.startswith("pgd-bf16") else r) for k, r in records.items()}  # fmt: skip
+    assert "pgd" not in proven_neutral(worse)

@@ -25,6 +25,7 @@ AMP_CHOICES = ("auto", "bf16", "none")
 # benchmarks/results/precision_cpu.md. The same bf16 numerics run on a GPU, so the verdict holds there too.
 BF16_NEUTRAL: dict[str, str] = {
     "standard": "bf16 measured neutral against fp32 (benchmarks/results/precision_cpu.md, 3 seeds a side)",
+    "pgd": "bf16 measured neutral against fp32 (benchmarks/results/precision_cpu.md, 3 seeds a side)",
 }
 
 
