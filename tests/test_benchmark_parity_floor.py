@@ -39,3 +39,26 @@ def test_the_largest_draw_sets_the_tolerance_and_each_draw_is_recorded():
 def test_without_controls_the_fixed_tolerance_holds():
     none = _score([])
     assert none["fp32_floor"] is None and none["rtol"] == common.STEP_RTOL and not none["pass"]
+
+
+def test_state_after_the_run_and_shape_mismatches_fail_rather_than_raise():
+    assert common.Diff.of(torch.zeros(8), torch.zeros(16)).rel == float("inf")  # a drifted batch size
+    bn = torch.nn.BatchNorm1d(3)
+    bn(torch.randn(4, 3))  # moves its running statistics
+    ours = {"net.bn.running_mean": bn.running_mean.clone(), "net.bn.running_var": bn.running_var.clone()}
+    ref_model = torch.nn.Sequential(bn)
+    a, b = common.bn_pair(ours, ref_model, lambda k: "net.bn." + k.split(".")[-1])
+    assert torch.equal(a, b)
+    with pytest.raises(KeyError, match="without a jeat counterpart"):
+        common.bn_pair({}, ref_model, lambda k: k)
+    assert common.bn_pair(ours, torch.nn.Linear(2, 2), lambda k: k) is None  # no BN: nothing to compare
+
+
+def test_bf16_rows_are_drift_beside_the_float32_floor_never_pass_or_fail():
+    report = pytest.importorskip("report")
+    row = {"checks": {"loss": {"max_rel": 2e-3, "pass": False}}, "settings": {"steps": 30, "model": "WRN", "batch": 8},
+           "date": "2026-12-06"}  # fmt: skip
+    f32 = {"checks": {"loss": {"max_rel": 1e-7, "fp32_floor": 5e-8}}}
+    text = "\n".join(report._bf16({"jem": {"parity-bf16": row, "parity-float32": f32}}))
+    assert "loss 2.0e-03 (fp32 floor 5.0e-08)" in text and "FAIL" not in text and "pass" not in text
+    assert report._bf16({"jem": {"parity-float32": f32}}) == []  # no bf16 row: no section

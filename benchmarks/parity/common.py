@@ -200,6 +200,7 @@ def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, s
     cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
     cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
     cfg.compile = bool(getattr(o, "compile", False))
+    cfg.amp = getattr(o, "jeat_amp", "none")  # bf16: drift against the fp32 reference (run.py --jeat-amp)
     cfg.cpu_malloc = jeat_malloc(o)
     for k, v in method.items():
         setattr(cfg.method, k, v)
@@ -296,7 +297,8 @@ ULP_SEEDS = (7, 11)  # one_ulp's and ulp_moved's seeds of control 0; control k a
 
 def control_draws(o) -> range:
     """The one-ulp control runs to make: none outside float32 accuracy runs, else ``--controls``."""
-    return range(o.controls if o.dtype == "float32" and not o.speed else 0)
+    bf16 = getattr(o, "jeat_amp", "none") == "bf16"  # its floor is the float32 row's, not a bf16 control's
+    return range(o.controls if o.dtype == "float32" and not o.speed and not bf16 else 0)
 
 
 def _floors(controls: list, measure) -> dict:

@@ -106,6 +106,34 @@ def _speed_row(m: str, r: dict) -> str:
     )
 
 
+def _bf16(results: dict) -> list[str]:
+    rows = []
+    for m in ORDER:
+        r = results.get(m, {}).get("parity-bf16")
+        if r is None:
+            continue
+        f32 = results.get(m, {}).get("parity-float32", {}).get("checks", {})
+
+        def cell(k: str, r: dict = r, f32: dict = f32) -> str:
+            c, floor = r["checks"].get(k), f32.get(k, {}).get("fp32_floor")
+            if c is None:
+                return "-"
+            return f"{c['max_rel']:.1e}" + (f" (fp32 floor {floor:.1e})" if floor is not None else "")
+
+        keys = [
+            k for k in ("sampler", "attack", "loss", "gradients", "trajectory", "bn_statistics") if k in r["checks"]
+        ]
+        rows.append(f"| {m} | " + "; ".join(f"{k} {cell(k)}" for k in keys) + f" | {r['settings']['steps']} | "
+                    f"{r['settings']['model']}, {r['settings']['batch']} | {r.get('date', '')} |")  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "| method | bf16 - fp32 reference, relative (fp32 floor) | steps | model, batch | date |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def table(results: dict) -> str:
     out = ["### Exactness: both sides in float64", ""] + _correctness(results, "parity-float64")
     out += [
@@ -118,6 +146,13 @@ def table(results: dict) -> str:
         "",
     ]
     out += _correctness(results, "parity-float32")
+    bf16 = _bf16(results)
+    if bf16:
+        out += ["", "### jeat in bf16 autocast against the reference in fp32 (informative, issue 38)", "",
+                "`run.py --jeat-amp bf16`: how far bf16 moves jeat from the authors' fp32 code, beside how far "
+                "fp32 rounding alone moves it (the float32 row's one-ulp floor). Never pass / fail: whether bf16 "
+                "changes what a method *learns* is the precision study's question "
+                "(benchmarks/results/precision_cpu.md).", ""] + bf16  # fmt: skip
     out += ["", "### Speed: one training step, same settings, same run", ""] + _speed(results)
     return "\n".join(out)
 
