@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -64,12 +65,12 @@ def report(record: dict) -> str:
              "Averaged over the six synthetic sets, then per set. Under 50: the score ranks the "
              "out-of-distribution images above the test images.", ""]  # fmt: skip
     for group, runs in record.items():
-        methods = sorted({r["method"] for r in runs})
+        methods = sorted({r.get("label", r["method"]) for r in runs})
         lines += [f"## {group}", "", "| method | runs | test acc | " + " | ".join(f"{s} (mean of sets)" for s in SCORES)
                   + " | " + " | ".join(f"{s}: log p(x) / max p / grad" for s in SETS) + " |",
                   "|---|---|---|" + "---|" * (len(SCORES) + len(SETS))]  # fmt: skip
         for m in methods:
-            rs = [r for r in runs if r["method"] == m]
+            rs = [r for r in runs if r.get("label", r["method"]) == m]
             mean_of_sets = [_ms([statistics.fmean(r["auroc"][s][k] for s in r["auroc"]) for r in rs]) for k in SCORES]
             per_set = [" / ".join(_ms([r["auroc"][s][k] for r in rs if s in r["auroc"]]) for k in SCORES)
                        for s in SETS]  # fmt: skip
@@ -88,11 +89,18 @@ def main() -> None:
     p.add_argument("runs", nargs="*", type=Path, help="finished run directories")
     p.add_argument("--group", default="runs", help="the table these runs go in (a budget)")
     p.add_argument("--data", default="../shared/data")
+    p.add_argument(
+        "--by-name",
+        action="store_true",
+        help="label these runs by their name without the seed (ablation arms of one method)",
+    )
     p.add_argument("--report-only", action="store_true")
     a = p.parse_args()
     record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
     if not a.report_only:
         done = [r for run in a.runs if (run / "summary.json").exists() and (r := evaluate(run, a.data))]
+        for r in done if a.by_name else []:
+            r["label"] = re.sub(r"-s\d+$", "", r["run"])
         keep = [r for r in record.get(a.group, []) if r["run"] not in {d["run"] for d in done}]
         record[a.group] = keep + done
         atomic_write_text(RECORD, json.dumps(record, indent=1) + "\n")
