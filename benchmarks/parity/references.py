@@ -29,6 +29,11 @@ REFERENCES = {
         "b58e362f42b28402adfe7b5218533e4e02969b30",
         "Adversarial ML",
     ),  # fmt: skip
+    "weat-adv": (  # the same checkout, --adv-loss WEAT_adv (CE on the adversarial images)
+        "OmnAI-Lab/Robust-Classifiers-under-the-lens-of-EBM",
+        "b58e362f42b28402adfe7b5218533e4e02969b30",
+        "Adversarial ML",
+    ),  # fmt: skip
     "eb-jdat": ("jkcjkc/EB-JDAT", "327ea16da975a9d47550c3f91d77b6bd73756a64", "EB-JDAT-JEM++"),
     "dat": ("xuwangyin/DAT", "fb2ffc756da1f55321c1bbcbe0727a2e1de114c6", ""),
     "free": ("locuslab/fast_adversarial", "54f728755e71857b632882ba6d6cef22f56e2172", "CIFAR10"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 BEGIN, END = "<!-- parity-table -->", "<!-- /parity-table -->"
-ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free", "fast")
+ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "weat-adv", "eb-jdat", "dat", "free", "fast")
 
 
 # float64 is the proof of sameness ("pass": within 1e-9). In float32 a row only shows drift: the two sides

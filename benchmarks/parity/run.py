@@ -35,9 +35,9 @@ BF16_METHODS = (
     "eb-jdat",
     "sadajem",
 )  # harnesses that build jeat through common.jeat_trainer  # harness modules that can alternate the sides' steps
-METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "eb-jdat", "dat", "free", "fast")
+METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "weat-adv", "eb-jdat", "dat", "free", "fast")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
-          "weat": "trades", "dat": "dat", "free": "free", "fast": "fast"}  # fmt: skip
+          "weat": "trades", "weat-adv": "trades", "dat": "dat", "free": "free", "fast": "fast"}  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -108,8 +108,8 @@ def run_one(o) -> dict:
     mod = __import__(CHECKS[m])
     if m == "eb-jdat":
         res = mod.check(checkout, o, "eb-jdat", ref_checkout("jempp", o.ref_jempp, o.refs))
-    elif m == "weat":
-        res = mod.check(checkout, o, "weat")
+    elif m in ("weat", "weat-adv"):
+        res = mod.check(checkout, o, m)
     else:
         res = mod.check(checkout, o)
     out = dataclasses.asdict(res)

@@ -111,7 +111,9 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     else:
         utils = import_reference(root, "utils")
         resnet = import_reference(root, "models.resnet", ())
-        args = reference_parser(root / "parser.py").parse_args(["--num-steps", str(o.weat_steps)])
+        loss_name = "WEAT_adv" if variant == "weat-adv" else "WEAT_nat"  # the reference's --adv-loss
+        args = reference_parser(root / "parser.py").parse_args(["--num-steps", str(o.weat_steps), "--adv-loss",
+                                                                loss_name])  # fmt: skip
         ns = {"optim": torch.optim, "torch": torch, "np": __import__("numpy")}
         init_opt = reference_function(root / "main.py", "initialize_optimizer_and_scheduler", ns)
         torch.manual_seed(0)
@@ -125,13 +127,13 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
         shims.append(
             f"--num-steps {o.weat_steps} (attack steps; 10 in the paper) and batch {batch}: ResNet-18 on 2 cores"
         )
-        seeded, caller = (utils, "WEAT_nat"), "adv_train"
+        seeded, caller = (utils, loss_name), "adv_train"
 
         def ref_step(lab):
             utils.adv_train(args, model, torch.device("cpu"), _Loader(lab, len(lab) * batch), opt, scheduler, 1)
 
         sched = None
-        flags = [f"--num-steps {o.weat_steps}"]
+        flags = [f"--num-steps {o.weat_steps}", f"--adv-loss {loss_name}"]
 
     interleave = o.speed and o.interleave
 
