@@ -1,0 +1,27 @@
+"""benchmarks/study/claim9_ood.py's page: AUROC per score averaged over the sets, mean ± sd over a method's runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "study"))
+claim9 = pytest.importorskip("claim9_ood")
+
+
+def _run(name: str, method: str, logpx: float, label: str | None = None) -> dict:
+    auroc = {s: {"logpx": logpx, "maxprob": 0.5, "grad_norm": 0.5} for s in claim9.SETS}
+    return {"run": name, "method": method, "test_acc": 0.4, "auroc": auroc, **({"label": label} if label else {})}
+
+
+def test_runs_of_one_method_pool_and_ablation_arms_keep_their_labels(monkeypatch, tmp_path):
+    monkeypatch.setattr(claim9, "PAGE", tmp_path / "claim9_ood.md")  # no notes file beside it
+    record = {"g": [_run("jem-s0", "jem", 0.6), _run("jem-s1", "jem", 0.8),
+                    _run("jempp-no-l2-s0", "jempp", 0.3, "jempp-no-l2")]}  # fmt: skip
+    text = claim9.report(record)
+    jem = next(ln for ln in text.splitlines() if ln.startswith("| jem |"))
+    assert "| 2 (jem-s0, jem-s1) |" in jem and "| 70.0 ± 14.1 |" in jem  # mean of sets, then over the runs
+    arm = next(ln for ln in text.splitlines() if ln.startswith("| jempp-no-l2 |"))
+    assert "| 30.0 |" in arm  # one run: no spread
