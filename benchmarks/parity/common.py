@@ -218,16 +218,42 @@ def train_jeat(tr, lab: list, px: list | None = None) -> dict:
     losses, grads, times, step = [], {}, [], {"i": 0}
     if px is not None:
         tr.method.px_batch = lambda n: px[step["i"]][0]
+    lrs: list[float] = []
     t0 = time.perf_counter()
-    with record_grads_at_step(grads, tr.model, 0, times):
+    with record_grads_at_step(grads, tr.model, 0, times), record_lr(lrs, tr.model):
         for i, (xb, yb) in enumerate(lab):
             step["i"] = i
             losses.append(float(tr.train_step(xb, yb)["loss"]))
             after_jeat_step()  # --interleave: the reference's turn
     wall = time.perf_counter() - t0
     buf = getattr(getattr(getattr(tr.method, "negatives", None), "buffer", None), "x", None)
-    return {"losses": losses, "grads": grads, "times": times, "wall": wall, "bn": bn_state(tr.model),
+    return {"losses": losses, "grads": grads, "times": times, "wall": wall, "bn": bn_state(tr.model), "lr": lrs,
             "buffer": None if buf is None else buf.detach().clone()}  # fmt: skip
+
+
+@contextlib.contextmanager
+def record_lr(lrs: list, model):
+    """The lr of every optimizer step over ``model``'s parameters (``model``: a module, or a callable that
+    returns it once built), read just before the step, for either side: a global step pre-hook, so no code
+    of the reference's is touched."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    def hook(opt, args, kwargs):
+        m = model() if callable(model) and not isinstance(model, torch.nn.Module) else model
+        first = next(m.parameters()) if m is not None else None
+        if first is not None and any(p is first for g in opt.param_groups for p in g["params"]):
+            lrs.append(float(opt.param_groups[0]["lr"]))
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def lr_check(ours: list[float], ref: list[float]) -> dict:
+    """(e) the learning rate of every step: the same schedule, warm-up included (exact up to rounding)."""
+    return trajectory_check(ours, ref, 1e-12)
 
 
 def bn_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -30,10 +30,12 @@ from common import (
     install_stubs,
     jeat_trainer,
     jem_name_map,
+    lr_check,
     noise_feed,
     one_ulp,
     record_backward,
     record_grads_at_step,
+    record_lr,
     reference_parser,
     score,
     script_flags,
@@ -89,7 +91,7 @@ def check(checkout: Path, o) -> Result:
     # ---- reference
     cap: dict = {}
     orig_build, orig_sq = mod.get_model_and_buffer, mod.get_sample_q
-    ref_samples, ref_losses, ref_grads, ref_times = [], [], {}, []
+    ref_samples, ref_losses, ref_grads, ref_times, ref_lrs = [], [], {}, [], []
 
     def build(a, device, sample_q):
         f, buf = orig_build(a, device, sample_q)
@@ -121,7 +123,7 @@ def check(checkout: Path, o) -> Result:
         il = Interleave(lambda: cap.get("model")) if o.speed and o.interleave else None
         t0 = time.perf_counter()
         try:
-            with (record_backward(ref_losses, "main"),
+            with (record_backward(ref_losses, "main"), record_lr(ref_lrs, lambda: cap.get("model")),
                   record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times),
                   il.running(jeat_loop) if il else contextlib.nullcontext()):  # fmt: skip
                 mod.main(args)
@@ -152,7 +154,7 @@ def check(checkout: Path, o) -> Result:
                   "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
                  shims=shims)  # fmt: skip
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
-    return score(
+    res = score(
         res,
         o,
         ours,
@@ -164,3 +166,5 @@ def check(checkout: Path, o) -> Result:
          "replay_buffer": (ours["buffer"], (cap["live_buffer"] + 1) / 2, [c["buffer"] for c in control])},
         control,
     )  # fmt: skip
+    res.checks["lr"] = lr_check(ours["lr"], ref_lrs)  # (e) every step's lr, warm-up included
+    return res

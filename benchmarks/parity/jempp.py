@@ -21,6 +21,7 @@ weights and replay buffer on the same batches, through its one training loop (``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -41,9 +42,11 @@ from common import (
     jeat_trainer,
     jem_name_map,
     jem_rename,
+    lr_check,
     one_ulp,
     record_backward,
     record_grads_at_step,
+    record_lr,
     reference_parser,
     score,
     script_flags,
@@ -99,19 +102,22 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
     mod.get_data = lambda a: (iter([(2 * x - 1, yy) for x, yy in px]), iter([(2 * x - 1, yy) for x, yy in lab]),
                               [(2 * x - 1, yy) for x, yy in valid], [(2 * x - 1, yy) for x, yy in valid])  # fmt: skip
     mod.args = args  # sample_p_0 reads the module-global args, as under __main__
-    samples, advs, losses, grads, times = [], [], [], {}, []
+    samples, advs, losses, grads, times, lrs = [], [], [], {}, [], []
     if variant == "eb-jdat":
         published = mod.sampleXadv
         mod.sampleXadv = lambda f, x, y, **k: published(f, x, y, args.device, **k)
     il = Interleave(lambda: captured["model"]) if beside else None
     ctx = [seeded_calls(mod, "sample_q", seeds, samples), record_backward(losses, "main"),
            record_grads_at_step(grads, lambda: captured["model"], 0, None if il else times),
+           record_lr(lrs, lambda: captured["model"]),
            il.running(lambda: beside(captured)) if il else _null()]  # fmt: skip
     if variant == "eb-jdat":
         ctx.append(seeded_calls(mod, "sampleXadv", adv_seeds, advs))
-    with ctx[0], ctx[1], ctx[2], ctx[3], ctx[4] if len(ctx) > 4 else _null():
+    with contextlib.ExitStack() as stack:
+        for c in ctx:
+            stack.enter_context(c)
         mod.main(args)
-    out = {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, **captured}
+    out = {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, "lr": lrs, **captured}
     if il:
         out["jeat"], out["times"], out["wall"] = il.finish(), il.ref["times"], il.ref["wall"]
     return out
@@ -210,4 +216,6 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
     if variant == "eb-jdat":
         outputs["attack"] = (ours["advs"][0], (ref["advs"][0] + 1) / 2, [c["advs"][0] for c in control])
     ref["wall"] = ref_wall
-    return score(res, o, ours, ref, jem_name_map(ref["model"], o.depth), o.batch, outputs, control)
+    res = score(res, o, ours, ref, jem_name_map(ref["model"], o.depth), o.batch, outputs, control)
+    res.checks["lr"] = lr_check(ours["lr"], ref["lr"])  # (e) every step's lr, warm-up included
+    return res

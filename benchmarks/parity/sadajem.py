@@ -33,9 +33,11 @@ from common import (
     jeat_trainer,
     jem_name_map,
     jem_rename,
+    lr_check,
     one_ulp,
     record_backward,
     record_grads_at_step,
+    record_lr,
     reference_parser,
     score,
     script_flags,
@@ -122,7 +124,7 @@ def check(checkout: Path, o) -> Result:
     test = [(2 * x[:50] - 1, y[:50])]
     mod.get_data = lambda a: (iter([(2 * b - 1, c, None) for b, c in px]),
                               iter([(2 * b - 1, c, None) for b, c in lab]), test, test)  # fmt: skip
-    ref_samples, ref_losses, ref_grads, ref_times = [], [], {}, []
+    ref_samples, ref_losses, ref_grads, ref_times, ref_lrs = [], [], {}, [], []
     torch.set_num_threads(o.threads)
     with tempfile.TemporaryDirectory() as d:
         args.save_dir = args.dir_path = d
@@ -147,6 +149,7 @@ def check(checkout: Path, o) -> Result:
         t0 = time.perf_counter()
         try:
             with (seeded_calls(mod, "sample_q", seeds, ref_samples), record_backward(ref_losses, "main"),
+                  record_lr(ref_lrs, lambda: cap.get("model")),
                   record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times),
                   il.running(jeat_loop) if il else contextlib.nullcontext()):  # fmt: skip
                 mod.main(args)
@@ -193,5 +196,6 @@ def check(checkout: Path, o) -> Result:
          "replay_buffer": (ours["buffer"], (cap["live_buffer"] + 1) / 2, [c["buffer"] for c in control])},
         control,
     )  # fmt: skip
+    res.checks["lr"] = lr_check(ours["lr"], ref_lrs)  # (e) every step's lr, warm-up included
     res.checks["gradients"]["note"] = "SAM's second-pass gradient"
     return res
