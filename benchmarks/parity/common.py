@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from interleave import after_jeat_step
-from observe import record_grads_at_step  # noqa: F401  (re-exported: the check modules import it from here)
+from observe import bn_state, record_grads_at_step  # noqa: F401  (re-exported: the check modules import them here)
 from references import (  # noqa: F401  (re-exported: the check modules import them from here)
     REFERENCES,
     checkout_commit,
@@ -220,7 +220,7 @@ def train_jeat(tr, lab: list, px: list | None = None) -> dict:
         tr.method.px_batch = lambda n: px[step["i"]][0]
     lrs: list[float] = []
     t0 = time.perf_counter()
-    with record_grads_at_step(grads, tr.model, 0, times), record_lr(lrs, tr.model):
+    with record_grads_at_step(grads, tr.model, 0, times, lrs):
         for i, (xb, yb) in enumerate(lab):
             step["i"] = i
             losses.append(float(tr.train_step(xb, yb)["loss"]))
@@ -231,36 +231,9 @@ def train_jeat(tr, lab: list, px: list | None = None) -> dict:
             "buffer": None if buf is None else buf.detach().clone()}  # fmt: skip
 
 
-@contextlib.contextmanager
-def record_lr(lrs: list, model):
-    """The lr of every optimizer step over ``model``'s parameters (``model``: a module, or a callable that
-    returns it once built), read just before the step, for either side: a global step pre-hook, so no code
-    of the reference's is touched."""
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
-
-    def hook(opt, args, kwargs):
-        m = model() if callable(model) and not isinstance(model, torch.nn.Module) else model
-        first = next(m.parameters()) if m is not None else None
-        if first is not None and any(p is first for g in opt.param_groups for p in g["params"]):
-            lrs.append(float(opt.param_groups[0]["lr"]))
-
-    handle = register_optimizer_step_pre_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def lr_check(ours: list[float], ref: list[float]) -> dict:
     """(e) the learning rate of every step: the same schedule, warm-up included (exact up to rounding)."""
     return trajectory_check(ours, ref, 1e-12)
-
-
-def bn_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The BN running statistics a run leaves (what evaluation uses): a state (a)-(d) do not see, so
-    BN momentum or which forwards move the statistics can differ while losses and gradients agree."""
-    return {k: v.detach().clone() for k, v in model.named_buffers(remove_duplicate=False)  # aliases too
-            if k.endswith(("running_mean", "running_var"))}  # fmt: skip
 
 
 def bn_pair(ours: dict, ref_model: torch.nn.Module, rename) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -290,14 +263,8 @@ def jem_rename(depth: int):
 
 def jem_name_map(model: torch.nn.Module, depth: int) -> dict[str, str]:
     """Reference parameter name -> jeat's, for JEM's family (aliases and unused heads left out)."""
-    from jeat.models.wrn import from_jem_state_dict
-
-    out = {}
-    for name, _ in model.named_parameters(remove_duplicate=False):
-        mapped = from_jem_state_dict({name: torch.zeros(1)}, depth)
-        if mapped:
-            out[name] = next(iter(mapped))
-    return out
+    rename = jem_rename(depth)
+    return {n: r for n, _ in model.named_parameters(remove_duplicate=False) if (r := rename(n)) is not None}
 
 
 def ulp_moved(x: torch.Tensor, seed: int = 11) -> torch.Tensor:

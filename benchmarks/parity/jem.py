@@ -35,7 +35,6 @@ from common import (
     one_ulp,
     record_backward,
     record_grads_at_step,
-    record_lr,
     reference_parser,
     score,
     script_flags,
@@ -123,8 +122,8 @@ def check(checkout: Path, o) -> Result:
         il = Interleave(lambda: cap.get("model")) if o.speed and o.interleave else None
         t0 = time.perf_counter()
         try:
-            with (record_backward(ref_losses, "main"), record_lr(ref_lrs, lambda: cap.get("model")),
-                  record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times),
+            with (record_backward(ref_losses, "main"),
+                  record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times, ref_lrs),
                   il.running(jeat_loop) if il else contextlib.nullcontext()):  # fmt: skip
                 mod.main(args)
         finally:

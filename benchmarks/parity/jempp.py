@@ -46,7 +46,6 @@ from common import (
     one_ulp,
     record_backward,
     record_grads_at_step,
-    record_lr,
     reference_parser,
     score,
     script_flags,
@@ -108,8 +107,7 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
         mod.sampleXadv = lambda f, x, y, **k: published(f, x, y, args.device, **k)
     il = Interleave(lambda: captured["model"]) if beside else None
     ctx = [seeded_calls(mod, "sample_q", seeds, samples), record_backward(losses, "main"),
-           record_grads_at_step(grads, lambda: captured["model"], 0, None if il else times),
-           record_lr(lrs, lambda: captured["model"]),
+           record_grads_at_step(grads, lambda: captured["model"], 0, None if il else times, lrs),
            il.running(lambda: beside(captured)) if il else _null()]  # fmt: skip
     if variant == "eb-jdat":
         ctx.append(seeded_calls(mod, "sampleXadv", adv_seeds, advs))

@@ -55,8 +55,6 @@ def _correctness(results: dict, key: str) -> list[str]:
                       f"AUC {_cell(c.get('auc'), marks)}; EMA {_cell(c.get('ema'), marks)}")  # fmt: skip
         if "lr" in c:  # Free / Fast AT: the learning rate (and Fast AT's momentum) of every step
             extra += f"; lr per step {'pass' if c['lr']['pass'] else '**FAIL**'} ({c['lr']['steps']} steps)"
-        if "bn_running_stats" in c:  # Fast AT: the attack's forwards move them too
-            extra += f"; BN running statistics {_cell(c['bn_running_stats'], marks)}"
         ref = f"{r['reference']['repo']} @ {r['reference']['commit'][:7]}"
         grads = f"{_cell(c.get('gradients'), marks)} ({c['gradients']['params']} tensors)"
         rows.append(f"| {m} | {ref} | {_a(c, marks)} | {_cell(c.get('loss'), marks)} | {grads} | "

@@ -37,7 +37,6 @@ from common import (
     one_ulp,
     record_backward,
     record_grads_at_step,
-    record_lr,
     reference_parser,
     score,
     script_flags,
@@ -149,8 +148,7 @@ def check(checkout: Path, o) -> Result:
         t0 = time.perf_counter()
         try:
             with (seeded_calls(mod, "sample_q", seeds, ref_samples), record_backward(ref_losses, "main"),
-                  record_lr(ref_lrs, lambda: cap.get("model")),
-                  record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times),
+                  record_grads_at_step(ref_grads, lambda: cap.get("model"), 0, None if il else ref_times, ref_lrs),
                   il.running(jeat_loop) if il else contextlib.nullcontext()):  # fmt: skip
                 mod.main(args)
         finally:

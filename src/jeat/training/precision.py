@@ -23,10 +23,8 @@ AMP_CHOICES = ("auto", "bf16", "none")
 # Methods whose bf16 autocast training was measured neutral against fp32: every quality column of the precision
 # study (clean, PGD-20, C&W, AutoAttack, FID, ECE, OOD AUROC) within 2 standard errors, 3 seeds a side,
 # benchmarks/results/precision_cpu.md. The same bf16 numerics run on a GPU, so the verdict holds there too.
-BF16_NEUTRAL: dict[str, str] = {
-    "standard": "bf16 measured neutral against fp32 (benchmarks/results/precision_cpu.md, 3 seeds a side)",
-    "pgd": "bf16 measured neutral against fp32 (benchmarks/results/precision_cpu.md, 3 seeds a side)",
-}
+_STUDY = "bf16 measured neutral against fp32 (benchmarks/results/precision_cpu.md, 3 seeds a side)"
+BF16_NEUTRAL: dict[str, str] = {"standard": _STUDY, "pgd": _STUDY}  # method -> its evidence
 
 
 def native_bf16(device: torch.device) -> bool:
