@@ -196,7 +196,7 @@ def jeat_trainer(preset: str, o, arch: str, run_dir: Path, dtype: torch.dtype, s
     cfg = get_preset(preset)
     cfg.model.arch = arch
     cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = batch or o.batch, o.data, 2000, 100
-    cfg.method.sgld.buffer_size, cfg.method.sgld.reinit_prob = o.buffer, 0.0
+    cfg.method.sgld.buffer_size = o.buffer  # a scale field; reinit_prob stays the preset's (reinit.ReinitFeed)
     cfg.optim.warmup_steps, cfg.optim.milestones, cfg.epochs = o.warmup, (1000,), 1
     cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = o.channels_last, False, False
     cfg.compile = bool(getattr(o, "compile", False))

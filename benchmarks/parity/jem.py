@@ -4,9 +4,10 @@ The reference's ``main(args)`` trains with its parser's defaults and its README'
 (``--lr .0001 --optimizer adam ... --warmup_iters 1000``) on a small WRN for ``--steps`` iterations.
 The harness replaces ``get_data`` (its batches, p(x) and CE apart, in [-1, 1]) and *wraps*
 ``get_sample_q``'s sampler so that each call starts from the same torch seed and draws its SGLD
-noise from tensors the harness prepared (``noise_feed``): JEM draws fresh uniform seeds for every
-chain before choosing which to re-initialise, jeat only for the chosen ones, so their random
-streams differ although the distributions are the same.
+noise from tensors the harness prepared (``noise_feed``). Chains restart at JEM's own
+``reinit_freq`` (0.05), from seeds fed to both sides (``reinit.ReinitFeed``): JEM draws uniform seeds
+for every chain before choosing which to re-initialise, jeat only for the chosen ones, so their
+random streams differ although the distributions are the same.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from common import (
     ulp_moved,
 )
 from interleave import Interleave
+from reinit import ReinitFeed
 
 
 class Feed:
@@ -71,14 +73,15 @@ class Feed:
 def check(checkout: Path, o) -> Result:
     repo, commit, _ = REFERENCES["jem"]
     shims = [f"stub modules (import only): {', '.join(install_stubs())}",
-             "get_data replaced by the harness's batches; sampler calls seeded and fed the same noise"]  # fmt: skip
+             "get_data replaced by the harness's batches; sampler calls seeded and fed the same noise",
+             "init_random inside a sampler call returns the harness's seeds (drawn by init_random itself)"]  # fmt: skip
     mod = import_reference(checkout, "train_wrn_ebm")
     parser = reference_parser(checkout / "train_wrn_ebm.py")
     flags = script_flags(checkout / "README.md", "train_wrn_ebm.py")
     flags = [f for i, f in enumerate(flags) if f != "--save_dir" and (i == 0 or flags[i - 1] != "--save_dir")]
     dtype = torch.float64 if o.dtype == "float64" else torch.float32
     over = ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
-            str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
+            str(o.buffer), "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
             "1000000", "--ckpt_every", "1000", "--eval_every", "1000"]  # fmt: skip
     args = parser.parse_args(flags + over)
     args.n_classes = 10
@@ -86,6 +89,9 @@ def check(checkout: Path, o) -> Result:
     x = x.to(dtype)
     px, lab = batches(x, y, o.batch, o.steps, 1, "jem"), batches(x, y, o.batch, o.steps, 2, "jem")
     feed = Feed(o.steps, args.n_steps, o.batch, dtype)
+    orig_init = mod.init_random
+    reinit = ReinitFeed(lambda bs: orig_init(args, bs), o.steps, o.batch, dtype)  # its reinit_freq, not 0
+    mod.init_random = reinit.reference(orig_init)
 
     # ---- reference
     cap: dict = {}
@@ -100,7 +106,7 @@ def check(checkout: Path, o) -> Result:
         return f, buf
 
     mod.get_model_and_buffer = build
-    mod.get_sample_q = lambda a, device: feed.wrap(orig_sq(a, device), ref_samples)
+    mod.get_sample_q = lambda a, device: feed.wrap(reinit.arm(orig_sq(a, device), "ref"), ref_samples)
     valid = [(2 * x[:50] - 1, y[:50])]
     mod.get_data = lambda a: (iter([(2 * b - 1, c) for b, c in px]), iter([(2 * b - 1, c) for b, c in lab]), valid,
                               valid)  # fmt: skip
@@ -116,6 +122,7 @@ def check(checkout: Path, o) -> Result:
         def jeat_loop():  # from the reference's initial weights and buffer, captured as it built them
             tr = jeat_trainer("paper-jem", o, f"jem-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
                               from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"])  # fmt: skip
+            reinit.install(tr.method.negatives)
             tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, samples)
             return train_jeat(tr, lab, px)
 
@@ -141,6 +148,7 @@ def check(checkout: Path, o) -> Result:
                               from_jem_state_dict(cap["state"], o.depth),
                               buffer=ulp_moved(cap["buffer"], ULP_SEEDS[1] + k))  # fmt: skip
             drawn: list = []
+            reinit.install(tr.method.negatives)
             tr.method.negatives.sample = feed.wrap(tr.method.negatives.sample, drawn)
             control.append(train_jeat(tr, one_ulp(lab, ULP_SEEDS[0] + k), one_ulp(px, ULP_SEEDS[0] + k)))
             ctrl_samples.append(drawn[0])
@@ -148,7 +156,8 @@ def check(checkout: Path, o) -> Result:
     res = Result("jem", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                          "script": "README.md (CIFAR-10 command)"},
                  {"model": f"WRN-{o.depth}-{o.width} (JEM's block, no norm, LeakyReLU 0.2)", "batch": o.batch,
-                  "steps": o.steps, "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0,
+                  "steps": o.steps, "warmup_iters": o.warmup, "buffer": o.buffer,
+                  "reinit_freq": args.reinit_freq, "reinit_feed": reinit.record(),
                   "sgld_steps": args.n_steps, "reference_flags": flags, "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
                  shims=shims)  # fmt: skip

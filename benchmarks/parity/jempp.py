@@ -6,9 +6,13 @@ width overridden) for ``--steps`` iterations. What the harness replaces, and not
 
 - ``get_data``: returns the harness's batches (already augmented, in [-1, 1]) instead of
   torchvision loaders; the p(x) batch and the CE batch are separate, as in the reference;
-- the class-conditional Gaussian's input files (``cifar10_mean.pt`` / ``_cov.pt``), computed from
-  the same images as the reference's ``category_mean`` would (its ``t.load(covs, ...)`` typo stops
-  it from writing them);
+- the class-conditional Gaussian's input files (``cifar10_mean.pt`` / ``_cov.pt``) are written by the
+  reference's own ``category_mean`` on the harness's images (JEM++'s ends in a ``t.load(covs, ...)``
+  typo for ``t.save``: while it runs, ``torch.load`` handed a tensor saves it); its
+  ``init_from_centers`` then fits the seed distribution, compared with jeat's (``seed_mean``,
+  ``seed_covariance``);
+- chains restart at the reference's ``reinit_freq`` (0.05) from seeds its ``init_random`` drew for the
+  harness beforehand, fed to both sides (``reinit.ReinitFeed``);
 - calls of ``sample_q`` / ``sampleXadv`` are *wrapped* (not changed) to seed torch before each, so
   both sides draw the same buffer indices and attack starts; EB-JDAT's ``main`` calls
   ``sampleXadv`` without its ``device`` argument (a TypeError as published): the wrapper passes it.
@@ -54,29 +58,32 @@ from common import (
     ulp_moved,
 )
 from interleave import Interleave
+from reinit import ReinitFeed, jeat_fit, reference_category_mean, reference_fit
 
 
 def _overrides(o) -> list[str]:
     return ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
-            str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup),
+            str(o.buffer), "--n_epochs", "1", "--warmup_iters", str(o.warmup),
             "--decay_epochs", "1000", "--print_every", "1000000", "--eval_every", "1000",
             "--ckpt_every", "1000"]  # fmt: skip
 
 
 def _gaussian_files(x: torch.Tensor, y: torch.Tensor, where: Path) -> None:
-    """``cifar10_mean.pt`` / ``cifar10_cov.pt`` as JEM++'s ``category_mean`` defines them: per class
-    the mean and the biased covariance of the flattened images in [-1, 1]."""
+    """``cifar10_mean.pt`` / ``cifar10_cov.pt`` as SADA-JEM's ``multi_center.category_mean`` writes them
+    (its ``one_center.py`` is not in the checkout, so it cannot run): per class the mean and the biased
+    covariance of the flattened images in [-1, 1], in the default dtype as the reference's ``torch.zeros``."""
     u = (2 * x - 1).flatten(1).double()
-    means, covs = torch.zeros(10, u.shape[1]), torch.zeros(10, u.shape[1], u.shape[1])
+    dt = torch.get_default_dtype()
+    means, covs = torch.zeros(10, u.shape[1], dtype=dt), torch.zeros(10, u.shape[1], u.shape[1], dtype=dt)
     for c in range(10):
         uc = u[y == c]
         mu = uc.mean(0)
-        means[c], covs[c] = mu.float(), ((uc - mu).T @ (uc - mu) / len(uc)).float()
+        means[c], covs[c] = mu.to(dt), ((uc - mu).T @ (uc - mu) / len(uc)).to(dt)
     torch.save(means, where / "cifar10_mean.pt")
     torch.save(covs, where / "cifar10_cov.pt")
 
 
-def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.dtype, beside=None) -> dict:
+def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.dtype, reinit, beside=None) -> dict:
     """The reference's main() on the harness data; returns what it logged. ``beside(captured)``: jeat's
     loop, run step by step beside it (``--interleave``; its result under ``"jeat"``)."""
     px, lab, valid = data
@@ -98,6 +105,8 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
         return buf
 
     mod.get_model_and_buffer, mod.init_from_centers = build, centers
+    orig_init, orig_sq = mod.init_random, mod.sample_q
+    mod.init_random, mod.sample_q = reinit.reference(orig_init), reinit.arm(orig_sq, "ref")
     mod.get_data = lambda a: (iter([(2 * x - 1, yy) for x, yy in px]), iter([(2 * x - 1, yy) for x, yy in lab]),
                               [(2 * x - 1, yy) for x, yy in valid], [(2 * x - 1, yy) for x, yy in valid])  # fmt: skip
     mod.args = args  # sample_p_0 reads the module-global args, as under __main__
@@ -111,10 +120,14 @@ def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.
            il.running(lambda: beside(captured)) if il else _null()]  # fmt: skip
     if variant == "eb-jdat":
         ctx.append(seeded_calls(mod, "sampleXadv", adv_seeds, advs))
-    with contextlib.ExitStack() as stack:
-        for c in ctx:
-            stack.enter_context(c)
-        mod.main(args)
+    try:
+        with contextlib.ExitStack() as stack:
+            for c in ctx:
+                stack.enter_context(c)
+            mod.main(args)
+    finally:  # after the wrappers above have put back what they found
+        mod.init_random, mod.sample_q = orig_init, orig_sq
+    captured["conditionals"] = list(mod.conditionals[-10:])  # init_from_centers' class Gaussians
     out = {"samples": samples, "advs": advs, "losses": losses, "grads": grads, "times": times, "lr": lrs, **captured}
     if il:
         out["jeat"], out["times"], out["wall"] = il.finish(), il.ref["times"], il.ref["wall"]
@@ -129,13 +142,15 @@ class _null:
         return False
 
 
-def run_jeat(o, preset: str, ref: dict, data, seeds, adv_seeds, tmp: Path, dtype: torch.dtype, tag: str = "") -> dict:
+def run_jeat(o, preset: str, ref: dict, data, seeds, adv_seeds, tmp: Path, dtype: torch.dtype, reinit,
+             tag: str = "") -> dict:  # fmt: skip
     from jeat.models.wrn import from_jem_state_dict
 
     tr = jeat_trainer(preset, o, f"jempp-wrn-{o.depth}-{o.width}", tmp / f"jeat-{preset}{tag}", dtype,
                       from_jem_state_dict(ref["init_state"], o.depth), buffer=ref["init_buffer"])  # fmt: skip
     px, lab, _ = data
     samples, advs = [], []
+    reinit.install(tr.method.negatives)
     ctx_adv = seeded_calls(tr.method, "adv_attack", adv_seeds, advs) if preset == "paper-eb-jdat" else _null()
     with seeded_calls(tr.method.negatives, "sample", seeds, samples), ctx_adv:
         out = train_jeat(tr, lab, px)
@@ -162,10 +177,15 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
     args = parser.parse_args(flags + _overrides(o))
     args.n_classes, args.device, args.pid = 10, torch.device("cpu"), "parity"  # what init_env sets
     args.vis = False  # init_env: vis = not novis, then a tensorboardX writer; no event files here
-    shims.append("get_data replaced by the harness's batches; class Gaussian files written by the harness")
+    shims.append(
+        "get_data replaced by the harness's batches; category_mean run on them"
+        + (" (its t.load(covs, path) typo saves while it runs)" if variant == "jempp" else "")
+    )
+    shims.append("init_random inside a sampler call returns the harness's seeds (drawn by init_random itself)")
 
     dtype = torch.float64 if o.dtype == "float64" else torch.float32
     x, y = cifar(2000, o.data)
+    u8 = (x * 255).round().to(torch.uint8)  # the seed fits read the stored pixels
     x = x.to(dtype)
     data = (batches(x, y, o.batch, o.steps, 1, "jem"), batches(x, y, o.batch, o.steps, 2, "jem"),
             [(x[:64], y[:64])])  # fmt: skip
@@ -175,32 +195,36 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
         tmp = Path(d)
         args.save_dir = args.dir_path = str(tmp)
         (tmp / "samples").mkdir()
-        _gaussian_files(x, y, tmp)
+        reference_category_mean(mod.category_mean, u8, y, args, tmp, typo_shim=variant == "jempp")
+        orig_init = mod.init_random
+        reinit = ReinitFeed(lambda bs: orig_init(args, bs), o.steps, o.batch, dtype)
         cwd = os.getcwd()
         os.chdir(tmp)
         torch.set_num_threads(o.threads)
         beside = None
         if o.speed and o.interleave and variant == "jempp":  # jeat's loop step by step beside the reference's
-            beside = lambda cap: run_jeat(o, f"paper-{variant}", cap, data, seeds, adv_seeds, tmp, dtype)  # noqa: E731
+            beside = lambda cap: run_jeat(o, f"paper-{variant}", cap, data, seeds, adv_seeds, tmp, dtype, reinit)  # noqa: E731
         t0 = time.perf_counter()
         try:
-            ref = run_reference(mod, args, data, seeds, adv_seeds, variant, dtype, beside)
+            ref = run_reference(mod, args, data, seeds, adv_seeds, variant, dtype, reinit, beside)
         finally:
             os.chdir(cwd)
         ref_wall = ref.pop("wall", time.perf_counter() - t0)
         torch.set_num_threads(o.threads)
-        ours = ref.pop("jeat") if beside else run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype)
+        ours = ref.pop("jeat") if beside else run_jeat(o, f"paper-{variant}", ref, data, seeds, adv_seeds, tmp, dtype,
+                                                       reinit)  # fmt: skip
         control = []
         for k in control_draws(o):  # jeat against itself, inputs moved by one ulp: the fp32 noise floor
             moved = (one_ulp(data[0], ULP_SEEDS[0] + k), one_ulp(data[1], ULP_SEEDS[0] + k), data[2])
             moved_ref = {**ref, "init_buffer": ulp_moved(ref["init_buffer"], ULP_SEEDS[1] + k)}
-            control.append(run_jeat(o, f"paper-{variant}", moved_ref, moved, seeds, adv_seeds, tmp, dtype,
+            control.append(run_jeat(o, f"paper-{variant}", moved_ref, moved, seeds, adv_seeds, tmp, dtype, reinit,
                                     f"-control{k}"))  # fmt: skip
 
     res = Result(variant, {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                            "script": str(script.relative_to(checkout))},
                  {"model": f"WRN-{o.depth}-{o.width} (JEM++ yopo block, BN momentum 0.9)", "batch": o.batch,
-                  "steps": o.steps, "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0,
+                  "steps": o.steps, "warmup_iters": o.warmup, "buffer": o.buffer,
+                  "reinit_freq": args.reinit_freq, "reinit_feed": reinit.record(),
                   "reference_flags": flags, "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000), flip-crop + N(0, 0.03^2) in [-1, 1] units"},
                  shims=shims)  # fmt: skip
@@ -211,6 +235,9 @@ def check(checkout: Path, o, variant: str = "jempp", jempp_checkout: Path | None
     if bn is not None:
         outputs["bn_statistics"] = (*bn, [bn_pair(c["bn"], ref["model"], jem_rename(o.depth))[0] for c in control])
     outputs["replay_buffer"] = (ours["buffer"], (ref["live_buffer"] + 1) / 2, [c["buffer"] for c in control])
+    # (e) the seed distribution of restarted chains: jeat's fit beside init_from_centers', [-1, 1] units
+    mine, theirs = jeat_fit(u8, y, dtype), reference_fit(ref["conditionals"])
+    outputs["seed_mean"], outputs["seed_covariance"] = (mine[0], theirs[0]), (mine[1], theirs[1])
     if variant == "eb-jdat":
         outputs["attack"] = (ours["advs"][0], (ref["advs"][0] + 1) / 2, [c["advs"][0] for c in control])
     ref["wall"] = ref_wall

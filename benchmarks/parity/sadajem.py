@@ -4,9 +4,13 @@ The reference's ``main(arg)`` trains with its parser's defaults and ``scripts/sa
 flags on a small WRN. The harness replaces ``get_data`` (un-augmented p(x) batches of
 ``batch_size`` and augmented CE batches of twice that, the ratio of its hard-coded ``label_bs =
 128`` to ``batch_size = 64``), writes the class-Gaussian files its ``init_from_centers`` reads
-(``v<torch minor>/cifar10_{mean,cov}.pt``), gives ``arg.writer`` a sink that drops scalars, makes
-its end-of-run IS/FID (``cond_is_fid``, inside the reference's own try/except) raise at once, and
-seeds each ``sample_q`` call as jeat's sampler call is seeded.
+(``v<torch minor>/cifar10_{mean,cov}.pt``: its ``multi_center.category_mean`` cannot be imported, the
+checkout lacks ``one_center.py``), gives ``arg.writer`` a sink that drops scalars, makes its end-of-run
+IS/FID (``cond_is_fid``, inside the reference's own try/except) raise at once, seeds each ``sample_q``
+call as jeat's sampler call is seeded, and feeds both sides the same re-initialisation seeds (drawn
+by its own ``init_random``; ``reinit.ReinitFeed``) so that chains restart at its ``reinit_freq``.
+Its ``init_from_centers`` (ridge included) is compared with jeat's seed fit (``seed_mean``,
+``seed_covariance``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from common import (
 )
 from interleave import Interleave
 from jempp import _gaussian_files
+from reinit import ReinitFeed, jeat_fit, reference_fit
 
 
 def batch_sizes(checkout: Path, published: int, batch: int) -> dict[str, int]:
@@ -85,12 +90,13 @@ def check(checkout: Path, o) -> Result:
     flags = script_flags(checkout / "scripts/sadajem_cifar10.sh")
     dtype = torch.float64 if o.dtype == "float64" else torch.float32
     over = ["--depth", str(o.depth), "--width", str(o.width), "--batch_size", str(o.batch), "--buffer_size",
-            str(o.buffer), "--reinit_freq", "0", "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
+            str(o.buffer), "--n_epochs", "1", "--warmup_iters", str(o.warmup), "--print_every",
             "1000000", "--ckpt_every", "1000"]  # fmt: skip
     args = parser.parse_args(flags + over)
     args.n_classes, args.device, args.pid, args.vis, args.writer = 10, torch.device("cpu"), "parity", False, _Sink()
     mod.args = args  # sample_p_0 and main read the module-global args, as under __main__
     x, y = cifar(2000, o.data)
+    u8 = (x * 255).round().to(torch.uint8)  # the seed fits read the stored pixels
     x = x.to(dtype)
     # Sizes from each side's own settings, scaled by one factor (--batch over the reference's default p(x)
     # batch): the reference's CE batch is utils.py's hard-coded ``label_bs``, jeat's the preset's batch_size
@@ -120,6 +126,11 @@ def check(checkout: Path, o) -> Result:
         raise RuntimeError("IS/FID not computed by the parity harness")
 
     mod.get_model_and_buffer, mod.init_from_centers, mod.cond_is_fid = build, centers, no_fid
+    init_name = "init_random" if args.init == "gm" else "init_random_uniform"  # the one sample_p_0 calls
+    orig_init, orig_sq = getattr(mod, init_name), mod.sample_q
+    reinit = ReinitFeed(lambda bs: orig_init(args, bs), o.steps, sizes["ref_px"], dtype)
+    setattr(mod, init_name, reinit.reference(orig_init))
+    mod.sample_q = reinit.arm(orig_sq, "ref")
     test = [(2 * x[:50] - 1, y[:50])]
     mod.get_data = lambda a: (iter([(2 * b - 1, c, None) for b, c in px]),
                               iter([(2 * b - 1, c, None) for b, c in lab]), test, test)  # fmt: skip
@@ -130,7 +141,7 @@ def check(checkout: Path, o) -> Result:
         (Path(d) / "samples").mkdir()
         vdir = Path(d) / f"v{torch.__version__.split('.')[1]}"
         vdir.mkdir()
-        _gaussian_files(x, y, vdir)
+        _gaussian_files(u8.to(dtype) / 255, y, vdir)
         cwd = os.getcwd()
         os.chdir(d)
         from jeat.models.wrn import from_jem_state_dict
@@ -141,6 +152,7 @@ def check(checkout: Path, o) -> Result:
             tr = jeat_trainer("paper-sadajem", o, f"jempp-wrn-{o.depth}-{o.width}", Path(d) / "jeat", dtype,
                               from_jem_state_dict(cap["state"], o.depth), buffer=cap["buffer"],
                               batch=sizes["jeat_ce"], px_batch_size=sizes["jeat_px"])  # fmt: skip
+            reinit.install(tr.method.negatives)
             with seeded_calls(tr.method.negatives, "sample", seeds, samples):
                 return train_jeat(tr, lab_ours, px_ours)
 
@@ -153,6 +165,8 @@ def check(checkout: Path, o) -> Result:
                 mod.main(args)
         finally:
             os.chdir(cwd)
+            setattr(mod, init_name, orig_init)
+            mod.sample_q = orig_sq
         ref_wall = time.perf_counter() - t0
         if il:  # jeat ran step by step beside the reference
             ours, ref_times[:], ref_wall = il.finish(), il.ref["times"], il.ref["wall"]
@@ -165,6 +179,7 @@ def check(checkout: Path, o) -> Result:
                               buffer=ulp_moved(cap["buffer"], ULP_SEEDS[1] + k), batch=sizes["jeat_ce"],
                               px_batch_size=sizes["jeat_px"])  # fmt: skip
             drawn: list = []
+            reinit.install(tr.method.negatives)
             with seeded_calls(tr.method.negatives, "sample", seeds, drawn):
                 control.append(train_jeat(tr, one_ulp(lab_ours, ULP_SEEDS[0] + k), one_ulp(px_ours, ULP_SEEDS[0] + k)))
             ctrl_samples.append(drawn[0])
@@ -174,7 +189,8 @@ def check(checkout: Path, o) -> Result:
                  {"model": f"WRN-{o.depth}-{o.width} (JEM's block, BN momentum 0.9, LeakyReLU 0.2)",
                   "batch": f"CE {sizes['ref_ce']}, p(x) and negatives {sizes['ref_px']} (each side's own, scaled)",
                   "batch_sizes": sizes, "steps": o.steps,
-                  "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": 0, "reference_flags": flags,
+                  "warmup_iters": o.warmup, "buffer": o.buffer, "reinit_freq": args.reinit_freq,
+                  "reinit_feed": reinit.record(), "reference_flags": flags,
                   "threads": o.threads, "precision": o.dtype,
                   "data": "CIFAR-10 train (first 2,000); CE batch flip-crop, p(x) batch un-augmented"},
                  shims=shims)  # fmt: skip
@@ -191,7 +207,10 @@ def check(checkout: Path, o) -> Result:
          # (e) state after the run: BN running statistics and the replay buffer
          "bn_statistics": (*bn_pair(ours["bn"], cap["model"], jem_rename(o.depth)),
                            [bn_pair(c["bn"], cap["model"], jem_rename(o.depth))[0] for c in control]),
-         "replay_buffer": (ours["buffer"], (cap["live_buffer"] + 1) / 2, [c["buffer"] for c in control])},
+         "replay_buffer": (ours["buffer"], (cap["live_buffer"] + 1) / 2, [c["buffer"] for c in control]),
+         # (e) the seed distribution of restarted chains: jeat's fit beside init_from_centers', [-1, 1] units
+         **dict(zip(("seed_mean", "seed_covariance"), zip(jeat_fit(u8, y, dtype), reference_fit(mod.conditionals[-10:]),
+                                                           strict=True), strict=True))},
         control,
     )  # fmt: skip
     res.checks["lr"] = lr_check(ours["lr"], ref_lrs)  # (e) every step's lr, warm-up included

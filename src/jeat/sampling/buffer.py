@@ -32,6 +32,7 @@ class ReplayBuffer:
         else:
             self.labels = torch.randint(0, num_classes, (size,), device=self.device)
         self.x = seed_fn(size, self.labels).to(self.device)
+        self.last_reinit = torch.zeros(0, dtype=torch.bool, device=self.device)
 
     def sample(self, n: int, reinit_prob: float, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Draw n states: returns (x0, buffer indices, labels). ``y`` picks classes (conditional)."""
@@ -45,6 +46,7 @@ class ReplayBuffer:
         labels = self.labels[idx]
         x0 = self.x[idx]
         reinit = torch.rand(n, device=self.device) < reinit_prob
+        self.last_reinit = reinit  # which of this draw's states were re-seeded (the parity harness feeds them)
         # Seed only the reinitialised states (one host sync per draw, never inside SGLD): a
         # class-conditional Gaussian seed costs O(D^2) per image, and rho is small.
         re_idx = reinit.nonzero().squeeze(1)

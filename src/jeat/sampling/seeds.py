@@ -65,7 +65,9 @@ class ClassGaussian(CachedFit):
             mu = xs.mean(0)
             cov = (xs - mu).T @ (xs - mu) / (len(xs) - 1 if unbiased else len(xs))
             cov += ridge * torch.eye(d, dtype=cov.dtype)  # ridge keeps the factor defined when N < D
-            means[c], chols[c] = mu.float(), torch.linalg.cholesky(cov).float()
+            # stored in the default dtype: float32 in training (a CIFAR fit is 10 x 3072^2 floats), float64
+            # where the parity harness compares it with the reference's in double
+            means[c], chols[c] = mu.to(means.dtype), torch.linalg.cholesky(cov).to(chols.dtype)
         return cls(means, chols, shape)
 
     def sample(self, y: Tensor, clamp: bool = True) -> Tensor:
