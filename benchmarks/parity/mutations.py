@@ -1,0 +1,243 @@
+"""Break what the parity checks guard, one departure at a time, and record which check catches it.
+
+Each mutation reintroduces one departure from a reference (an exact text edit that must occur once
+in one file) in a scratch ``git worktree`` of HEAD, then runs its catcher there:
+
+- ``harness``: the step harness in float64 (``run.py --methods M --dtype float64`` at small sizes,
+  below); caught when any of the row's checks fails;
+- ``pytest``: a CI test file (``tests/test_reference_configs.py``: the recorded reference
+  configurations); caught when it fails.
+
+Every catcher also runs once on the unmodified worktree (the ``none`` rows): a catcher that fails
+there proves nothing about the mutations it is said to catch. Results are merged into
+``benchmarks/results/parity_mutations.json`` after each run (rerunning skips what is recorded; ``--redo``)
+and written as the table between ``<!-- mutations -->`` markers in docs/PARITY.md.
+
+    python benchmarks/parity/mutations.py --refs /path/to/checkouts --data ../shared/data
+    python benchmarks/parity/mutations.py --refs DIR --data DIR --only gaussian-ridge-x400 --redo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jeat.atomic import atomic_write_text
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+OUT = ROOT / "benchmarks" / "results" / "parity_mutations.json"
+PAGE = ROOT / "docs" / "PARITY.md"
+
+# The harness sizes per method: the smallest that still run every check (float64 is slow here).
+SIZES = {
+    "jem": ["--steps", "6", "--batch", "16"],
+    "jempp": ["--steps", "6", "--batch", "8", "--width", "1"],
+    "eb-jdat": ["--steps", "6", "--batch", "8", "--width", "1"],
+    "sadajem": ["--steps", "6", "--batch", "8", "--width", "1"],
+    "trades": ["--steps", "3", "--batch", "8", "--width", "1"],
+    "weat-adv": ["--steps", "3", "--batch", "8", "--width", "1"],
+    "weat": ["--steps", "3", "--batch", "8", "--width", "1"],
+    "free": ["--steps", "16", "--batch", "8"],
+    "dat": [],
+}
+CONFIG_TEST = "tests/test_reference_configs.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str  # the departure, in words
+    file: str
+    old: str
+    new: str
+    catcher: str  # a harness method, or "pytest:<test file>"
+
+
+P = "src/jeat/presets/"
+MUTATIONS = [
+    Mutation("ebjdat-perception-0.5", "EB-JDAT perception weight 0.5", "src/jeat/config.py",
+             "ebjdat_perception_weight: float = 1.0", "ebjdat_perception_weight: float = 0.5", "eb-jdat"),
+    Mutation("jempp-outer-step-0.25", "JEM++ outer SGLD step 0.25 (its sgld_lr is 0)", "src/jeat/sampling/pyld.py",
+             "JEMPP_STEP = 0.0  #", "JEMPP_STEP = 0.25  #", "jempp"),
+    Mutation("trades-beta-6.01", "TRADES beta 6.01", P + "hybrids.py",
+             'MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.0,',
+             'MethodConfig("trades", attack=TRADES_ATTACK, trades_beta=6.01,', "trades"),
+    Mutation("jempp-px-data-batch", "JEM++ p(x) term on the CE batch (px_data=batch)", P + "hybrids.py",
+             'MethodConfig("jempp", sgld=jempp_sgld(10), px_data="separate",',
+             'MethodConfig("jempp", sgld=jempp_sgld(10), px_data="batch",', "jempp"),
+    Mutation("weat-no-momentum-cycling", "WEAT's OneCycle without momentum cycling", P + "hybrids.py",
+             'cycle_momentum=True), 128, 100, arch="resnet18"', 'cycle_momentum=False), 128, 100, arch="resnet18"',
+             "weat"),
+    Mutation("sadajem-ce-batch-64", "SADA-JEM CE batch 64 (its label_bs is 128)", P + "hybrids.py",
+             '        128,\n        200,\n        arch="jempp-wrn-28-10",', '        64,\n        200,\n        arch="jempp-wrn-28-10",',
+             "sadajem"),
+    Mutation("sadajem-px-batch-128", "SADA-JEM p(x) batch 128 (its batch_size is 64)", P + "hybrids.py",
+             'px_data="clean", px_batch_size=64, bn_stats="all"', 'px_data="clean", px_batch_size=128, bn_stats="all"',
+             "sadajem"),
+    Mutation("jempp-bn-momentum-0.1", "BN momentum 0.1 (torch's default; JEM++ sets 0.9)", P + "parts.py",
+             "JEMPP_BN_MOMENTUM = 0.9", "JEMPP_BN_MOMENTUM = 0.1", "jempp"),
+    Mutation("sadajem-bn-momentum-0.1", "BN momentum 0.1 (torch's default; SADA-JEM sets 0.9)", P + "parts.py",
+             "JEMPP_BN_MOMENTUM = 0.9", "JEMPP_BN_MOMENTUM = 0.1", "sadajem"),
+    Mutation("jempp-bn-stats-classifier", "JEM++ with only the classifier's forwards moving BN statistics",
+             P + "hybrids.py", 'px_data="separate", bn_stats="all"))', 'px_data="separate", bn_stats="classifier"))',
+             "jempp"),
+    Mutation("gaussian-ridge-x400", "class-Gaussian seed ridge x400", "src/jeat/sampling/seeds.py",
+             "JEMPP_RIDGE = 1e-4 / 4  #", "JEMPP_RIDGE = 1e-4 / 4 * 400  #", "jempp"),
+    Mutation("sadajem-gaussian-ridge-x400", "class-Gaussian seed ridge x400", "src/jeat/sampling/seeds.py",
+             "JEMPP_RIDGE = 1e-4 / 4  #", "JEMPP_RIDGE = 1e-4 / 4 * 400  #", "sadajem"),
+    Mutation("buffer-clamped", "replay buffer stores its samples clamped to [0.001, 0.999]",
+             "src/jeat/sampling/buffer.py", "self.x[idx] = x.detach().to(self.x.dtype)[last[idx]]",
+             "self.x[idx] = x.detach().to(self.x.dtype)[last[idx]].clamp(0.001, 0.999)", "jem"),
+    Mutation("warmup-shifted", "warm-up from (step + 1) / warmup instead of step / warmup",
+             "src/jeat/training/optim.py", "f *= step / cfg.warmup_steps", "f *= (step + 1) / cfg.warmup_steps", "jem"),
+    Mutation("jem-reinit-0.1", "JEM chains restarted at 10 % instead of 5 %", P + "parts.py",
+             "buffer_size=buffer_size, reinit_prob=0.05)  # fmt: skip",
+             "buffer_size=buffer_size, reinit_prob=0.1)  # fmt: skip", "jem"),
+    Mutation("jempp-reinit-0.1", "JEM++ chains restarted at 10 % instead of 5 %", P + "parts.py",
+             "buffer_size=buffer_size, reinit_prob=0.05, init=\"gaussian\"",
+             "buffer_size=buffer_size, reinit_prob=0.1, init=\"gaussian\"", "jempp"),
+    Mutation("weat-adv-as-nat", "paper-weat-adv trained as WEAT_nat", P + "hybrids.py",
+             'lambda: _weat("adv"))', 'lambda: _weat("nat"))', "weat-adv"),
+    Mutation("free-step-7", "Free AT step 7/255 instead of 8/255", P + "jeat_paper.py",
+             'FREE_ATTACK = AttackConfig("ce", 8 / 255, 8 / 255, 1', 'FREE_ATTACK = AttackConfig("ce", 8 / 255, 7 / 255, 1',
+             "free"),
+    Mutation("dat-normalisation-rounded", "DAT's normalisation std rounded to 4 digits", "src/jeat/models/normalize.py",
+             "(0.24703225141799082,", "(0.2470,", "dat"),
+    Mutation("trades-milestone-75", "TRADES lr drop at 0-based epoch 75 (its code: epoch >= 75, 1-based)",
+             P + "hybrids.py", "milestones=(74,), gamma=0.1),", "milestones=(75,), gamma=0.1),", "pytest:" + CONFIG_TEST),
+    Mutation("trades-reflect-padding", "TRADES crops reflect-padded (its code zero-pads)", P + "hybrids.py",
+             '        arch="wrn-34-10",\n        augment="flip-crop-zero",', '        arch="wrn-34-10",\n        augment="flip-crop",',
+             "pytest:" + CONFIG_TEST),
+    Mutation("trades-normalization-cifar", "TRADES inputs normalised (its code feeds [0, 1])", P + "hybrids.py",
+             '        augment="flip-crop-zero",\n        normalization="none",\n    )  # fmt: skip\n)\n\n\n# WEAT',
+             '        augment="flip-crop-zero",\n        normalization="cifar",\n    )  # fmt: skip\n)\n\n\n# WEAT',
+             "pytest:" + CONFIG_TEST),
+]  # fmt: skip
+
+
+def catcher_cmd(catcher: str, wt: Path, refs: str, data: str, out: Path) -> list[str]:
+    if catcher.startswith("pytest:"):
+        return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(wt / catcher[7:])]
+    return [sys.executable, str(wt / "benchmarks/parity/run.py"), "--methods", catcher, "--refs", refs, "--data", data,
+            "--dtype", "float64", *SIZES[catcher], "--out", str(out), "--md", str(out.with_suffix(".md"))]  # fmt: skip
+
+
+def run_one(name: str, m: Mutation | None, catcher: str, wt: Path, a) -> dict:
+    subprocess.run(["git", "-C", str(wt), "checkout", "-q", "--", "."], check=True)
+    if m is not None:
+        f = wt / m.file
+        text = f.read_text()
+        if text.count(m.old) != 1:
+            return {"error": f"{m.file}: the text to mutate occurs {text.count(m.old)} times (expected once)"}
+        f.write_text(text.replace(m.old, m.new))
+    out = Path(tempfile.mkdtemp()) / "parity.json"
+    env = {**os.environ, "PYTHONPATH": str(wt / "src"), "JEAT_DATA": a.data}
+    t0 = time.perf_counter()
+    p = subprocess.run(catcher_cmd(catcher, wt, a.refs, a.data, out), cwd=wt, env=env, capture_output=True, text=True)
+    rec = {"catcher": catcher, "seconds": round(time.perf_counter() - t0), "rc": p.returncode}
+    if catcher.startswith("pytest:"):
+        rec["failed"] = [ln.split(" - ")[0] for ln in p.stdout.splitlines() if ln.startswith("FAILED")][:3]
+        rec["caught"] = p.returncode != 0
+        return rec
+    if not out.is_file():
+        return {**rec, "error": (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no result"]}
+    row = next(iter(json.loads(out.read_text())[catcher].values()))
+    checks = {k: v.get("max_rel") for k, v in row["checks"].items()}
+    failing = {k: checks[k] for k, v in row["checks"].items() if not v.get("pass", False)}
+    return {**rec, "caught": bool(failing), "failing": failing, "checks": checks}
+
+
+def markdown(results: dict) -> str:
+    lines = ["| mutation | catcher | caught | by (relative difference; float64 tolerance 1e-9) |", "|---|---|---|---|"]
+    for m in [None, *MUTATIONS]:
+        keys = [f"none:{c}" for c in sorted({x.catcher for x in MUTATIONS})] if m is None else [m.name]
+        for k in keys:
+            r = results.get(k)
+            what = "none (the catcher on unmodified code)" if m is None else m.what
+            catcher = k[5:] if m is None else m.catcher
+            if r is None:
+                lines.append(f"| {what} | `{catcher}` | not run | |")
+                continue
+            if "error" in r:
+                lines.append(f"| {what} | `{catcher}` | error | {r['error']} |")
+                continue
+            if catcher.startswith("pytest:"):
+                by = ", ".join(f"`{t}`" for t in r.get("failed", [])) or "-"
+            else:
+                by = ", ".join(f"{c} {v:.2g}" for c, v in r.get("failing", {}).items() if v is not None) or "-"
+            verdict = (
+                ("**yes**" if r["caught"] else "no")
+                if m is not None
+                else ("fails: **broken**" if r["caught"] else "passes")
+            )
+            lines.append(f"| {what} | `{catcher}` | {verdict} | {by} |")
+    return "\n".join(lines)
+
+
+def write_page(results: dict, cmd: str) -> None:
+    text = PAGE.read_text()
+    start, end = "<!-- mutations -->", "<!-- /mutations -->"
+    block = f"{start}\nCommand: `{cmd}`. Harness sizes: " + "; ".join(
+        f"{k} `{' '.join(v) or 'defaults'}`" for k, v in SIZES.items()) + ".\n\n" + markdown(results) + f"\n{end}"  # fmt: skip
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        raise SystemExit(f"{PAGE}: no {start} marker")
+    atomic_write_text(PAGE, text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--refs", required=True, help="folder of reference checkouts named <owner>+<repo>")
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--only", nargs="*", default=None, help="mutation names (or none:<catcher>)")
+    p.add_argument("--redo", action="store_true", help="rerun what is already recorded")
+    p.add_argument("--report-only", action="store_true")
+    a = p.parse_args()
+    a.refs, a.data = str(Path(a.refs).resolve()), str(Path(a.data).resolve())
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    cmd = "python benchmarks/parity/mutations.py --refs DIR --data ../shared/data"
+    jobs = [(f"none:{c}", None, c) for c in sorted({m.catcher for m in MUTATIONS})]
+    jobs += [(m.name, m, m.catcher) for m in MUTATIONS]
+    if a.only is not None:
+        jobs = [j for j in jobs if j[0] in a.only]
+    if not a.report_only:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        with tempfile.TemporaryDirectory() as d:
+            wt = Path(d) / "wt"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(wt), head], check=True)
+            try:
+                where = subprocess.run(
+                    [sys.executable, "-c", "import jeat; print(jeat.__file__)"],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(wt / "src")},
+                ).stdout.strip()
+                if not where.startswith(str(wt)):  # an install that shadows PYTHONPATH would test unmutated code
+                    raise SystemExit(f"jeat imports from {where}, not from the worktree {wt}")
+                for name, m, catcher in jobs:
+                    if name in results and not a.redo:
+                        continue
+                    rec = {**run_one(name, m, catcher, wt, a), "commit": head[:7]}
+                    results[name] = rec
+                    print(f"{name}: {'error ' + str(rec['error']) if 'error' in rec else ('caught' if rec['caught'] else 'NOT caught')} "
+                          f"{rec.get('failing', rec.get('failed', ''))} ({rec.get('seconds')} s)", flush=True)  # fmt: skip
+                    atomic_write_text(OUT, json.dumps(results, indent=1) + "\n")
+            finally:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], check=False)
+    write_page(results, cmd)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
