@@ -1,6 +1,13 @@
 """The CPU-scale reproduction study (issue 7): train every model, measure, write docs/RESULTS.md.
 
     python benchmarks/study/study.py --data ../shared/data --out runs/study [--scale small|medium]
+    python benchmarks/study/study.py --data ../shared/data --out runs/medium --scale medium --seeds 0 1
+
+With ``--seeds``, every model trains once per seed as ``<model>-s<seed>`` (the medium study: two seeds
+each, issue 37); without it, one seed and the small study's names. Precision: each run's ``amp=auto``
+(bf16 only for the methods the precision study measured neutral, fp32 otherwise; the run's
+summary.json says which). Schedules: the CPU presets' one-cycle SGD spans the whole run, so its
+peak and decay move with the epochs at either scale; no milestone is set by hand.
 
 Every stage is one `jeat` command; a stage whose output already exists is skipped, so the
 study is resumable (kill it and run the same command again). Commands and their wall times
@@ -38,6 +45,8 @@ MODELS = {
     # JEM as published (cpu-jem without the energy L2 that cpu-jem now carries), guard warn-only:
     # what the stabiliser and recovery buy, shown on the same budget.
     "jem-no-l2": ("cpu-jem", ["--set", "method.energy_l2=0", "--set", "guard.policy=warn"]),
+    # Robust JEM's base (issue 37): JEM++ at the study's budget, its CPU preset otherwise
+    "jempp": ("cpu-jempp", []),
 }
 # Trained only: second seeds of the two EBM twins (is one seed's result luck?)
 CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}
@@ -53,6 +62,7 @@ GENERATIONS = [
     ("jem-no-l2", "joint"),
     ("jeat", "joint"),  # claim 5 (Fig. 6)
     ("robust-jem", "joint"),
+    ("jempp", "joint"),
     ("robust-jem", "combined"),  # claim 8, with the study's sampler
     ("robust-jem", "joint-paper"),
     ("robust-jem", "combined-paper"),  # claim 8 with the paper's inference (JEM++'s sampler, m=50 x n=5)
@@ -81,8 +91,24 @@ class Study:
     def run_dir(self, name: str) -> Path:
         return self.out / name
 
+    def names(self, models) -> list[str]:
+        """Run names: ``<model>-s<seed>`` per seed with ``--seeds``, else the model's own name."""
+        if self.args.seeds is None:
+            return list(models)
+        return [f"{m}-s{s}" for s in self.args.seeds for m in models]
+
+    @staticmethod
+    def model_of(name: str) -> tuple[str, list[str]]:
+        """(model, seed flags) of a run name."""
+        base, _, seed = name.rpartition("-s")
+        if base in MODELS and seed.isdigit():
+            return base, ["--seed", seed]
+        return name, []
+
     def train(self, name: str) -> bool:
-        preset, extra = {**MODELS, **CHECKS}[name]
+        model, seed = self.model_of(name)
+        preset, extra = {**MODELS, **CHECKS}[model]
+        extra = [*extra, *seed]
         cmd = [
             "jeat",
             "train",
@@ -189,23 +215,24 @@ class Study:
 
     def run(self) -> None:
         trained = lambda name: (self.run_dir(name) / "summary.json").exists()  # noqa: E731
-        for name in MODELS:
+        for name in self.names(MODELS):
             self.train(name)
-        for name in filter(trained, MODELS):
+        for name in filter(trained, self.names(MODELS)):
             self.evaluate(name, "robustness,fisher,calibration")
-        for name, sampler in GENERATIONS:
-            if trained(name):
+        for model, sampler in GENERATIONS:
+            for name in filter(trained, self.names([model])):
                 gen = self.generate(name, sampler)
                 if gen:
                     self.fid(name, sampler, gen)
-        for name in filter(trained, ("standard", "pgd", "jeat")):
+        for name in filter(trained, self.names(("standard", "pgd", "jeat"))):
             for variant in DENOISE:
                 self.denoise(name, variant)
         # AutoAttack last: Square's 5000 queries dominate CPU time, so only the Table 2 models.
-        for name in filter(trained, AUTOATTACK):
+        for name in filter(trained, self.names(AUTOATTACK)):
             self.evaluate(name, "robustness", autoattack=True)
-        for name in CHECKS:
-            self.train(name)
+        if self.args.seeds is None:  # with --seeds every model already has its second seed
+            for name in CHECKS:
+                self.train(name)
 
 
 def main() -> None:
@@ -213,13 +240,19 @@ def main() -> None:
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="train every model per seed (<model>-s<seed>)")
     p.add_argument("--report-only", action="store_true", help="only rewrite docs/RESULTS.md from finished stages")
     args = p.parse_args()
     study = Study(args)
     if not args.report_only:
         study.run()
-    from study_report import write_results  # noqa: PLC0415
+    from study_report import write_progress, write_results  # noqa: PLC0415
 
+    if args.seeds is not None:  # RESULTS.md shows one scale per seed-less study; a seeded study reports apart
+        page = ROOT / "benchmarks" / "results" / f"study_{args.scale}_runs.md"
+        write_progress(study.out, study.names(MODELS), page, " ".join(x for x in sys.argv[1:] if x != "--report-only"))
+        print(json.dumps({"runs": str(page)}))
+        return
     write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS))
     print(json.dumps({"results": str(ROOT / "docs" / "RESULTS.md")}))
 

@@ -123,6 +123,31 @@ def paper_scale() -> list[str]:
     return L
 
 
+def write_progress(out: Path, names: list[str], dest: Path, argv: str) -> None:
+    """Per run of a seeded study: how far it got and its accuracies (validation, and test for the
+    record), precision and training time, read from each run's summary.json; what has not run says so."""
+    from jeat.atomic import atomic_write_text  # noqa: PLC0415
+
+    lines = [f"# Study runs: `python benchmarks/study/study.py {argv}`", "",
+             "Written by the study after each pass; the claims tables come when every model has its seeds.", "",
+             "| run | status | epochs | valid acc (best) | test acc (final) | precision | train time |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in names:
+        s = _load(out / name / "summary.json")
+        if s is None:
+            started = (out / name / "checkpoint.pt").is_file()
+            lines.append(f"| {name} | {'started (resumable)' if started else 'not run'} | | | | | |")
+            continue
+        va, ta = s.get("best_valid_acc"), s.get("test_acc")
+        acc = ["-" if v is None else f"{100 * v:.1f}%" for v in (va, ta)]
+        lines.append(
+            f"| {name} | {s.get('status', '?')} | {s.get('epochs', '?')} | {acc[0]} | {acc[1]} | "
+            f"{s.get('amp', '?')} ({s.get('amp_why', '')}) | {s.get('train_time_s', 0) / 60:.0f} min |"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest, "\n".join(lines) + "\n")
+
+
 def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], checks: list[str]) -> None:
     """``models``: the study's evaluated models; ``checks``: runs that are only trained (seed checks)."""
     r = Results(out, dest.parent)
