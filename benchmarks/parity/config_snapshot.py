@@ -11,9 +11,9 @@ checkouts, so changing a preset field that a reference pins fails CI.
     python benchmarks/parity/config_snapshot.py --refs /path/to/checkouts          # rewrite the snapshot
     python benchmarks/parity/config_snapshot.py --refs /path/to/checkouts --check  # exit 1 if it moved
 
-Covered: JEM, JEM++, EB-JDAT, SADA-JEM, TRADES (argparse scripts). Not covered, and why: Free and Fast AT
-(the JEAT paper's Table 4 sets their hyper-parameters, not locuslab's defaults: docs/spec/seed_papers.json
-checks those); WEAT and DAT (not yet: DAT configures through Hydra files, WEAT's checkout was not here).
+Covered: JEM, JEM++, EB-JDAT, SADA-JEM, TRADES, WEAT and WEAT_adv (argparse scripts). Not covered, and why:
+Free and Fast AT (the JEAT paper's Table 4 sets their hyper-parameters, not locuslab's defaults:
+docs/spec/seed_papers.json checks those); DAT (not yet: it configures through Hydra YAML files).
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ def as_list(v):
     return [int(e) for e in v]
 
 
+def weat_variant(v):  # --adv-loss WEAT_nat | WEAT_adv -> method.weat_variant nat | adv
+    return {"WEAT_nat": "nat", "WEAT_adv": "adv"}[v]
+
+
 # name -> (checkout sub-folder, training script, file with the published command, presets, fields, code facts)
 # field: (jeat dotted path, reference argument, conversion name); a reference argument "=VALUE" is a
 # constant the code hard-codes (its snippet is in the facts).
@@ -80,6 +84,43 @@ _PYLD = [
 _SGD = "optim = t.optim.SGD(params, lr=args.lr, momentum=.9, weight_decay=args.weight_decay)"
 _ADAM = "optim = t.optim.Adam(params, lr=args.lr, betas=[.9, .999], weight_decay=args.weight_decay)"
 _BN = "return nn.BatchNorm2d(n_filters, momentum=0.9)"
+_WEAT = [
+    ("data.batch_size", "batch_size", "same"),
+    ("epochs", "epochs", "same"),
+    ("optim.weight_decay", "weight_decay", "same"),
+    ("optim.lr", "lr", "same"),
+    ("optim.momentum", "momentum", "same"),
+    ("method.attack.eps", "epsilon", "same"),
+    ("method.attack.steps", "num_steps", "same"),
+    ("method.attack.step_size", "step_size", "same"),
+    ("method.trades_beta", "beta", "same"),
+    ("method.weat_variant", "adv_loss", "weat_variant"),
+    ("optim.name", '="sgd"', "same"),
+    ("optim.schedule", '="onecycle"', "same"),
+    ("optim.pct_start", "=0.25", "same"),
+    ("optim.cycle_momentum", "=true", "same"),  # OneCycleLR's default; main.py does not turn it off
+    ("data.valid_size", "=0", "same"),  # trains on all of CIFAR-10's training set, validates on its test set
+    ("data.augment", '="flip-crop-zero"', "same"),
+    ("model.normalization", '="none"', "same"),
+    ("model.arch", '="resnet18"', "same"),
+]  # parser default Resnet18 -> models/resnet.py's ResNet18
+_WEAT_FACTS = [
+    (
+        "main.py",
+        "optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)",
+    ),
+    (
+        "main.py",
+        "OneCycleLR(optimizer, max_lr=args.lr, pct_start=0.25,\n"
+        "                                                    steps_per_epoch=update_steps, "
+        "epochs=int(args.epochs))",
+    ),
+    (
+        "main.py",
+        "transforms.Compose([transforms.RandomCrop(32, padding=4), "
+        "transforms.RandomHorizontalFlip(0.5), transforms.ToTensor()])",
+    ),
+]
 CASES = {
     "jem": ("", "train_wrn_ebm.py", "README.md", ["paper-jem"],
             _JEM_FAMILY + [("method.sgld.step_size", "sgld_lr", "step_u"), ("method.sgld.noise", "sgld_std", "half"),
@@ -118,17 +159,23 @@ CASES = {
                 ("method.trades_beta", "beta", "same"),
                 ("optim.milestones", "=[74]", "as_list"),  # `if epoch >= 75` with epochs counted from 1
                 ("optim.gamma", "=0.1", "same"), ("data.valid_size", "=0", "same"),
-                ("data.augment", '="flip-crop-zero"', "same")],  # RandomCrop(32, padding=4): zeros
+                ("data.augment", '="flip-crop-zero"', "same"),  # RandomCrop(32, padding=4): zeros
+                ("model.normalization", '="none"', "same")],  # ToTensor() last: [0, 1] into the model
                [("train_trades_cifar10.py", "if epoch >= 75:"), ("train_trades_cifar10.py", "lr = args.lr * 0.1"),
-                ("train_trades_cifar10.py", "transforms.RandomCrop(32, padding=4)")]),
+                ("train_trades_cifar10.py", "transforms.RandomCrop(32, padding=4)"),
+                ("train_trades_cifar10.py", "    transforms.ToTensor(),\n])\ntransform_test")]),
+    # WEAT has no published command (its README shows the loss only): parser.py's defaults are the run.
+    "weat": ("Adversarial ML", "parser.py", None, ["paper-weat"], _WEAT, _WEAT_FACTS),
+    "weat-adv": ("Adversarial ML", "parser.py", ["--adv-loss", "WEAT_adv"], ["paper-weat-adv"], _WEAT, _WEAT_FACTS),
 }  # fmt: skip
-CONVERSIONS = {"same": same, "step_u": step_u, "half": half, "as_list": as_list}
+CONVERSIONS = {"same": same, "step_u": step_u, "half": half, "as_list": as_list, "weat_variant": weat_variant}
 
 
 def resolve(method: str, checkout: Path) -> dict:
     sub, script, command, presets, fields, facts = CASES[method]
     root = checkout / sub
-    flags = script_flags(root / command, script)
+    # command: a file holding the published command, a list of flags, or None (the parser's defaults)
+    flags = list(command or []) if not isinstance(command, str) else script_flags(root / command, script)
     args = vars(reference_parser(root / script).parse_args(flags))
     missing = [f"{f}: {s!r}" for f, s in facts if s not in (root / f).read_text()]
     if missing:

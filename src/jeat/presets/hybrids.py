@@ -55,7 +55,8 @@ def _weat(variant: str) -> TrainConfig:
     return paper(MethodConfig("weat", attack=AttackConfig("ce", 8 / 255, 2 / 255, 10), trades_beta=6.0,
                                weat_variant=variant),
                   OptimConfig("sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle", pct_start=0.25,
-                              cycle_momentum=True), 128, 100, arch="resnet18", augment="flip-crop-zero")  # fmt: skip
+                              cycle_momentum=True), 128, 100, arch="resnet18", augment="flip-crop-zero",
+                  normalization="none")  # fmt: skip
 
 
 register("paper-weat", "WEAT_nat: energy-weighted TRADES, ResNet-18, one-cycle SGD 0.1, 100 epochs")(
