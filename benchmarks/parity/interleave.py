@@ -21,7 +21,7 @@ import time
 import numpy as np
 import timing
 import torch
-from observe import record_grads_at_step
+from observe import bn_state, record_grads_at_step
 from timing import note_malloc
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -48,10 +48,12 @@ def train_interleaved(ref_step, tr, lab: list) -> tuple[dict, dict]:
         side["times"].append(side["wall"])
         return out
 
-    with record_grads_at_step(ours["grads"], tr.model, 0):
+    ours["lr"] = []
+    with record_grads_at_step(ours["grads"], tr.model, 0, None, ours["lr"]):
         for xb, yb in lab:
             timed(ref, ref_step, [(xb, yb)])
             ours["losses"].append(float(timed(ours, lambda a, b: tr.train_step(a, b)["loss"], xb, yb)))
+    ours["bn"] = bn_state(tr.model)  # (e) as train_jeat reports it
     return ref, ours
 
 

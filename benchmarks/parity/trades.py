@@ -24,6 +24,7 @@ from common import (
     ULP_SEEDS,
     Result,
     batches,
+    bn_pair,
     checkout_commit,
     cifar,
     control_draws,
@@ -31,6 +32,7 @@ from common import (
     import_reference,
     install_stubs,
     jeat_malloc,
+    lr_check,
     one_ulp,
     record_backward,
     record_grads_at_step,
@@ -76,7 +78,7 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     batch = o.batch if variant == "trades" else max(4, o.batch // 2)
     data = batches(x, y, batch, o.steps, 3, "flip-crop")
     seeds = [40_000 + i for i in range(o.steps)]
-    ref_losses, ref_grads, ref_times = [], {}, []
+    ref_losses, ref_grads, ref_times, ref_lrs = [], {}, [], []
     train_inputs: list = []  # inputs of the reference model's train-mode forwards: x, then x_adv
 
     def watch(model):
@@ -142,7 +144,7 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
         stack.enter_context(cuda_as_cpu())
         stack.enter_context(seeded_calls(*seeded, seeds))
         stack.enter_context(record_backward(ref_losses, caller))
-        stack.enter_context(record_grads_at_step(ref_grads, model, 0, None if interleave else ref_times))
+        stack.enter_context(record_grads_at_step(ref_grads, model, 0, None if interleave else ref_times, ref_lrs))
 
     ref_wall = 0.0
     if not interleave:
@@ -174,10 +176,13 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
         keys = list(init)
         params = {n for n, _ in model.named_parameters()}
         name_map = {keys[int(i)]: k for k, i in order.items() if keys[int(i)] in params}
+        to_jeat = {keys[int(i)]: k for k, i in order.items()}  # parameters and buffers: BN statistics
+        rename = to_jeat.get
     else:
         cfg.method.attack.steps = o.weat_steps
         state = {"backbone." + k: v for k, v in init.items()}
         name_map = {n: "backbone." + n for n, _ in model.named_parameters()}
+        rename = lambda k: "backbone." + k  # noqa: E731
 
     def trainer(tag):
         tr = Trainer(cfg, run_dir=Path(d) / f"jeat{tag}", progress=False)
@@ -210,7 +215,12 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
                   "precision": o.dtype, "data": "CIFAR-10 train (first 2,000), flip-crop",
                   "attack_steps": args.num_steps}, shims=shims)  # fmt: skip
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
-    res = score(res, o, ours, ref, name_map, batch, {"attack": (advs[0], train_inputs[1], ctrl_advs)}, control)
+    outputs = {"attack": (advs[0], train_inputs[1], ctrl_advs),
+               # (e) the BN running statistics the run leaves
+               "bn_statistics": (*bn_pair(ours["bn"], model, rename),
+                                 [bn_pair(c["bn"], model, rename)[0] for c in control])}  # fmt: skip
+    res = score(res, o, ours, ref, name_map, batch, outputs, control)
+    res.checks["lr"] = lr_check(ours["lr"], ref_lrs)  # (e) every step's lr (WEAT: OneCycle moves it each step)
     if o.jeat_set:
         res.settings["jeat_set"] = list(o.jeat_set)
     if sched is not None:
