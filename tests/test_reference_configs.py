@@ -38,7 +38,7 @@ def test_preset_field_is_the_references(method, preset, field):
 
 
 def test_the_snapshot_covers_the_jem_family_and_names_its_commits():
-    assert {"jem", "jempp", "eb-jdat", "sadajem", "trades", "weat", "weat-adv"} <= set(SNAPSHOT)
+    assert {"jem", "jempp", "eb-jdat", "sadajem", "trades", "weat", "weat-adv", "dat"} <= set(SNAPSHOT)
     for rec in SNAPSHOT.values():
         assert len(rec["commit"]) == 40 and rec["fields"] and rec["code_facts"]
 

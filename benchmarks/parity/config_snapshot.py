@@ -13,7 +13,8 @@ checkouts, so changing a preset field that a reference pins fails CI.
 
 Covered: JEM, JEM++, EB-JDAT, SADA-JEM, TRADES, WEAT and WEAT_adv (argparse scripts). Not covered, and why:
 Free and Fast AT (the JEAT paper's Table 4 sets their hyper-parameters, not locuslab's defaults:
-docs/spec/seed_papers.json checks those); DAT (not yet: it configures through Hydra YAML files).
+docs/spec/seed_papers.json checks those). DAT configures through OmegaConf YAML files: its experiment file
+(the one the step harness trains) is read as written (``resolve_dat``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,34 @@ def half(v):  # a distance or a noise std in u units
 
 def as_list(v):
     return [int(e) for e in v]
+
+
+def dat_arch(v):  # rebm's model_type -> jeat's arch name
+    return {"WideResNet34x10": "wrn-34-10", "WideResNet28x10": "wrn-28-10"}[v]
+
+
+def dat_schedule(v):  # fixed_lr: true -> the lr never moves
+    return "constant" if v else "not constant"
+
+
+def dat_eps(v):  # the OOD attack's eps: .inf = unbounded (jeat: None)
+    return None if v == float("inf") else v
+
+
+def dat_energy(v):  # logsumexp: true -> E(x) = -logsumexp f(x)
+    return "logsumexp" if v else "max logit"
+
+
+def dat_norm(v):  # normalize_input: true -> rebm's own CIFAR-10 mean/std (models/normalize.py "cifar-dat")
+    return "cifar-dat" if v else "none"
+
+
+def dat_bn(v):  # use_batchnorm: false -> its WideResNet's BN layers hold their statistics
+    return "batch" if v else "frozen"
+
+
+def dat_augment(v):  # augm_type_generation "original": RandomCrop(32, padding=4) (zeros) + flip
+    return {"original": "flip-crop-zero"}[v]
 
 
 def weat_variant(v):  # --adv-loss WEAT_nat | WEAT_adv -> method.weat_variant nat | adv
@@ -168,7 +197,63 @@ CASES = {
     "weat": ("Adversarial ML", "parser.py", None, ["paper-weat"], _WEAT, _WEAT_FACTS),
     "weat-adv": ("Adversarial ML", "parser.py", ["--adv-loss", "WEAT_adv"], ["paper-weat-adv"], _WEAT, _WEAT_FACTS),
 }  # fmt: skip
-CONVERSIONS = {"same": same, "step_u": step_u, "half": half, "as_list": as_list, "weat_variant": weat_variant}
+CONVERSIONS = {
+    "same": same,
+    "step_u": step_u,
+    "half": half,
+    "as_list": as_list,
+    "weat_variant": weat_variant,
+    "dat_arch": dat_arch,
+    "dat_schedule": dat_schedule,
+    "dat_eps": dat_eps,
+    "dat_energy": dat_energy,
+    "dat_norm": dat_norm,
+    "dat_bn": dat_bn,
+    "dat_augment": dat_augment,
+}
+# DAT configures through OmegaConf YAML files, not argparse: the experiment file the harness trains
+# (its T40 model, seed 1), read as written; a field is a dotted path in that file.
+DAT_EXPERIMENT = (
+    "experiments/cifar10/cifar10_conditional_r1reg0_augauto_innoutloader_steps40_bs128_indistxent_sgd_"
+    "lr0.001_stesp50_wd_wrn3410_indistaugoriginal_innoutpretrained_mean0_bestavg_ema_logsumexp_seed1.yaml"
+)
+DAT_FIELDS = [
+    ("optim.name", "optimizer", "same"),
+    ("optim.lr", "lr", "same"),
+    ("optim.weight_decay", "wd", "same"),
+    ("data.batch_size", "batch_size", "same"),
+    ("optim.schedule", "fixed_lr", "dat_schedule"),
+    ("optim.momentum", "=0.9", "same"),
+    ("optim.nesterov", "=true", "same"),
+    ("method.attack.eps", "indist_attack_clf.eps", "same"),
+    ("method.attack.step_size", "indist_attack_clf.step_size", "same"),
+    ("method.attack.steps", "indist_attack_clf.max_steps", "same"),
+    ("method.dat.step_size", "attack.step_size", "same"),
+    ("method.dat.max_steps", "attack.max_steps", "same"),
+    ("method.dat.start_steps", "attack.start_step", "same"),
+    ("method.dat.eps", "attack.eps", "dat_eps"),
+    ("method.dat.auc_threshold", "AUC_th", "same"),
+    ("method.dat.auc_window", "min_imgs_per_threshold", "same"),
+    ("method.dat.r1", "r1reg", "same"),
+    ("method.dat.energy", "logsumexp", "dat_energy"),
+    ("method.dat.bn", "model.use_batchnorm", "dat_bn"),
+    ("model.arch", "model.model_type", "dat_arch"),
+    ("model.normalization", "model.normalize_input", "dat_norm"),
+    ("ema.decay", "=0.999", "same"),
+    ("data.augment", "augm_type_generation", "dat_augment"),
+]
+DAT_FACTS = [
+    (
+        "rebm/training/modeling.py",
+        "                momentum=0.9,\n                weight_decay=wd,\n                nesterov=True,",
+    ),
+    ("rebm/training/train.py", '            avg_type="ema",\n            ema_decay=0.999,'),
+    (
+        "rebm/training/data.py",
+        '    if augm_type == "original":\n        transform = transforms.Compose(\n'
+        "            [\n                transforms.RandomCrop(32, padding=4),",
+    ),
+]
 
 
 def resolve(method: str, checkout: Path) -> dict:
@@ -191,12 +276,36 @@ def resolve(method: str, checkout: Path) -> dict:
             for f, s in facts], "fields": rows}  # fmt: skip
 
 
+def resolve_dat(checkout: Path) -> dict:
+    from omegaconf import OmegaConf  # DAT's own config library (its requirement, not jeat's)
+
+    cfg = OmegaConf.to_container(OmegaConf.load(checkout / DAT_EXPERIMENT), resolve=True)
+    missing = [f"{f}: {s!r}" for f, s in DAT_FACTS if s not in (checkout / f).read_text()]
+    if missing:
+        raise SystemExit(f"dat: the code no longer holds: {'; '.join(missing)}")
+    rows = []
+    for path, key, conv in DAT_FIELDS:
+        if key.startswith("="):
+            value = json.loads(key[1:])
+        else:
+            value = cfg
+            for part in key.split("."):
+                value = value[part]
+        rows.append({"jeat": path, "value": CONVERSIONS[conv](value), "reference": key.lstrip("="),
+                     "reference_value": value if value != float("inf") else "inf", "conversion": conv})  # fmt: skip
+    repo, commit, _ = REFERENCES["dat"]
+    return {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout), "script": "train.py",
+            "command": DAT_EXPERIMENT, "flags": [], "presets": ["paper-dat"],
+            "code_facts": [{"file": f, "snippet": s} for f, s in DAT_FACTS], "fields": rows}  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--refs", required=True, help="folder of reference checkouts named <owner>+<repo>")
     p.add_argument("--check", action="store_true", help="compare with the recorded snapshot instead of writing it")
     o = p.parse_args(argv)
     snap = {m: resolve(m, ref_checkout(m, None, o.refs)) for m in CASES}
+    snap["dat"] = resolve_dat(ref_checkout("dat", None, o.refs))
     text = json.dumps(snap, indent=1) + "\n"
     if o.check:
         same_ = OUT.is_file() and json.loads(OUT.read_text()) == json.loads(text)
