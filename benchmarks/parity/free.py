@@ -29,8 +29,10 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
+    Diff,
     Result,
     batches,
+    bn_pair,
     checkout_commit,
     cifar,
     cuda_as_cpu,
@@ -39,6 +41,7 @@ from common import (
     record_backward,
     record_grads_at_step,
     score,
+    tol_check,
     train_jeat,
 )
 
@@ -110,6 +113,8 @@ def check(checkout: Path, o) -> Result:
     ref_model_cls = mod.PreActResNet18
 
     def build():
+        if "model" in captured:  # main()'s test copy after training (it calls .float() on it): not the trained one
+            return ref_model_cls().to(dtype)
         torch.manual_seed(0)  # the reference seeds with args.seed first; the harness fixes the weights itself
         net = ref_model_cls().to(dtype)
         captured["model"], captured["init"] = net, {k: v.clone() for k, v in net.state_dict().items()}
@@ -184,4 +189,7 @@ def check(checkout: Path, o) -> Result:
         abs(a - b) <= 1e-12 * max(abs(b), 1) for a, b in zip(jeat_lrs, ref_lrs, strict=True)
     )
     res.checks["lr"] = {"ours": jeat_lrs[:4], "reference": ref_lrs[:4], "steps": len(jeat_lrs), "pass": same_lr}
+    # (e) the BN statistics the run leaves (every replay's train-mode forward moves them, on both sides)
+    bn = bn_pair(ours["bn"], captured["model"], lambda k: f"backbone.{k}")
+    res.checks["bn_statistics"] = tol_check(Diff.of(*bn), 1e-9 if dtype == torch.float64 else 1e-3)
     return res
