@@ -158,6 +158,7 @@ def reference_category_mean(fn, images: torch.Tensor, y: torch.Tensor, args, whe
             return torch.save(obj, *a, **k)
         return orig_load(obj, *a, **k)
 
+    (where / "data").mkdir(exist_ok=True)  # EB-JDAT's also saves each class's images under data/ in its cwd
     cwd = os.getcwd()
     os.chdir(where)
     if typo_shim:
