@@ -6,7 +6,9 @@ in one file) in a scratch ``git worktree`` of HEAD, then runs its catcher there:
 - ``harness``: the step harness in float64 (``run.py --methods M --dtype float64`` at small sizes,
   below); caught when any of the row's checks fails;
 - ``pytest``: a CI test file (``tests/test_reference_configs.py``: the recorded reference
-  configurations); caught when it fails.
+  configurations); caught when it fails;
+- ``augment``: ``augment.py``, jeat's augmented pixels against the reference's own transform (it needs an
+  unpacked torchvision wheel named ``torchvision-*`` under ``--refs``).
 
 Every catcher also runs once on the unmodified worktree (the ``none`` rows): a catcher that fails
 there proves nothing about the mutations it is said to catch. Results are merged into
@@ -232,6 +234,22 @@ MUTATIONS = [
         "pytest:" + CONFIG_TEST,
     ),
     Mutation(
+        "trades-reflect-padding-pixels",
+        "TRADES crops reflect-padded (its code zero-pads)",
+        P + "hybrids.py",
+        '        arch="wrn-34-10",\n        augment="flip-crop-zero",',
+        '        arch="wrn-34-10",\n        augment="flip-crop",',
+        "augment:trades",
+    ),
+    Mutation(
+        "jem-noise-0.02",
+        "JEM's data noise 0.02 instead of its sigma 0.03 ([-1, 1] units)",
+        "src/jeat/data/augment.py",
+        "JEM_NOISE_STD = 0.03 / 2",
+        "JEM_NOISE_STD = 0.02 / 2",
+        "augment:jem",
+    ),
+    Mutation(
         "trades-normalization-cifar",
         "TRADES inputs normalised (its code feeds [0, 1])",
         P + "hybrids.py",
@@ -243,6 +261,10 @@ MUTATIONS = [
 
 
 def catcher_cmd(catcher: str, wt: Path, refs: str, data: str, out: Path) -> list[str]:
+    if catcher.startswith("augment:"):  # the augmented pixels against the reference's own transform
+        tv = next(Path(refs).glob("torchvision-*"), None)
+        return [sys.executable, str(wt / "benchmarks/parity/augment.py"), "--refs", refs, "--data", data,
+                "--torchvision", str(tv), "--n", "500", "--methods", catcher[8:], "--out", str(out)]  # fmt: skip
     if catcher.startswith("pytest:"):
         return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(wt / catcher[7:])]
     return [sys.executable, str(wt / "benchmarks/parity/run.py"), "--methods", catcher, "--refs", refs, "--data", data,
@@ -268,6 +290,14 @@ def run_one(name: str, m: Mutation | None, catcher: str, wt: Path, a) -> dict:
         return rec
     if not out.is_file():
         return {**rec, "error": (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no result"]}
+    if catcher.startswith("augment:"):
+        r = json.loads(out.read_text())[catcher[8:]]
+        failing = {"unmatched images": r["unmatched"] / r["n"]} if r["unmatched"] else {}
+        if r["offsets_chi2_p"] <= 1e-3 or r["flips_p"] <= 1e-3:
+            failing["draws (p)"] = min(r["offsets_chi2_p"], r["flips_p"])
+        if "sigma_reference" in r and not r["pass"] and not failing:
+            failing["noise std"] = r["noise_std_jeat"]
+        return {**rec, "caught": not r["pass"], "failing": failing}
     row = next(iter(json.loads(out.read_text())[catcher].values()))
     checks = {k: v.get("max_rel") for k, v in row["checks"].items()}
     failing = {k: checks[k] for k, v in row["checks"].items() if not v.get("pass", False)}
