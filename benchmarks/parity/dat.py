@@ -179,6 +179,9 @@ def check(checkout: Path, o) -> Result:
     name_map = {keys[int(i)]: k for k, i in order.items() if keys[int(i)] in params}
     buffer_map = {keys[int(i)]: k for k, i in order.items()}
 
+    normalisation = {"pass": True, "max_rel": 0.0, "rtol": 0.0,
+                     "note": "paper-dat's constants against the reference model's, equal at float32"}  # fmt: skip
+
     def run(clf_batches, tag):
         tr = Trainer(jc, run_dir=Path(tmp) / f"jeat{tag}", progress=False)
         tr.model.load_state_dict(state, strict=False)
@@ -186,9 +189,11 @@ def check(checkout: Path, o) -> Result:
         # The preset's constants (normalization=cifar-dat) must be the reference's: compared at float32, the
         # precision the reference keeps them in (plain tensors, not buffers: .to(float64) leaves them float32).
         for ours, theirs in ((norm.mean, model.mean), (norm.std, model.std)):
-            if not torch.equal(ours.float().flatten(), theirs.float().flatten()):
-                raise SystemExit(f"dat: paper-dat's normalisation {ours.flatten().tolist()} is not the reference's "
-                                 f"{theirs.flatten().tolist()}")  # fmt: skip
+            a, b = ours.float().flatten(), theirs.float().flatten()
+            rel = float((a - b).abs().max() / b.abs().max())
+            normalisation["max_rel"] = max(normalisation["max_rel"], rel)
+            if rel > 0:  # a failing row, not a stop
+                normalisation.update({"pass": False, "ours": a.tolist(), "reference": b.tolist()})
         # ... then jeat takes their float32 rounding too, in its dtype, as the reference computes with it
         norm.mean.copy_(model.mean.view_as(norm.mean))
         norm.std.copy_(model.std.view_as(norm.std))
@@ -242,4 +247,5 @@ def check(checkout: Path, o) -> Result:
     floor = max((ema_diff(c["ema"], mine) for c in control), default=None)
     rtol = 1e-6 if o.dtype == "float64" else max(1e-4, 10 * floor if floor is not None else 0.0)
     res.checks["ema"] = {**tol_check(Diff(0.0, worst), rtol), "fp32_floor": floor}
+    res.checks["normalisation"] = normalisation
     return res

@@ -32,8 +32,10 @@ def _draws(settings: dict) -> str:
 
 
 def _state(checks: dict, marks: tuple[str, str]) -> str:
-    """(e): what the run leaves behind (BN running statistics, the replay buffer), where compared."""
-    names = {"bn_statistics": "BN statistics", "replay_buffer": "replay buffer"}
+    """(e): what the run leaves behind (BN running statistics, the replay buffer, the restarted chains' seed
+    distribution), where compared."""
+    names = {"bn_statistics": "BN statistics", "replay_buffer": "replay buffer", "seed_mean": "seed mean",
+             "seed_covariance": "seed covariance", "normalisation": "normalisation constants"}  # fmt: skip
     parts = [f"{name} {_cell(checks[k], marks)}" for k, name in names.items() if k in checks]
     return "; ".join(parts) or "not compared"
 
