@@ -50,16 +50,18 @@ def test_auto_trains_bf16_only_for_a_method_the_precision_study_proved_neutral(m
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     amp, why = precision.resolve_amp_why("auto", CPU, "standard")
     assert amp == "bf16" and "precision_cpu.md" in why
-    amp, why = precision.resolve_amp_why("auto", CPU, "jem")  # not measured yet: fp32, and the run says why
-    assert amp == "none" and "not yet proven neutral for method 'jem'" in why and "amp=bf16" in why
+    amp, why = precision.resolve_amp_why("auto", CPU, "jeat")  # not measured yet: fp32, and the run says why
+    assert amp == "none" and "not yet proven neutral for method 'jeat'" in why and "amp=bf16" in why
+    amp, why = precision.resolve_amp_why("auto", CPU, "jem")  # held: fp32, with the evidence that holds it
+    assert amp == "none" and "held for method 'jem'" in why and "OOD AUROC" in why
     assert precision.resolve_amp_why("bf16", CPU, "jem") == ("bf16", "amp=bf16 chosen explicitly")
-    assert set(precision.BF16_NEUTRAL) <= set(describe_methods())  # every verdict names a method jeat has
+    assert set(precision.BF16_NEUTRAL) | set(precision.BF16_HELD) <= set(describe_methods())  # real methods
 
 
 def test_a_run_records_why_and_a_resume_keeps_the_recorded_choice(tmp_path, monkeypatch, npz_dir):
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     cfg = tiny_config(npz_dir, tmp_path, amp="auto")
-    cfg.method.name = "jem" if cfg.method.name == "standard" else cfg.method.name
+    cfg.method.name = "jeat" if cfg.method.name == "standard" else cfg.method.name
     Trainer(cfg, tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["amp"] == "none" and "not yet proven neutral" in saved["amp_why"]
