@@ -301,3 +301,25 @@ def test_jeat_decays_by_ten_and_its_bn_twin_differs_from_prejeat_only_in_the_alg
     for d in (pre, bn):
         d.pop("preset"), d.pop("method")
     assert pre == bn
+
+
+def test_editing_a_preset_never_changes_the_next_get_preset():
+    # presets share module-level parts (e.g. DAT_ATTACK); a caller's edit must stay in its own config
+    from dataclasses import fields, is_dataclass
+
+    from jeat.presets import available_presets, get_preset
+
+    def touch(obj):
+        for f in fields(obj):
+            v = getattr(obj, f.name)
+            if is_dataclass(v):
+                touch(v)
+            elif isinstance(v, bool):
+                setattr(obj, f.name, not v)
+            elif isinstance(v, (int, float)):
+                setattr(obj, f.name, v + 1)
+
+    for name in available_presets():
+        before = get_preset(name).to_dict()
+        touch(get_preset(name))
+        assert get_preset(name).to_dict() == before, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from ..config import TrainConfig
@@ -21,7 +22,9 @@ def register(name: str, description: str):
 def get_preset(name: str) -> TrainConfig:
     if name not in _PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(_PRESETS))}")
-    cfg = _PRESETS[name][0]()
+    # A deep copy: presets share module-level parts (AttackConfig constants, SGLD configs), and a caller who
+    # edits its config (cfg.method.attack.steps = 2) must not change the next get_preset of any preset.
+    cfg = copy.deepcopy(_PRESETS[name][0]())
     cfg.preset = name
     return cfg
 
