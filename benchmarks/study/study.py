@@ -253,6 +253,8 @@ def main() -> None:
         write_progress(study.out, study.names(MODELS), page, " ".join(x for x in sys.argv[1:] if x != "--report-only"))
         print(json.dumps({"runs": str(page)}))
         return
+    if not any((study.out / n / "summary.json").is_file() for n in MODELS):  # never blank the page from nothing
+        sys.exit(f"{study.out}: no finished run of this study; docs/RESULTS.md left as it is")
     write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS))
     print(json.dumps({"results": str(ROOT / "docs" / "RESULTS.md")}))
 
