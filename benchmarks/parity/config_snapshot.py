@@ -256,47 +256,45 @@ DAT_FACTS = [
 ]
 
 
+def _record(method: str, checkout: Path, root: Path, lookup, fields, facts, **where) -> dict:
+    """The snapshot of one reference: its code facts checked in ``root``, then each field's value
+    (``lookup(key)``, or a constant ``=VALUE``) converted to the jeat field it pins."""
+    missing = [f"{f}: {s!r}" for f, s in facts if s not in (root / f).read_text()]
+    if missing:
+        raise SystemExit(f"{method}: the code no longer holds: {'; '.join(missing)}")
+    rows = []
+    for path, key, conv in fields:
+        value = json.loads(key[1:]) if key.startswith("=") else lookup(key)
+        rows.append({"jeat": path, "value": CONVERSIONS[conv](value), "reference": key.lstrip("="),
+                     "reference_value": "inf" if value == float("inf") else value, "conversion": conv})  # fmt: skip
+    repo, commit, _ = REFERENCES[method]
+    return {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout), **where,
+            "code_facts": [{"file": f, "snippet": s} for f, s in facts], "fields": rows}  # fmt: skip
+
+
 def resolve(method: str, checkout: Path) -> dict:
     sub, script, command, presets, fields, facts = CASES[method]
     root = checkout / sub
     # command: a file holding the published command, a list of flags, or None (the parser's defaults)
     flags = list(command or []) if not isinstance(command, str) else script_flags(root / command, script)
     args = vars(reference_parser(root / script).parse_args(flags))
-    missing = [f"{f}: {s!r}" for f, s in facts if s not in (root / f).read_text()]
-    if missing:
-        raise SystemExit(f"{method}: the code no longer holds: {'; '.join(missing)}")
-    rows = []
-    for path, arg, conv in fields:
-        value = json.loads(arg[1:]) if arg.startswith("=") else args[arg]
-        rows.append({"jeat": path, "value": CONVERSIONS[conv](value), "reference": arg.lstrip("="),
-                     "reference_value": value, "conversion": conv})  # fmt: skip
-    repo, commit, _ = REFERENCES[method]
-    return {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout), "script": script,
-            "command": command, "flags": flags, "presets": presets, "code_facts": [{"file": f, "snippet": s}
-            for f, s in facts], "fields": rows}  # fmt: skip
+    return _record(method, checkout, root, args.__getitem__, fields, facts, script=script, command=command,
+                   flags=flags, presets=presets)  # fmt: skip
 
 
 def resolve_dat(checkout: Path) -> dict:
     from omegaconf import OmegaConf  # DAT's own config library (its requirement, not jeat's)
 
     cfg = OmegaConf.to_container(OmegaConf.load(checkout / DAT_EXPERIMENT), resolve=True)
-    missing = [f"{f}: {s!r}" for f, s in DAT_FACTS if s not in (checkout / f).read_text()]
-    if missing:
-        raise SystemExit(f"dat: the code no longer holds: {'; '.join(missing)}")
-    rows = []
-    for path, key, conv in DAT_FIELDS:
-        if key.startswith("="):
-            value = json.loads(key[1:])
-        else:
-            value = cfg
-            for part in key.split("."):
-                value = value[part]
-        rows.append({"jeat": path, "value": CONVERSIONS[conv](value), "reference": key.lstrip("="),
-                     "reference_value": value if value != float("inf") else "inf", "conversion": conv})  # fmt: skip
-    repo, commit, _ = REFERENCES["dat"]
-    return {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout), "script": "train.py",
-            "command": DAT_EXPERIMENT, "flags": [], "presets": ["paper-dat"],
-            "code_facts": [{"file": f, "snippet": s} for f, s in DAT_FACTS], "fields": rows}  # fmt: skip
+
+    def lookup(key: str):  # a dotted path in the experiment file
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        return value
+
+    return _record("dat", checkout, checkout, lookup, DAT_FIELDS, DAT_FACTS, script="train.py",
+                   command=DAT_EXPERIMENT, flags=[], presets=["paper-dat"])  # fmt: skip
 
 
 def main(argv=None) -> int:

@@ -68,21 +68,6 @@ def _overrides(o) -> list[str]:
             "--ckpt_every", "1000"]  # fmt: skip
 
 
-def _gaussian_files(x: torch.Tensor, y: torch.Tensor, where: Path) -> None:
-    """``cifar10_mean.pt`` / ``cifar10_cov.pt`` as SADA-JEM's ``multi_center.category_mean`` writes them
-    (its ``one_center.py`` is not in the checkout, so it cannot run): per class the mean and the biased
-    covariance of the flattened images in [-1, 1], in the default dtype as the reference's ``torch.zeros``."""
-    u = (2 * x - 1).flatten(1).double()
-    dt = torch.get_default_dtype()
-    means, covs = torch.zeros(10, u.shape[1], dtype=dt), torch.zeros(10, u.shape[1], u.shape[1], dtype=dt)
-    for c in range(10):
-        uc = u[y == c]
-        mu = uc.mean(0)
-        means[c], covs[c] = mu.to(dt), ((uc - mu).T @ (uc - mu) / len(uc)).to(dt)
-    torch.save(means, where / "cifar10_mean.pt")
-    torch.save(covs, where / "cifar10_cov.pt")
-
-
 def run_reference(mod, args, data, seeds, adv_seeds, variant: str, dtype: torch.dtype, reinit, beside=None) -> dict:
     """The reference's main() on the harness data; returns what it logged. ``beside(captured)``: jeat's
     loop, run step by step beside it (``--interleave``; its result under ``"jeat"``)."""

@@ -49,8 +49,7 @@ from common import (
     ulp_moved,
 )
 from interleave import Interleave
-from jempp import _gaussian_files
-from reinit import ReinitFeed, jeat_fit, reference_fit
+from reinit import ReinitFeed, gaussian_files, jeat_fit, reference_fit
 
 
 def batch_sizes(checkout: Path, published: int, batch: int) -> dict[str, int]:
@@ -141,7 +140,7 @@ def check(checkout: Path, o) -> Result:
         (Path(d) / "samples").mkdir()
         vdir = Path(d) / f"v{torch.__version__.split('.')[1]}"
         vdir.mkdir()
-        _gaussian_files(u8.to(dtype) / 255, y, vdir)
+        gaussian_files(u8.to(dtype) / 255, y, vdir)
         cwd = os.getcwd()
         os.chdir(d)
         from jeat.models.wrn import from_jem_state_dict
