@@ -47,3 +47,70 @@ def test_the_runs_page_reports_only_what_ran(tmp_path):
     text = page.read_text()
     assert "| jem-s0 | ok | 8 | 41.0% | 39.5% | none (amp=auto: fp32) | 10 min |" in text
     assert "| jem-s1 | started (resumable) |" in text and "| pgd-s0 | not run |" in text
+
+
+def _fake_run(root, name, test_acc, pgd20, fid_joint, logpx):
+    run = root / name
+    (run / "eval").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"preset": "cpu-jem", "test_acc": test_acc, "train_time_s": 60,
+                                                  "train_images": 1000, "epochs": 2}))  # fmt: skip
+    rob = {"clean": {"accuracy": 100 * test_acc, "se": 1.5, "n": 100}, "pgd20": {"accuracy": pgd20, "se": 0.5}}
+    (run / "eval" / "metrics.json").write_text(json.dumps({"suites": {"robustness": rob}}))
+    (run / "gen-joint" / "eval").mkdir(parents=True)
+    (run / "gen-joint" / "eval" / "metrics.json").write_text(json.dumps({"suites": {"fid": {"fid": fid_joint}}}))
+    (run / "ood-claim9").mkdir()
+    sets = {s: {"logpx": {"auroc": logpx}} for s in ("uniform", "gaussian")}
+    (run / "ood-claim9" / "metrics.json").write_text(json.dumps({"suites": {"ood": {"sets": sets}}}))
+
+
+def test_two_scale_results_give_mean_and_sd_per_scale_and_never_invent_a_number(tmp_path, monkeypatch):
+    small, medium = tmp_path / "small", tmp_path / "medium"
+    _fake_run(small, "jem-s0", 0.20, 5.0, 300.0, 0.40)
+    _fake_run(small, "jem-s1", 0.30, 7.0, 280.0, 0.60)
+    _fake_run(medium, "jem-s0", 0.45, 9.0, 200.0, 0.70)  # one seed at medium: its value ± its own SE
+    compute = tmp_path / "compute.json"
+    compute.write_text(json.dumps({"jem": {"passes_per_image": 12.0}}))
+    monkeypatch.setattr(study_report, "COMPUTE", compute)
+    dest = tmp_path / "docs" / "RESULTS.md"
+    scales = [study_report.Scale("small", small, study.SCALES["small"], [0, 1]),
+              study_report.Scale("medium", medium, study.SCALES["medium"], [0, 1])]  # fmt: skip
+    study_report.write_results(scales, dest, ["jem", "pgd"], [], "cmd")
+    text = dest.read_text()
+    # robustness: two seeds -> mean ± sd; one run -> value ± its standard error; missing -> not run
+    assert "| jem | small | 25.0 ± 7.1% (2 seeds) | 6.0 ± 1.4% (2 seeds) |" in text
+    assert "| jem | medium | 45.0% ± 1.5 | 9.0% ± 0.5 |" in text
+    assert "| pgd | small | not run | not run | not run | not run | not run |" in text
+    assert "| jem | small | joint | 290.0 ± 14.1 (2 seeds) |" in text  # claim 5's FID, sampler named
+    assert "| jem | small | 50.0 ± 14.1 (2 seeds) | not run | not run |" in text  # claim 9: mean over sets
+    assert (dest.parent / "img" / "study" / "compute.png").is_file()
+    assert "![compute](img/study/compute.png)" in text
+    # One scale only (the unseeded small study): no compute figure, names without seeds
+    (dest.parent / "img" / "study" / "compute.png").unlink()
+    _fake_run(tmp_path / "plain", "jem", 0.25, 6.0, 250.0, 0.5)
+    study_report.write_results([study_report.Scale("small", tmp_path / "plain", study.SCALES["small"])], dest,
+                               ["jem"], [], "cmd")  # fmt: skip
+    assert "| jem | small | 25.0% ± 1.5 |" in dest.read_text()
+    assert not (dest.parent / "img" / "study" / "compute.png").exists()
+
+
+def test_the_study_runs_claim_9s_evaluation_on_its_ood_models(tmp_path, monkeypatch):
+    s = _study(tmp_path, [0])
+    for name in s.names(study.MODELS):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text("{}")
+    done = []
+    monkeypatch.setattr(s, "sh", lambda cmd, out, skip_done=True: done.append(cmd) or False)
+    s.run()
+    ood = [c[2] for c in done if c[:2] == ["jeat", "evaluate"] and "ood" in c]
+    assert sorted(Path(p).name for p in ood) == sorted(f"{m}-s0" for m in study.OOD)
+
+
+def test_compute_counts_every_network_pass_per_training_image(shared_data):
+    """The profiler count against the presets' own settings: CE 1 pass, PGD-AT k attack steps + 1,
+    JEM K SGLD steps + the negatives' and the data's passes."""
+    compute = pytest.importorskip("compute")
+    from jeat.presets import get_preset
+
+    assert compute.passes_per_image("standard", str(shared_data), "small", 2)["passes_per_image"] == 1.0
+    k = get_preset("cpu-pgd").method.attack.steps
+    assert compute.passes_per_image("pgd", str(shared_data), "small", 2)["passes_per_image"] == k + 1

@@ -34,14 +34,17 @@ PAGE = ROOT / "benchmarks" / "results" / "claim9_ood.md"
 RECORD = PAGE.with_suffix(".json")
 
 
+def command(run: Path, data: str) -> list[str]:
+    """The evaluation of one run (also a stage of benchmarks/study/study.py)."""
+    return ["jeat", "evaluate", str(run), "--suite", "ood", "--n", str(N), "--data", data, "--out",
+            str(run / "ood-claim9"), "--no-progress", "--set", "ood.sets=" + ",".join(SETS),
+            "--set", "ood.scores=" + ",".join(SCORES)]  # fmt: skip
+
+
 def evaluate(run: Path, data: str) -> dict | None:
     out = run / "ood-claim9"
-    if not (out / "metrics.json").exists():
-        cmd = ["jeat", "evaluate", str(run), "--suite", "ood", "--n", str(N), "--data", data, "--out", str(out),
-               "--no-progress", "--set", "ood.sets=" + ",".join(SETS),
-               "--set", "ood.scores=" + ",".join(SCORES)]  # fmt: skip
-        if subprocess.call(cmd) != 0:
-            return None
+    if not (out / "metrics.json").exists() and subprocess.call(command(run, data)) != 0:
+        return None
     m = json.loads((out / "metrics.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     sets = m["suites"]["ood"]["sets"]

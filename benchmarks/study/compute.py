@@ -1,0 +1,96 @@
+"""Network passes per training image, counted, for every model of the study (issue 37's compute axis).
+
+    python benchmarks/study/compute.py --data ../shared/data [--steps 12]
+
+A method's cost is not its images seen: PGD-AT runs the network 11 times per image (10 attack steps and
+the training pass), JEM runs its SGLD chains on top. The figure of docs/RESULTS.md puts every model on
+one axis, images seen x passes per image, and this script measures the second factor instead of
+deriving it from each method's settings: it trains each study model for ``--steps`` optimizer steps
+from its preset (the study's overrides included) under the PyTorch profiler and counts the images that
+enter the network's stem, i.e. every ``aten::convolution`` whose input has the data's channel count.
+Every forward pass, the training one, the attack's and SGLD's, with or without folded BatchNorm, goes
+through the stem exactly once, and no other convolution of these models sees 3 channels.
+The count starts after the first step (buffer and seed set-up are once per run, not per image);
+backward passes are not counted (each forward here has one). Result:
+benchmarks/results/study_compute.json, read by study_report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # study_plan.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import ROOT  # noqa: E402
+from study_plan import MODELS, SCALES  # noqa: E402
+
+from jeat.atomic import atomic_write_text  # noqa: E402
+from jeat.overrides import apply_override  # noqa: E402
+from jeat.presets import get_preset  # noqa: E402
+from jeat.training.loop import Trainer  # noqa: E402
+
+RECORD = ROOT / "benchmarks" / "results" / "study_compute.json"
+
+
+def stem_images(prof, channels: int) -> int:
+    """Images through the stem: the batch size of every convolution that reads ``channels`` channels."""
+    n = 0
+    for e in prof.events():
+        if e.name == "aten::convolution" and e.input_shapes and len(e.input_shapes[0]) == 4:
+            if e.input_shapes[0][1] == channels:
+                n += e.input_shapes[0][0]
+    return n
+
+
+def config(model: str, data: str, scale: str):
+    preset, extra = MODELS[model]
+    cfg = get_preset(preset)
+    sets = [f"data.root={data}", f"data.train_limit={SCALES[scale]['train_limit']}", "eval_robust_n=0",
+            "amp=none", "guard.policy=warn"]  # fmt: skip
+    sets += [extra[i + 1] for i in range(0, len(extra), 2) if extra[i] == "--set"]
+    for s in sets:
+        apply_override(cfg, s)
+    return cfg
+
+
+def passes_per_image(model: str, data: str, scale: str, steps: int) -> dict:
+    cfg = config(model, data, scale)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp) / model, progress=False)
+        try:
+            trainer.fit(max_steps=1)  # set-up (buffer, seeds, first chains) is once per run
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                trainer.fit(max_steps=1 + steps)
+        finally:
+            trainer.close()
+    channels = trainer.train_set.shape[0]
+    images = stem_images(prof, channels)
+    batch = cfg.data.batch_size
+    return {"preset": MODELS[model][0], "method": cfg.method.name, "batch": batch, "steps": steps,
+            "stem_images": images, "passes_per_image": images / (steps * batch)}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    a = p.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    for m in a.models:
+        record[m] = passes_per_image(m, a.data, a.scale, a.steps)
+        print(m, json.dumps(record[m]), flush=True)
+        atomic_write_text(RECORD, json.dumps(record, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
