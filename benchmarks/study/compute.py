@@ -6,8 +6,8 @@ A method's cost is not its images seen: PGD-AT runs the network 11 times per ima
 the training pass), JEM runs its SGLD chains on top. The figure of docs/RESULTS.md puts every model on
 one axis, images seen x passes per image, and this script measures the second factor instead of
 deriving it from each method's settings: it trains each study model for ``--steps`` optimizer steps
-from its preset (the study's overrides included) under the PyTorch profiler and counts the images that
-enter the network's stem, i.e. every ``aten::convolution`` whose input has the data's channel count.
+from its preset (the study's overrides included) and counts, at PyTorch's dispatcher, the images that
+enter the network's stem, i.e. every ``aten.convolution`` whose input has the data's channel count.
 Every forward pass, the training one, the attack's and SGLD's, with or without folded BatchNorm, goes
 through the stem exactly once, and no other convolution of these models sees 3 channels.
 The count starts after the first step (buffer and seed set-up are once per run, not per image);
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study_plan.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
@@ -39,14 +39,18 @@ from jeat.training.loop import Trainer  # noqa: E402
 RECORD = ROOT / "benchmarks" / "results" / "study_compute.json"
 
 
-def stem_images(prof, channels: int) -> int:
-    """Images through the stem: the batch size of every convolution that reads ``channels`` channels."""
-    n = 0
-    for e in prof.events():
-        if e.name == "aten::convolution" and e.input_shapes and len(e.input_shapes[0]) == 4:
-            if e.input_shapes[0][1] == channels:
-                n += e.input_shapes[0][0]
-    return n
+class StemCounter(TorchDispatchMode):
+    """Images through the stem: the batch size of every convolution that reads ``channels`` channels.
+    Counted as the ops run (a profiler's event list held 23 GB for a few JEAT steps)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels, self.images = channels, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution.default and args[0].dim() == 4 and args[0].shape[1] == self.channels:
+            self.images += args[0].shape[0]
+        return func(*args, **(kwargs or {}))
 
 
 def config(model: str, data: str, scale: str):
@@ -64,14 +68,14 @@ def passes_per_image(model: str, data: str, scale: str, steps: int) -> dict:
     cfg = config(model, data, scale)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / model, progress=False)
+        counter = StemCounter(trainer.train_set.shape[0])
         try:
             trainer.fit(max_steps=1)  # set-up (buffer, seeds, first chains) is once per run
-            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            with counter:
                 trainer.fit(max_steps=1 + steps)
         finally:
             trainer.close()
-    channels = trainer.train_set.shape[0]
-    images = stem_images(prof, channels)
+    images = counter.images
     batch = cfg.data.batch_size
     return {"preset": MODELS[model][0], "method": cfg.method.name, "batch": batch, "steps": steps,
             "stem_images": images, "passes_per_image": images / (steps * batch)}  # fmt: skip
