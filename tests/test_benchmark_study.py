@@ -114,3 +114,19 @@ def test_compute_counts_every_network_pass_per_training_image(shared_data):
     assert compute.passes_per_image("standard", str(shared_data), "small", 2)["passes_per_image"] == 1.0
     k = get_preset("cpu-pgd").method.attack.steps
     assert compute.passes_per_image("pgd", str(shared_data), "small", 2)["passes_per_image"] == k + 1
+
+
+def test_claim_costs_follow_the_measured_passes_and_say_the_throughput_is_assumed(tmp_path, monkeypatch):
+    monkeypatch.setattr(study_report, "COMPUTE", tmp_path / "study_compute.json")
+    assert study_report.claim_costs() == []  # nothing measured: no table
+    rec = {"standard": {"preset": "paper-standard", "arch": "wrn-28-10", "passes_per_image": 1.0, "epochs": 200,
+                        "valid_size": 0},
+           "pgd": {"preset": "paper-pgd", "arch": "wrn-28-10", "passes_per_image": 11.0, "epochs": 200,
+                   "valid_size": 0}}  # fmt: skip
+    (tmp_path / "study_compute_paper.json").write_text(json.dumps(rec))
+    text = "\n".join(study_report.claim_costs())
+    assert "*assumed*" in text
+    # standard: 1e7 images x (2 x 1 + 1) passes x 10.48 GFLOP = 314 PFLOP = 0.4-0.9 h at 200-100 TFLOP/s
+    assert "| standard | `paper-standard` (wrn-28-10) | 1 | 10,000,000 | 314 | 0.4-0.9 |" in text
+    assert "| 1 | standard | 0.4-0.9 |" in text and "| 2 | pgd | 3.3-6.7 |" in text
+    assert "| 3 |" not in text  # its JEM and JEAT costs were not measured

@@ -37,6 +37,7 @@ from jeat.presets import get_preset  # noqa: E402
 from jeat.training.loop import Trainer  # noqa: E402
 
 RECORD = ROOT / "benchmarks" / "results" / "study_compute.json"
+PAPER_RECORD = RECORD.with_name("study_compute_paper.json")
 
 
 class StemCounter(TorchDispatchMode):
@@ -53,19 +54,28 @@ class StemCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def config(model: str, data: str, scale: str):
+def paper_preset(model: str) -> str:
+    """The paper-scale preset of a study model (cpu-X -> paper-X; JEM without the L2 is JEM as published)."""
+    return MODELS[model][0].replace("cpu-", "paper-")
+
+
+def config(model: str, data: str, scale: str, paper: bool = False):
     preset, extra = MODELS[model]
-    cfg = get_preset(preset)
+    cfg = get_preset(paper_preset(model) if paper else preset)
     sets = [f"data.root={data}", f"data.train_limit={SCALES[scale]['train_limit']}", "eval_robust_n=0",
             "amp=none", "guard.policy=warn"]  # fmt: skip
+    if paper:  # a pass is a pass whatever the network: count the paper's method on a small one of its family
+        arch = "jem-cnn-small" if cfg.model.arch.startswith("jem-") else "cnn-small"
+        sets += [f"model.arch={arch}", "data.valid_size=0", "data.train_limit=2048", "channels_last=false"]
+        extra = []  # paper-jem is JEM as published already
     sets += [extra[i + 1] for i in range(0, len(extra), 2) if extra[i] == "--set"]
     for s in sets:
         apply_override(cfg, s)
     return cfg
 
 
-def passes_per_image(model: str, data: str, scale: str, steps: int) -> dict:
-    cfg = config(model, data, scale)
+def passes_per_image(model: str, data: str, scale: str, steps: int, paper: bool = False) -> dict:
+    cfg = config(model, data, scale, paper)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / model, progress=False)
         counter = StemCounter(trainer.train_set.shape[0])
@@ -77,8 +87,12 @@ def passes_per_image(model: str, data: str, scale: str, steps: int) -> dict:
             trainer.close()
     images = counter.images
     batch = cfg.data.batch_size
-    return {"preset": MODELS[model][0], "method": cfg.method.name, "batch": batch, "steps": steps,
-            "stem_images": images, "passes_per_image": images / (steps * batch)}  # fmt: skip
+    rec = {"preset": paper_preset(model) if paper else MODELS[model][0], "method": cfg.method.name, "batch": batch,
+           "steps": steps, "stem_images": images, "passes_per_image": images / (steps * batch)}  # fmt: skip
+    if paper:
+        paper_cfg = get_preset(rec["preset"])
+        rec.update(arch=paper_cfg.model.arch, epochs=paper_cfg.epochs, valid_size=paper_cfg.data.valid_size)
+    return rec
 
 
 def main() -> None:
@@ -87,13 +101,16 @@ def main() -> None:
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--paper", action="store_true", help="the paper-* presets' passes (on a small network of the "
+                   "same family) -> study_compute_paper.json, for the GPU-hours of docs/RESULTS.md")  # fmt: skip
     a = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    dest = PAPER_RECORD if a.paper else RECORD
+    record = json.loads(dest.read_text()) if dest.exists() else {}
     for m in a.models:
-        record[m] = passes_per_image(m, a.data, a.scale, a.steps)
+        record[m] = passes_per_image(m, a.data, a.scale, a.steps, a.paper)
         print(m, json.dumps(record[m]), flush=True)
-        atomic_write_text(RECORD, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(dest, json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

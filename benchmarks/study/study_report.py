@@ -258,6 +258,44 @@ def paper_scale() -> list[str]:
         "on CPU about 330 core-days. The arithmetic and the measured CPU timings are in",
         "`benchmarks/results/speed_cpu.md`; no GPU was available to measure it.",
     ]
+    return L + claim_costs()
+
+
+# Which study models each claim needs (claim number -> models), for its paper-scale cost.
+CLAIM_MODELS = {1: ("standard",), 2: ("pgd",), 3: ("standard", "pgd", "jem", "jeat"),
+                4: ("noise-8", "noise-16", "noise-24"), 5: ("pgd", "prejeat", "jem", "jeat"),
+                6: ("standard", "pgd", "prejeat", "jem", "jeat", "robust-jem"), 7: ("standard", "pgd", "jeat"),
+                8: ("robust-jem",), 9: ("standard", "jem", "jeat", "robust-jem")}  # fmt: skip
+WRN_GFLOP = 2 * 5.24  # WRN-28-10 forward per 32x32 image, counted with hooks (speed_cpu.md)
+ASSUMED_TFLOPS = (100, 200)  # sustained bf16 on one H100: an assumption (10-20 % of dense peak), never measured
+
+
+def claim_costs() -> list[str]:
+    """GPU-hours of each claim at the paper's scale: the paper-* presets' measured passes per image
+    (compute.py --paper) x images seen x an assumed GPU throughput. Empty until compute.py --paper ran."""
+    rec = _load(COMPUTE.with_name("study_compute_paper.json")) or {}
+    if not rec:
+        return []
+    hours = {}
+    L = ["", "What each model and claim would cost at the paper's scale on one GPU: the paper-* preset's network "
+         "passes per training image (counted by `benchmarks/study/compute.py --paper` on a small network of the "
+         "preset's family), images seen = (50,000 - its validation split) x its epochs, each pass about two "
+         f"WRN-28-10 forwards ({WRN_GFLOP:.2f} GFLOP each) and the parameter step one more, at an *assumed* "
+         f"{ASSUMED_TFLOPS[0]}-{ASSUMED_TFLOPS[1]} TFLOP/s. Not measured on a GPU: `benchmarks/gpu/gpu_check.py` "
+         "times the paper presets' steps (its `steps` item) and turns these into measurements.", "",
+         "| model | preset | passes per image | images seen | PFLOP | GPU-hours (assumed) |",
+         "|---|---|---|---|---|---|"]  # fmt: skip
+    for m, r in rec.items():
+        seen = (50_000 - r["valid_size"]) * r["epochs"]
+        pflop = seen * (2 * r["passes_per_image"] + 1) * WRN_GFLOP * 1e9 / 1e15
+        hours[m] = [pflop * 1e15 / (t * 1e12) / 3600 for t in ASSUMED_TFLOPS]
+        L.append(f"| {m} | `{r['preset']}` ({r['arch']}) | {r['passes_per_image']:g} | {seen:,} | {pflop:,.0f} | "
+                 f"{hours[m][1]:.1f}-{hours[m][0]:.1f} |")  # fmt: skip
+    L += ["", "| claim | models | GPU-hours (assumed) |", "|---|---|---|"]
+    for c, models in CLAIM_MODELS.items():
+        if all(m in hours for m in models):
+            lo, hi = (sum(hours[m][i] for m in models) for i in (1, 0))
+            L.append(f"| {c} | {', '.join(models)} | {lo:.1f}-{hi:.1f} |")
     return L
 
 
