@@ -53,7 +53,7 @@ def _fake_run(root, name, test_acc, pgd20, fid_joint, logpx):
     run = root / name
     (run / "eval").mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"preset": "cpu-jem", "test_acc": test_acc, "train_time_s": 60,
-                                                  "train_images": 1000, "epochs": 2}))  # fmt: skip
+                                                  "train_images": 1000, "epochs": 2, "amp": "none"}))  # fmt: skip
     rob = {"clean": {"accuracy": 100 * test_acc, "se": 1.5, "n": 100}, "pgd20": {"accuracy": pgd20, "se": 0.5}}
     (run / "eval" / "metrics.json").write_text(json.dumps({"suites": {"robustness": rob}}))
     (run / "gen-joint" / "eval").mkdir(parents=True)
@@ -78,6 +78,7 @@ def test_two_scale_results_give_mean_and_sd_per_scale_and_never_invent_a_number(
     text = dest.read_text()
     # robustness: two seeds -> mean ± sd; one run -> value ± its standard error; missing -> not run
     assert "| jem | small | 25.0 ± 7.1% (2 seeds) | 6.0 ± 1.4% (2 seeds) |" in text
+    assert "| jem | small | cpu-jem | fp32 | 25.0 ± 7.1 (2 seeds) |" in text  # models table: each run's precision
     assert "| jem | medium | 45.0% ± 1.5 | 9.0% ± 0.5 |" in text
     assert "| pgd | small | not run | not run | not run | not run | not run |" in text
     assert "| jem | small | joint | 290.0 ± 14.1 (2 seeds) |" in text  # claim 5's FID, sampler named

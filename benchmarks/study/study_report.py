@@ -352,8 +352,9 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
     pg = Page(scales, dest)
     se = lambda *keys: robust(*keys, field="se")  # noqa: E731
     L = header(scales, cmd)
-    L += ["", "## Models", "", "| model | scale | preset | test acc (%) | test acc after each epoch (%) | train time |",
-          "|---|---|---|---|---|---|"]  # fmt: skip
+    L += ["", "## Models", "", "Precision: each run's own (`amp=auto` per method; the column, from summary.json).", "",
+          "| model | scale | preset | precision | test acc (%) | test acc after each epoch (%) | train time |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
     for m in [*models, *checks]:
         for sc in scales:
             runs = sc.runs(m)
@@ -362,7 +363,8 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
             preset = summary(runs[0]).get("preset", "-") if runs else "-"
             curves = "; ".join(epoch_accs(r) for r in runs) or "-"
             mins = [summary(r)["train_time_s"] / 60 for r in runs if summary(r).get("train_time_s")]
-            L.append(f"| {m} | {sc.label} | {preset} | {cell(sc.values(m, test_acc))} | {curves} | "
+            amp = "/".join(sorted({str(summary(r).get("amp", "?")).replace("none", "fp32") for r in runs})) or "-"
+            L.append(f"| {m} | {sc.label} | {preset} | {amp} | {cell(sc.values(m, test_acc))} | {curves} | "
                      f"{cell(mins, 1, ' min')} |")  # fmt: skip
 
     if len(scales) > 1 and (fig := compute_figure(scales, models, pg.img / "compute.png")):
