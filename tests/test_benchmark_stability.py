@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -114,3 +115,16 @@ def test_a_verdict_within_one_of_the_judges_own_standard_errors_is_borderline(tm
     assert judged("rising", [0.3, 0.5, 0.6, 0.58, 0.7])["verdict"] == "fine"
     silent = judged("silent", [0.1, 0.5, 0.8, 0.2, 0.2, 0.2])  # the guard replayed on these fires at epoch 4
     assert silent["verdict"] == "collapsed" and silent["caught"] and not silent["silent_clear"]
+
+
+def test_every_run_trains_in_the_studys_one_pinned_precision(tmp_path, monkeypatch):
+    """The pages' precision is bf16 where native; --amp none runs the fp32 arm (issue 38), never a mix."""
+    runner = importlib.import_module("stability")  # the study's runner (``stability`` here is its judge)
+    monkeypatch.setattr(runner, "AMP", "bf16")
+    monkeypatch.setattr(runner, "RESULTS", runner.RESULTS)
+    cmd = runner.command("default", "jem", "cifar10", 0, "DATA", tmp_path)
+    assert [c for c in cmd if c.startswith("amp=")] == ["amp=bf16"]
+    runner.set_results(tmp_path / "page.md", "none")
+    cmd = runner.command("warn", "jeat", "digits28", 1, "DATA", tmp_path)
+    assert [c for c in cmd if c.startswith("amp=")] == ["amp=none"]
+    assert "amp pinned to fp32" in runner.report(tmp_path, [], "cmd")

@@ -79,10 +79,15 @@ BUDGET = ["--set", "data.train_limit=12000", "--set", "data.test_limit=2000", "-
           "--set", "log_every=10", "--set", "checkpoint_every=25"]  # fmt: skip
 # The pages were measured under the old amp=auto (bf16 wherever native): pinned, since amp=auto now trains
 # these methods in fp32 until the precision study proves bf16 neutral for them (training/precision.py).
-BUDGET += ["--set", "amp=" + ("bf16" if native_bf16(torch.device("cpu")) else "none")]
+# `--amp fp32` runs the same study in fp32 (issue 38: the EBM arms in both precisions), in its own folder.
+AMP = "bf16" if native_bf16(torch.device("cpu")) else "none"
 # One stabiliser at a time on cpu-jem without the energy L2 (the `old` arm's JEM, which collapses),
 # recovery off: JEM++'s proximal sampler with Gaussian seeds (cpu-robust-jem's 5 x 5), SADA-JEM's
 # adaptive SAM (rho 2), JEM's Adam 1e-4 with warm-up (100 steps: JEM's 1000 exceed this budget).
+PRECISION_WORDS = {
+    "bf16": "amp pinned to bf16 (autocast, on a CPU with native bf16: AMX)",
+    "none": "amp pinned to fp32",
+}
 STABILISERS = {
     "stab-pyld": ["method.sgld.sampler=pyld", "method.sgld.init=gaussian", "method.sgld.clamp=true",
                   "method.sgld.noise=0", "method.sgld.steps=5", "method.sgld.inner_steps=5"],
@@ -120,7 +125,8 @@ def command(arm: str, method: str, dataset: str, seed: int, data: str, out: Path
     cmd = [sys.executable, "-m", "jeat", "train", "--no-progress"]
     if (run / "checkpoint.pt").exists():
         return cmd + ["--resume", str(run)]
-    cmd += ["--preset", f"cpu-{method}", "--seed", str(seed), "--out", str(run.parent), "--name", run.name, *BUDGET]
+    cmd += ["--preset", f"cpu-{method}", "--seed", str(seed), "--out", str(run.parent), "--name", run.name, *BUDGET,
+            "--set", f"amp={AMP}"]  # fmt: skip
     if dataset in EPOCHS:
         cmd += ["--epochs", str(EPOCHS[dataset])]
     if dataset in VALID:
@@ -161,9 +167,11 @@ def thread_env(threads: int | None) -> dict[str, str]:
     return env
 
 
-def set_results(path: Path) -> None:
-    global RESULTS
+def set_results(path: Path, amp: str | None = None) -> None:
+    global RESULTS, AMP
     RESULTS = path
+    if amp is not None:
+        AMP = amp
 
 
 def _threads(out: Path, jobs: list[tuple]) -> str:
@@ -186,7 +194,7 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         f"Command: `{cmdline}` (resumable; this file is rewritten after every run).",
         "",
         "Budget per run: `jeat train --preset cpu-<method>` with 12,000 training images (3x the presets' 4,000) "
-        "x 3 epochs, batch 128, amp pinned to bf16 on a CPU with native bf16 (AMX), else fp32. After each "
+        f"x 3 epochs, batch 128, {PRECISION_WORDS[AMP]}. After each "
         "epoch: validation accuracy on 2,000 images held out of the training set (the preset's "
         "`data.valid_size`; every guard decision reads it) and test accuracy on 2,000 test images (what the "
         "collapse judge reads; no decision of a run does). Data: CIFAR-10 "
@@ -281,11 +289,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per run (OMP_NUM_THREADS; default: torch's). Use one value for a whole "
                    "study: twins are compared bit for bit (1 lets two studies share 2 cores)")  # fmt: skip
+    p.add_argument("--amp", choices=("bf16", "none"), default=AMP,
+                   help="the precision every run trains in (default: bf16 where native, the pages' precision; "
+                   "none = fp32, for the precision study's arm, with its own --out and --results)")  # fmt: skip
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="markdown rewritten after every run (default benchmarks/results/stability_cpu.md); a "
                    "partial study (--datasets digits28) names its own: it lists only what --out holds")  # fmt: skip
     a = p.parse_args()
-    set_results(a.results)
+    set_results(a.results, a.amp)
     out = Path(a.out)
     jobs = plan(a.arms, a.seeds, a.methods, a.datasets)
     cmdline = "python benchmarks/stability/stability.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
