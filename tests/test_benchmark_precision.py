@@ -32,27 +32,36 @@ def test_values_skip_diverged_runs_and_missing_seeds():
     assert precision.values(records, "jem" + precision.BF16, [0, 1], "clean") == [29.0]
 
 
-def proven_neutral(records: dict) -> set[str]:
-    """Methods with 3+ seeds a side whose every quality column (not the train time) the study calls neutral."""
+def verdicts(records: dict) -> tuple[set[str], set[str]]:
+    """(neutral, held): methods with 3+ seeds a side whose every quality column (not the train time) the study
+    calls neutral; held = those with a material difference against bf16 in some column."""
     cols = [k for k, _ in precision.COLUMNS if k != "fid_buffer"]
-    out = set()
+    neutral, held = set(), set()
     for m in precision.METHODS:
-        seeds = [0, 1, 2]
-        cells = [precision.compare(precision.values(records, m + precision.FP32, seeds, k),
-                                   precision.values(records, m + precision.BF16, seeds, k)) for k in cols]  # fmt: skip
-        if all(c["verdict"] == "neutral" and c["n32"] >= 3 and c["n16"] >= 3 for c in cells):
-            out.add(m)
-    return out
+        seeds, v, p = [0, 1, 2], precision.values, precision
+        cells = {k: p.compare(v(records, m + p.FP32, seeds, k), v(records, m + p.BF16, seeds, k)) for k in cols}
+        if all(c["verdict"] == "neutral" and c["n32"] >= 3 and c["n16"] >= 3 for c in cells.values()):
+            (held if any(precision.material(k, c) for k, c in cells.items()) else neutral).add(m)
+    return neutral, held
+
+
+def test_a_material_difference_points_against_bf16_only():
+    worse_fid = precision.compare([250.0, 240.0, 260.0], [290.0, 270.0, 300.0])
+    assert precision.material("fid", worse_fid)
+    better_fid = precision.compare([290.0, 270.0, 300.0], [250.0, 240.0, 260.0])
+    assert not precision.material("fid", better_fid)  # lower FID in bf16 is no reason to hold it
+    assert precision.material("ood_auroc", precision.compare([70.0, 60.0, 75.0], [50.0, 40.0, 60.0]))
+    assert not precision.material("clean", precision.compare([30.0, 20.0, 25.0], [33.0, 24.0, 28.0]))
 
 
 def test_amp_auto_trains_in_bf16_exactly_the_methods_the_study_proved_neutral():
     from jeat.training.precision import BF16_HELD, BF16_NEUTRAL
 
     records = precision.load_json(precision.B.RESULTS).get("runs", {})
-    # every rule-neutral method is either trained in bf16 or held in fp32 with its reason, never both
-    assert proven_neutral(records) == set(BF16_NEUTRAL) | set(BF16_HELD)
-    assert not set(BF16_NEUTRAL) & set(BF16_HELD)
+    neutral, held = verdicts(records)
+    # rule-neutral without a material difference: bf16 under amp=auto; with one: held in fp32, with its reason
+    assert neutral == set(BF16_NEUTRAL) and held == set(BF16_HELD)
     # A method whose bf16 rows drift away fails the proof (the check can fail).
     worse = {k: ({**r, "measures": {**r["measures"], "clean": r["measures"]["clean"] - 30}}
                  if k.startswith("pgd-bf16") else r) for k, r in records.items()}  # fmt: skip
-    assert "pgd" not in proven_neutral(worse)
+    assert "pgd" not in verdicts(worse)[0]

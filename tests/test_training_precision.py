@@ -50,8 +50,8 @@ def test_auto_trains_bf16_only_for_a_method_the_precision_study_proved_neutral(m
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     amp, why = precision.resolve_amp_why("auto", CPU, "standard")
     assert amp == "bf16" and "precision_cpu.md" in why
-    amp, why = precision.resolve_amp_why("auto", CPU, "jeat")  # not measured yet: fp32, and the run says why
-    assert amp == "none" and "not yet proven neutral for method 'jeat'" in why and "amp=bf16" in why
+    amp, why = precision.resolve_amp_why("auto", CPU, "jempp")  # not measured yet: fp32, and the run says why
+    assert amp == "none" and "not yet proven neutral for method 'jempp'" in why and "amp=bf16" in why
     amp, why = precision.resolve_amp_why("auto", CPU, "jem")  # held: fp32, with the evidence that holds it
     assert amp == "none" and "held for method 'jem'" in why and "OOD AUROC" in why
     assert precision.resolve_amp_why("bf16", CPU, "jem") == ("bf16", "amp=bf16 chosen explicitly")
@@ -60,6 +60,8 @@ def test_auto_trains_bf16_only_for_a_method_the_precision_study_proved_neutral(m
 
 def test_a_run_records_why_and_a_resume_keeps_the_recorded_choice(tmp_path, monkeypatch, npz_dir):
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    unproven = {k: v for k, v in precision.BF16_NEUTRAL.items() if k != "jeat"}  # jeat as if not yet measured
+    monkeypatch.setattr(precision, "BF16_NEUTRAL", unproven)
     cfg = tiny_config(npz_dir, tmp_path, amp="auto")
     cfg.method.name = "jeat" if cfg.method.name == "standard" else cfg.method.name
     Trainer(cfg, tmp_path / "run", progress=False)

@@ -74,6 +74,23 @@ def compare(a: list[float], b: list[float]) -> dict:
     return out
 
 
+# A difference the 2-SE rule calls neutral but that points against bf16 by at least this much is *material*:
+# the method is then held in fp32 (``BF16_HELD``) rather than trusted, since within 2 SE with wide errors is
+# absence of evidence. Sign: +1 where higher is better. The sizes are the noise levels this page's budget
+# shows between seeds of one precision (FID at N=500 moves ~30 between model seeds, docs/LEADERBOARD.md),
+# chosen after jem's rows (2026-12-06); an equivalence margin per column from the issue's owner replaces them.
+MATERIAL = {"clean": (5.0, +1), "pgd20": (5.0, +1), "cw_linf": (5.0, +1), "autoattack": (5.0, +1),
+            "fid": (30.0, -1), "ece": (3.0, -1), "ood_auroc": (10.0, +1)}  # fmt: skip
+
+
+def material(column: str, cmp: dict) -> bool:
+    """Whether a difference points against bf16 by at least the column's material size."""
+    if "diff" not in cmp or column not in MATERIAL:
+        return False
+    size, better = MATERIAL[column]
+    return -better * cmp["diff"] >= size
+
+
 def values(records: dict, method: str, seeds: list[int], column: str) -> list[float]:
     vals = []
     for s in seeds:
@@ -99,12 +116,16 @@ def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
              "both precisions trained here on one machine under the validation rule: fp32 = `amp=none`, bf16 = "
              "`--set amp=bf16` (autocast on a CPU with native bf16). Each cell: fp32 "
              "mean ± sd / bf16 mean ± sd over the seeds each has, then bf16 - fp32 ± its standard error and the "
-             "verdict (neutral: within 2 standard errors). Seeds: " + ", ".join(map(str, seeds)) + ".", "",
+             "verdict (neutral: within 2 standard errors; *material*: neutral, but against bf16 by at least "
+             + ", ".join(f"{v[0]:g} {k}" for k, v in MATERIAL.items()) + " (then `amp=auto` holds the method in "
+             "fp32). Seeds: " + ", ".join(map(str, seeds)) + ".", "",
              "| method | " + " | ".join(name for _, name in cols) + " |",
              "|---|" + "---|" * len(cols)]  # fmt: skip
     for m in methods:
-        cells = [_cell(compare(values(records, m + FP32, seeds, k), values(records, m + BF16, seeds, k)))
-                 for k, _ in cols]  # fmt: skip
+        cells = []
+        for k, _ in cols:
+            c = compare(values(records, m + FP32, seeds, k), values(records, m + BF16, seeds, k))
+            cells.append(_cell(c) + (" *material*" if material(k, c) else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     notes = PAGE.with_name("precision_cpu_notes.md")
     if notes.is_file():
