@@ -118,14 +118,15 @@ def test_compute_counts_every_network_pass_per_training_image(shared_data):
 
 
 def test_claim_costs_follow_the_measured_passes_and_say_the_throughput_is_assumed(tmp_path, monkeypatch):
-    monkeypatch.setattr(study_report, "COMPUTE", tmp_path / "study_compute.json")
-    assert study_report.claim_costs() == []  # nothing measured: no table
+    paper_cost = pytest.importorskip("paper_cost")
+    monkeypatch.setattr(paper_cost, "RECORD", tmp_path / "study_compute_paper.json")
+    assert paper_cost.claim_costs() == []  # nothing measured: no table
     rec = {"standard": {"preset": "paper-standard", "arch": "wrn-28-10", "passes_per_image": 1.0, "epochs": 200,
                         "valid_size": 0},
            "pgd": {"preset": "paper-pgd", "arch": "wrn-28-10", "passes_per_image": 11.0, "epochs": 200,
                    "valid_size": 0}}  # fmt: skip
     (tmp_path / "study_compute_paper.json").write_text(json.dumps(rec))
-    text = "\n".join(study_report.claim_costs())
+    text = "\n".join(paper_cost.claim_costs())
     assert "*assumed*" in text
     # standard: 1e7 images x (2 x 1 + 1) passes x 10.48 GFLOP = 314 PFLOP = 0.4-0.9 h at 200-100 TFLOP/s
     assert "| standard | `paper-standard` (wrn-28-10) | 1 | 10,000,000 | 314 | 0.4-0.9 |" in text

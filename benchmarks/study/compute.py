@@ -37,7 +37,7 @@ from jeat.presets import get_preset  # noqa: E402
 from jeat.training.loop import Trainer  # noqa: E402
 
 RECORD = ROOT / "benchmarks" / "results" / "study_compute.json"
-PAPER_RECORD = RECORD.with_name("study_compute_paper.json")
+PAPER_RECORD = RECORD.with_name("study_compute_paper.json")  # read by paper_cost.py
 
 
 class StemCounter(TorchDispatchMode):
