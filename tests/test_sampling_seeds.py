@@ -7,7 +7,7 @@ import torch
 
 from jeat.data import ImageSet
 from jeat.sampling import ClassGaussian, ClassGMM, kmeans, seed_fn
-from jeat.sampling.generate import buffer_seed_fn, find_buffer
+from jeat.sampling.seeding import buffer_seed_fn, find_buffer
 from jeat.sampling.seeds import JEMPP_RIDGE
 
 SHAPE = (3, 2, 2)  # D = 12: full covariances are cheap and well estimated

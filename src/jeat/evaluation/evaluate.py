@@ -28,7 +28,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 def run_buffer(trained) -> Tensor:
     """The replay-buffer states of a run (its checkpoint, or an imported replay_buffer.safetensors)."""
-    from ..sampling.generate import find_buffer
+    from ..sampling.seeding import find_buffer
     from ..training.checkpoint import read_safetensors
 
     imported = trained.run_dir / "replay_buffer.safetensors"

@@ -3,10 +3,11 @@
 from .buffer import ReplayBuffer
 from .combined import ROBUST_JEM_INFERENCE_EPS, adversarial_prior, combined_inference, reduce_contrast
 from .denoise import DenoiseConfig, add_noise, denoise, denoise_from_checkpoint
-from .generate import GenerateConfig, GenerationResult, generate, generate_from_checkpoint, save_generation, seed_fn
+from .generate import GenerateConfig, GenerationResult, generate, generate_from_checkpoint, save_generation
 from .gmm import ClassGMM, kmeans
 from .langevin import LangevinTrace, langevin, paper_step
 from .pyld import pyld
+from .seeding import seed_fn
 from .seeds import ClassGaussian, uniform_seeds
 
 __all__ = [

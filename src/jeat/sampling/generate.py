@@ -39,16 +39,14 @@ from torch import Tensor, nn
 
 from ..training.checkpoint import atomic_write_json
 from .combined import ROBUST_JEM_INFERENCE_EPS, combined_inference
-from .gmm import ClassGMM
 from .grid import class_grid, image_grid, save_png, save_samples
 from .langevin import LangevinTrace, langevin
 from .pyld import pyld
-from .seeds import ClassGaussian
+from .seeding import SEED_DISTS, SeedFn, seed_fn
 
 # dat: DAT's sampler (xuwangyin/DAT generate_images): `steps` l_2 PGD steps of `step_size` along the unit
 # gradient of f(x)[y] = -E(x, y), clamped to [0, 1], no noise (their FID setting: 33 steps of 0.2 from seeds).
 SAMPLERS = ("ce", "joint", "marginal", "combined", "dat")
-SEED_DISTS = ("uniform", "gaussian", "jempp", "gmm", "buffer")
 KERNELS = ("sgld", "pyld")
 INFERENCES = ("auto", "paper", "jeat")
 
@@ -67,7 +65,6 @@ ROBUST_JEM_INFERENCE = {
     "marginal": {**_JEMPP_EVAL, "steps": 300},
     "combined": {**_JEMPP_EVAL, "steps": 50, "pgd_eps": ROBUST_JEM_INFERENCE_EPS},
 }
-SeedFn = Callable[[Tensor], Tensor]  # labels (n,) -> seeds (n, C, H, W)
 
 
 @dataclass
@@ -125,88 +122,6 @@ class GenerationResult:
 
     def traces_dict(self) -> dict:
         return {"config": asdict(self.config), **self.extra, **(self.trace.to_dict() if self.trace else {})}
-
-
-# ------------------------------------------------------------------ seeds
-def find_buffer(method_state: dict | None) -> dict[str, Tensor]:
-    """The replay buffer ``{"x": (N, C, H, W), "labels": (N,)}`` inside a checkpoint's method state
-    (JEM / JEAT / Robust JEM save ``{"buffer": {"x", "labels"}}``; nested dicts are searched too)."""
-    stack = [method_state] if isinstance(method_state, dict) else []
-    while stack:
-        c = stack.pop(0)
-        if isinstance(c.get("x"), Tensor) and c["x"].dim() == 4:
-            labels = c.get("labels", c.get("y"))
-            if labels is None:
-                labels = torch.zeros(len(c["x"]), dtype=torch.long)
-            return {"x": c["x"], "labels": labels.long()}
-        stack.extend(v for v in c.values() if isinstance(v, dict))
-    raise ValueError(
-        "this checkpoint holds no replay buffer (only JEM / JEAT / Robust JEM runs keep one); "
-        "use --seed-dist uniform, gaussian or gmm"
-    )
-
-
-def buffer_seed_fn(buffer: dict[str, Tensor], num_classes: int, generator: torch.Generator) -> SeedFn:
-    """Draw buffer states; from a class-conditional buffer (labels in blocks) states of class y.
-
-    An unconditional buffer's labels mean nothing, so any state may start any class.
-    """
-    bx, bl = buffer["x"].float(), buffer["labels"].cpu()
-    conditional = bool(len(bl) >= num_classes and torch.equal(bl, torch.arange(len(bl)) % num_classes))
-    pools = [torch.nonzero(bl == c).squeeze(1) for c in range(num_classes)] if conditional else None
-
-    def fn(y: Tensor) -> Tensor:
-        if pools is None:
-            idx = torch.randint(0, len(bx), (len(y),), generator=generator)
-        else:
-            idx = torch.stack([pools[c][torch.randint(0, len(pools[c]), (1,), generator=generator)][0]
-                               for c in y.cpu().tolist()])  # fmt: skip
-        return bx[idx]
-
-    return fn
-
-
-def seed_fn(kind: str, shape: tuple[int, ...], num_classes: int, *, run_dir: str | Path | None = None,
-            data=None, method_state: dict | None = None, gmm_components: int = 5, gmm_rank: int = 16,
-            generator: torch.Generator | None = None) -> SeedFn:  # fmt: skip
-    """Build ``labels -> x0`` for a seed distribution. ``data`` is an :class:`ImageSet` or a
-    zero-argument callable returning one (only called when a Gaussian must be fitted)."""
-    gen = generator or torch.Generator().manual_seed(0)
-    if kind == "uniform":
-        return lambda y: torch.rand((len(y), *shape), generator=gen)
-    if kind == "buffer":
-        return buffer_seed_fn(find_buffer(method_state), num_classes, gen)
-    if kind not in ("gaussian", "jempp", "gmm"):
-        raise ValueError(f"unknown seed distribution {kind!r}; choose {', '.join(SEED_DISTS)}")
-    name = f"seeds-{kind}" if kind != "gmm" else f"seeds-gmm-m{gmm_components}-r{gmm_rank}"
-    name += ".safetensors"
-    path = Path(run_dir) / name if run_dir is not None else None
-    if path is not None and path.exists():
-        model = ClassGMM.load(path) if kind == "gmm" else ClassGaussian.load(path)
-    else:
-        if data is None:
-            raise ValueError(f"--seed-dist {kind} needs the training set to fit the Gaussian(s) (pass --data)")
-        ds = data() if callable(data) else data
-        # `gaussian` keeps ridge 1e-4 and the unbiased covariance, the seeds every leaderboard FID was
-        # measured with; `jempp` is JEM++'s own form (ClassGaussian.fit's default, also the training chains').
-        if kind == "gaussian":
-            model = ClassGaussian.fit(ds, ridge=1e-4, unbiased=True)
-        elif kind == "jempp":
-            model = ClassGaussian.fit(ds)
-        else:
-            model = ClassGMM.fit(ds, gmm_components, gmm_rank)
-        if path is not None:
-            model.save(path)
-    if model.num_classes != num_classes or tuple(model.shape) != tuple(shape):
-        raise ValueError(f"cached seeds at {path} are for {model.num_classes} classes of {model.shape}, "
-                         f"expected {num_classes} of {tuple(shape)}; delete the file to refit")  # fmt: skip
-    if kind == "gmm":
-        return lambda y: model.sample(y.cpu(), generator=gen)
-
-    def gauss(y: Tensor) -> Tensor:  # ClassGaussian.sample uses the global RNG; seeded by generate(); clamped
-        return model.sample(y.cpu())
-
-    return gauss
 
 
 # ------------------------------------------------------------------ sampling

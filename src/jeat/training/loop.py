@@ -38,6 +38,7 @@ from . import distributed as D
 from .allocator import apply_cpu_malloc
 from .ema import EMA
 from .guard import Guard, absolute_trigger
+from .init_from import init_from
 from .optim import build_optimizer, build_scheduler
 from .precision import resolve_amp_why
 from .recovery import Recovery, RolledBack
@@ -331,23 +332,6 @@ class Trainer(Checkpointing, Recovery, Summary):
         for sink in self.run.sinks:
             sink.close()
         D.cleanup(self.dist)
-
-
-def init_from(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Load ``cfg.init``'s weights (a jeat run, checkpoint.pt or model.safetensors; `jeat import` turns
-    RobustBench / robustness-library checkpoints into one) into the freshly built model."""
-    from ..loading import load_trained
-
-    src = load_trained(cfg.init, weights=cfg.init_weights)
-    theirs = (src.config.model.arch, src.config.model.normalization)
-    ours = (cfg.model.arch, cfg.model.normalization)
-    if theirs != ours:
-        raise ValueError(f"--init {cfg.init}: its model is {theirs[0]!r} with normalization {theirs[1]!r}, "
-                         f"this run's {ours[0]!r} with {ours[1]!r} (set model.arch / model.normalization)")  # fmt: skip
-    missing, unexpected = model.load_state_dict(src.model.state_dict(), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"--init {cfg.init}: weights do not fit this run's model (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]})")  # fmt: skip
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, resume: bool = False, reseed: int | None = None,
