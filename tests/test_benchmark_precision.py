@@ -32,17 +32,21 @@ def test_values_skip_diverged_runs_and_missing_seeds():
     assert precision.values(records, "jem" + precision.BF16, [0, 1], "clean") == [29.0]
 
 
-def verdicts(records: dict) -> tuple[set[str], set[str]]:
-    """(neutral, held): methods with 3+ seeds a side whose every quality column (not the train time) the study
-    calls neutral; held = those with a material difference against bf16 in some column."""
+def verdicts(records: dict) -> tuple[set[str], set[str], set[str]]:
+    """(neutral, held, differs): methods with 3+ seeds a side whose every quality column (not the train time) the
+    study calls neutral; held = those with a material difference against bf16 in some column; differs = 3+ seeds a
+    side in every column and some column beyond 2 standard errors."""
     cols = [k for k, _ in precision.COLUMNS if k != "fid_buffer"]
-    neutral, held = set(), set()
+    neutral, held, differs = set(), set(), set()
     for m in precision.METHODS:
         seeds, v, p = [0, 1, 2], precision.values, precision
         cells = {k: p.compare(v(records, m + p.FP32, seeds, k), v(records, m + p.BF16, seeds, k)) for k in cols}
         if all(c["verdict"] == "neutral" and c["n32"] >= 3 and c["n16"] >= 3 for c in cells.values()):
             (held if any(precision.material(k, c) for k, c in cells.items()) else neutral).add(m)
-    return neutral, held
+        elif all(c.get("n32", 0) >= 3 and c.get("n16", 0) >= 3 for c in cells.values()):
+            if any(c["verdict"] == "differs" for c in cells.values()):
+                differs.add(m)
+    return neutral, held, differs
 
 
 def test_a_material_difference_points_against_bf16_only():
@@ -55,13 +59,13 @@ def test_a_material_difference_points_against_bf16_only():
 
 
 def test_amp_auto_trains_in_bf16_exactly_the_methods_the_study_proved_neutral():
-    from jeat.training.precision import BF16_HELD, BF16_NEUTRAL
+    from jeat.training.precision import BF16_DIFFERS, BF16_HELD, BF16_NEUTRAL
 
     records = precision.load_json(precision.B.RESULTS).get("runs", {})
-    neutral, held = verdicts(records)
+    neutral, held, differs = verdicts(records)
     # rule-neutral without a material difference: bf16 under amp=auto; with one: held in fp32, with its reason
-    assert neutral == set(BF16_NEUTRAL) and held == set(BF16_HELD)
+    assert neutral == set(BF16_NEUTRAL) and held == set(BF16_HELD) and differs == set(BF16_DIFFERS)
     # A method whose bf16 rows drift away fails the proof (the check can fail).
     worse = {k: ({**r, "measures": {**r["measures"], "clean": r["measures"]["clean"] - 30}}
                  if k.startswith("pgd-bf16") else r) for k, r in records.items()}  # fmt: skip
-    assert "pgd" not in verdicts(worse)[0]
+    assert "pgd" not in verdicts(worse)[0] and "pgd" in verdicts(worse)[2]

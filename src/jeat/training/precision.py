@@ -38,6 +38,10 @@ BF16_HELD: dict[str, str] = {
     "jem": "2-SE rule met with wide errors (3 seeds a side, 2026-12-06): OOD AUROC -20.3 +- 12.7, FID +42 +- 44, "
     "clean +1.5 +- 6.2 points"
 }
+# The 2-SE rule calls some quality column *different* (3 seeds a side): fp32 under amp=auto, with the column named.
+BF16_DIFFERS: dict[str, str] = {
+    "prejeat": "OOD AUROC -6.3 +- 2.4 points in bf16 (3 seeds a side, 2026-12-06; every other quality column neutral)"
+}
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -65,6 +69,9 @@ def resolve_amp_why(amp: str, device: torch.device, method: str | None = None) -
             return "none", f"amp=auto: fp32, {device.type} has no native bf16 (emulated bf16 is ~10x slower)"
         if method is not None and method in BF16_HELD:
             return "none", (f"amp=auto: fp32, bf16 held for method {method!r}: {BF16_HELD[method]} "
+                            "(benchmarks/results/precision_cpu.md); --set amp=bf16 to choose it")  # fmt: skip
+        if method is not None and method in BF16_DIFFERS:
+            return "none", (f"amp=auto: fp32, bf16 measured different for method {method!r}: {BF16_DIFFERS[method]} "
                             "(benchmarks/results/precision_cpu.md); --set amp=bf16 to choose it")  # fmt: skip
         if method is not None and method not in BF16_NEUTRAL:
             return "none", (f"amp=auto: fp32, bf16 not yet proven neutral for method {method!r} "
