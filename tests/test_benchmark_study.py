@@ -38,14 +38,14 @@ def test_the_runs_page_reports_only_what_ran(tmp_path):
     run = tmp_path / "jem-s0"
     run.mkdir()
     summary = {"status": "ok", "epochs": 8, "best_valid_acc": 0.41, "test_acc": 0.395, "amp": "none",
-               "amp_why": "amp=auto: fp32", "train_time_s": 600}  # fmt: skip
+               "amp_why": "amp=auto: fp32, bf16 held for method 'jem': ...", "threads": 2, "train_time_s": 600}  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "jem-s1").mkdir()
     (tmp_path / "jem-s1" / "checkpoint.pt").write_bytes(b"")
     page = tmp_path / "runs.md"
     study_report.write_progress(tmp_path, ["jem-s0", "jem-s1", "pgd-s0"], page, "--seeds 0 1")
     text = page.read_text()
-    assert "| jem-s0 | ok | 8 | 41.0% | 39.5% | none (amp=auto: fp32) | 10 min |" in text
+    assert "| jem-s0 | ok | 8 | 41.0% | 39.5% | fp32 (held) | 2 | 10 min |" in text
     assert "| jem-s1 | started (resumable) |" in text and "| pgd-s0 | not run |" in text
 
 
