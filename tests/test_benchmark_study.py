@@ -38,7 +38,7 @@ def test_the_runs_page_reports_only_what_ran(tmp_path):
     run = tmp_path / "jem-s0"
     run.mkdir()
     summary = {"status": "ok", "epochs": 8, "best_valid_acc": 0.41, "test_acc": 0.395, "amp": "none",
-               "amp_why": "amp=auto: fp32, bf16 held for method 'jem': ...", "threads": 2, "train_time_s": 600}  # fmt: skip
+               "amp_why": "amp=auto: fp32, bf16 held for method 'jem'", "threads": 2, "train_time_s": 600}  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "jem-s1").mkdir()
     (tmp_path / "jem-s1" / "checkpoint.pt").write_bytes(b"")
