@@ -69,3 +69,11 @@ def test_amp_auto_trains_in_bf16_exactly_the_methods_the_study_proved_neutral():
     worse = {k: ({**r, "measures": {**r["measures"], "clean": r["measures"]["clean"] - 30}}
                  if k.startswith("pgd-bf16") else r) for k, r in records.items()}  # fmt: skip
     assert "pgd" not in verdicts(worse)[0] and "pgd" in verdicts(worse)[2]
+
+
+def test_the_rules_false_differs_rate_is_the_t_distributions_not_the_normals():
+    one, any_ = precision.null_rates(seeds=3, columns=7, trials=20_000)
+    assert 0.10 < one < 0.14  # P(|t| > 2) for Welch's t with 3 a side (~4 df): 0.116; the normal's would be 0.046
+    assert 1 - (1 - one) ** 7 - 0.02 < any_ < 1 - (1 - one) ** 7 + 0.02  # independent columns
+    many, _ = precision.null_rates(seeds=30, columns=1, trials=20_000)
+    assert 0.03 < many < 0.07  # with many seeds the rule is the normal's 2-sigma test

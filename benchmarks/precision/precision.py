@@ -91,6 +91,20 @@ def material(column: str, cmp: dict) -> bool:
     return -better * cmp["diff"] >= size
 
 
+def null_rates(seeds: int = 3, columns: int = 7, trials: int = 100_000, seed: int = 0) -> tuple[float, float]:
+    """How often :func:`compare`'s 2-SE rule says *differs* when both precisions draw from one normal
+    distribution: per column, and for at least one of ``columns`` independent columns (a method's verdict).
+    With 3 seeds a side the standard error is itself a 3-sample estimate, so the per-column rate is the
+    t-distribution's (about 12 %), not the normal's 5 %."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, trials, columns, seeds))
+    se = np.sqrt(a.var(-1, ddof=1) / seeds + b.var(-1, ddof=1) / seeds)
+    flag = np.abs(b.mean(-1) - a.mean(-1)) > 2 * se
+    return float(flag.mean()), float(flag.any(-1).mean())
+
+
 def values(records: dict, method: str, seeds: list[int], column: str) -> list[float]:
     vals = []
     for s in seeds:
@@ -108,6 +122,17 @@ def _cell(c: dict) -> str:
             f"{c['diff']:+.1f} ± {c['se']:.1f} **{c['verdict']}**")  # fmt: skip
 
 
+def _null_line(seeds: int, columns: int) -> str:
+    one, any_ = null_rates(seeds, columns)
+    return (
+        f"How often this rule errs toward fp32 (`null_rates`, a simulation): with {seeds} seeds a side and no "
+        f"difference at all, it calls a column *differs* {100 * one:.0f} % of the time, and at least one of "
+        f"{columns} independent quality columns of a method {100 * any_:.0f} % of the time. A *differs* verdict "
+        "on one column is therefore weak evidence; it keeps the method in fp32, the precision its published "
+        "numbers hold in, which costs speed, not correctness."
+    )
+
+
 def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
     records = load_json(B.RESULTS).get("runs", {})
     cols = [c for c in COLUMNS if c[0] != "fid_buffer"] + [("train_min", "train min")]
@@ -119,6 +144,7 @@ def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
              "verdict (neutral: within 2 standard errors; *material*: neutral, but against bf16 by at least "
              + ", ".join(f"{v[0]:g} {k}" for k, v in MATERIAL.items()) + " (then `amp=auto` holds the method in "
              "fp32). Seeds: " + ", ".join(map(str, seeds)) + ".", "",
+             _null_line(len(seeds), len(cols) - 1), "",
              "| method | " + " | ".join(name for _, name in cols) + " |",
              "|---|" + "---|" * len(cols)]  # fmt: skip
     for m in methods:
