@@ -29,6 +29,7 @@ BF16_NEUTRAL: dict[str, str] = {  # method -> its evidence
     "pgd": _STUDY,
     "jeat": _STUDY + "; 2026-12-06: no column against bf16 by a material amount (FID +13 +- 14, ECE +1.9 +- 1.0, "
     "accuracies +0.3 to +3.7 points)",
+    "fgsm": _STUDY + "; 2026-12-06: every difference within 1 point of accuracy, FID -0.1 +- 3.2, ECE -1.0 +- 1.7",
 }
 # Neutral by that rule, but a difference points against bf16 by a *material* amount (benchmarks/precision/
 # precision.py's MATERIAL: e.g. 10 points of OOD AUROC, 30 FID): within 2 SE only because the seeds' errors are
