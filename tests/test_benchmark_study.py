@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "study"))
 study = pytest.importorskip("study")
 study_report = pytest.importorskip("study_report")
+study_runs = pytest.importorskip("study_runs")
 
 
 def _study(tmp_path, seeds):
@@ -43,7 +44,7 @@ def test_the_runs_page_reports_only_what_ran(tmp_path):
     (tmp_path / "jem-s1").mkdir()
     (tmp_path / "jem-s1" / "checkpoint.pt").write_bytes(b"")
     page = tmp_path / "runs.md"
-    study_report.write_progress(tmp_path, ["jem-s0", "jem-s1", "pgd-s0"], page, "--seeds 0 1")
+    study_runs.write_progress(tmp_path, ["jem-s0", "jem-s1", "pgd-s0"], page, "--seeds 0 1")
     text = page.read_text()
     assert "| jem-s0 | ok | 8 | 41.0% | 39.5% | fp32 (held) | 2 | 10 min |" in text
     assert "| jem-s1 | started (resumable) |" in text and "| pgd-s0 | not run |" in text

@@ -230,7 +230,8 @@ def main() -> None:
     study = Study(args)
     if not args.report_only:
         study.run()
-    from study_report import Scale, write_progress, write_results  # noqa: PLC0415
+    from study_report import Scale, write_results  # noqa: PLC0415
+    from study_runs import write_progress  # noqa: PLC0415
 
     if args.seeds is not None:  # RESULTS.md shows one scale per seed-less study; a seeded study reports apart
         page = ROOT / "benchmarks" / "results" / f"study_{args.scale}_runs.md"

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: sha
 from paper_cost import paper_scale  # noqa: E402
 from shared import ROOT  # noqa: E402
 from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
+from study_runs import _load  # noqa: E402
 
 COMPUTE = ROOT / "benchmarks" / "results" / "study_compute.json"
 # The sampler each model's FID is read from in the compute figure (its claim's sampler).
@@ -35,10 +36,6 @@ MAIN_SAMPLER = {"standard": "ce", "noise-8": "ce", "noise-16": "ce", "noise-24":
                 "prejeat": "joint", "jem": "joint", "jem-no-l2": "joint", "jeat": "joint", "robust-jem": "joint",
                 "jempp": "joint"}  # fmt: skip
 OOD_SETS = ("uniform", "gaussian", "constant", "interp", "grayscale", "permuted")
-
-
-def _load(p: Path) -> dict | None:
-    return json.loads(p.read_text()) if p.is_file() else None
 
 
 def _dig(d: dict | None, *keys: str):
@@ -229,45 +226,6 @@ def study_hours(log: Path) -> float | None:
         elif line.startswith("# exit 0, ") and cmd is not None:
             last[cmd] = float(line.split(", ")[1].split()[0])
     return sum(last.values()) / 3600 if last else None
-
-
-def amp_short(s: dict) -> str:
-    """A run's precision and, in a word, why (summary.json's ``amp_why`` is a sentence): fp32 (held) etc."""
-    why = s.get("amp_why", "")
-    reason = next((word for key, word in (("measured neutral", "proven neutral"), ("held", "held"),
-                                          ("measured different", "differs"), ("not yet proven", "not yet measured"),
-                                          ("no native", "no native bf16"), ("explicitly", "explicit")) if key in why),
-                  "")  # fmt: skip
-    amp = str(s.get("amp", "?")).replace("none", "fp32")
-    return f"{amp} ({reason})" if reason else amp
-
-
-def write_progress(out: Path, names: list[str], dest: Path, argv: str) -> None:
-    """Per run of a seeded study: how far it got and its accuracies (validation, and test for the
-    record), precision and training time, read from each run's summary.json; what has not run says so."""
-    from jeat.atomic import atomic_write_text  # noqa: PLC0415
-
-    lines = [f"# Study runs: `python benchmarks/study/study.py {argv}`", "",
-             "Written by the study after each pass; the claims tables come when every model has its seeds.", "",
-             "Precision: `amp=auto`'s choice for the method and, in brackets, why (summary.json's `amp_why`, "
-             "src/jeat/training/precision.py). Threads: CPU threads of the run; train times beside other jobs "
-             "are not speed measurements.", "",
-             "| run | status | epochs | valid acc (best) | test acc (final) | precision | threads | train time |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in names:
-        s = _load(out / name / "summary.json")
-        if s is None:
-            started = (out / name / "checkpoint.pt").is_file()
-            lines.append(f"| {name} | {'started (resumable)' if started else 'not run'} | | | | | | |")
-            continue
-        va, ta = s.get("best_valid_acc"), s.get("test_acc")
-        acc = ["-" if v is None else f"{100 * v:.1f}%" for v in (va, ta)]
-        lines.append(
-            f"| {name} | {s.get('status', '?')} | {s.get('epochs', '?')} | {acc[0]} | {acc[1]} | "
-            f"{amp_short(s)} | {s.get('threads', '?')} | {s.get('train_time_s', 0) / 60:.0f} min |"
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dest, "\n".join(lines) + "\n")
 
 
 def header(scales: list[Scale], cmd: str) -> list[str]:
