@@ -30,6 +30,8 @@ BF16_NEUTRAL: dict[str, str] = {  # method -> its evidence
     "jeat": _STUDY + "; 2026-12-06: no column against bf16 by a material amount (FID +13 +- 14, ECE +1.9 +- 1.0, "
     "accuracies +0.3 to +3.7 points)",
     "fgsm": _STUDY + "; 2026-12-06: every difference within 1 point of accuracy, FID -0.1 +- 3.2, ECE -1.0 +- 1.7",
+    "free": _STUDY + "; 2026-12-06 (session 21): accuracies +0.0 to +1.1 points, FID -4.1 +- 7.8, ECE -0.2 +- 1.1, "
+    "OOD AUROC +1.2 +- 4.1",
 }
 # Neutral by that rule, but a difference points against bf16 by a *material* amount (benchmarks/precision/
 # precision.py's MATERIAL: e.g. 10 points of OOD AUROC, 30 FID): within 2 SE only because the seeds' errors are
