@@ -32,6 +32,8 @@ BF16_NEUTRAL: dict[str, str] = {  # method -> its evidence
     "fgsm": _STUDY + "; 2026-12-06: every difference within 1 point of accuracy, FID -0.1 +- 3.2, ECE -1.0 +- 1.7",
     "free": _STUDY + "; 2026-12-06 (session 21): accuracies +0.0 to +1.1 points, FID -4.1 +- 7.8, ECE -0.2 +- 1.1, "
     "OOD AUROC +1.2 +- 4.1",
+    "trades": _STUDY + "; 2026-12-06 (session 21): accuracies -0.4 to +1.6 points, FID -2.0 +- 8.5, ECE +0.7 +- 1.3, "
+    "OOD AUROC +1.1 +- 3.5",
 }
 # Neutral by that rule, but a difference points against bf16 by a *material* amount (benchmarks/precision/
 # precision.py's MATERIAL: e.g. 10 points of OOD AUROC, 30 FID): within 2 SE only because the seeds' errors are
