@@ -61,6 +61,25 @@ def test_interleaved_rows_are_their_own_and_say_so():
     assert "jeat `fold_bn=false`" in report._speed({"weat": {"speed-x": r}})[2]
 
 
+def test_a_bf16_speed_row_is_its_own_and_names_both_precisions():
+    o = run.parser().parse_args(
+        ["--speed", "--channels-last", "--interleave", "--jeat-amp", "bf16", "--methods", "trades"]
+    )
+    key = run._key(run._base_key(o), "trades", o)
+    assert key == "speed-bf16-interleaved"  # never the fp32 row's "speed-interleaved"
+    assert run._base_key(run.parser().parse_args(["--jeat-amp", "bf16", "--methods", "jem"])) == "parity-bf16"
+    r = _run(4.4, (True, True))
+    r["settings"]["jeat_amp"] = "bf16"
+    row = report._speed({"trades": {key: r, "speed": _run(1.3)}})[3]
+    assert "jeat in bf16 autocast, reference float32" in row and "**4.40**" in row
+    for bad in (
+        ["--jeat-amp", "bf16", "--methods", "dat"],
+        ["--jeat-amp", "bf16", "--dtype", "float64", "--methods", "jem"],
+    ):
+        with pytest.raises(SystemExit, match="float32 runs of"):
+            run._base_key(run.parser().parse_args(bad))
+
+
 def test_train_interleaved_alternates_the_sides_and_times_each_alone():
     import time
 

@@ -79,6 +79,7 @@ def _speed(results: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     keys = [f"{k}{m}" for k in ("speed", "speed-contiguous") for m in ("", "-malloc-cached", "-malloc-system")]
+    # speed-bf16*, speed-interleaved*, speed-attack10 ...: after these, in name order
     for m in ORDER:
         found = results.get(m, {})
         extra = sorted(k for k in found if k.startswith("speed") and k not in keys)  # e.g. speed-attack10
@@ -89,6 +90,7 @@ def _speed(results: dict) -> list[str]:
 
 def _speed_row(m: str, r: dict) -> str:
     sp, s = r["speed"], r["settings"]
+    precision = "jeat in bf16 autocast, reference float32" if s.get("jeat_amp") == "bf16" else s["precision"]
     layout = ", channels_last" if r.get("channels_last") else ""
     steps = s.get("attack_steps")
     if steps is not None:
@@ -101,7 +103,7 @@ def _speed_row(m: str, r: dict) -> str:
     alloc = "glibc defaults (not recorded)" if mc is None else " / ".join(
         "jeat's cached" if mc[side] else "glibc defaults" for side in ("reference", "jeat"))  # fmt: skip
     return (
-        f"| {m} | {s['model']}, {s['batch']}, {s['precision']}{layout} | {alloc} | {sp['jeat_img_s']:.2f} | "
+        f"| {m} | {s['model']}, {s['batch']}, {precision}{layout} | {alloc} | {sp['jeat_img_s']:.2f} | "
         f"{sp['reference_img_s']:.2f} | **{sp['ratio']:.2f}**{_spread(sp)} |"
     )
 

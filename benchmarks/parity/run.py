@@ -28,13 +28,9 @@ from common import REFERENCES, ref_checkout  # noqa: E402
 from report import write_markdown  # noqa: E402
 from timing import MALLOC_MODES  # noqa: E402
 
-INTERLEAVED = ("jem", "jempp", "sadajem", "trades", "weat")
-BF16_METHODS = (
-    "jem",
-    "jempp",
-    "eb-jdat",
-    "sadajem",
-)  # harnesses that build jeat through common.jeat_trainer  # harness modules that can alternate the sides' steps
+INTERLEAVED = ("jem", "jempp", "sadajem", "trades", "weat")  # harness modules that can alternate the sides' steps
+# harnesses whose jeat side honours --jeat-amp (common.jeat_trainer, and trades.py for TRADES / WEAT)
+BF16_METHODS = ("jem", "jempp", "eb-jdat", "sadajem", "trades", "weat", "weat-adv")
 METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "weat-adv", "eb-jdat", "dat", "free", "fast")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
           "weat": "trades", "weat-adv": "trades", "dat": "dat", "free": "free", "fast": "fast"}  # fmt: skip
@@ -65,8 +61,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--controls", type=int, default=1,
                    help="float32: one-ulp control draws of jeat against itself; floor = their largest")  # fmt: skip
     p.add_argument("--jeat-amp", choices=("none", "bf16"), default="none",
-                   help="bf16: jeat in bf16 autocast against the reference in fp32 (JEM, JEM++, EB-JDAT, SADA-JEM): "
-                        "drift, reported beside the fp32 floor, never pass / fail (issue 38)")  # fmt: skip
+                   help="bf16: jeat in bf16 autocast against the reference in fp32 (JEM, JEM++, EB-JDAT, SADA-JEM, "
+                        "TRADES, WEAT): drift, reported beside the fp32 floor, never pass / fail; with --speed, "
+                        "a speed row of its own (issue 38)")  # fmt: skip
     p.add_argument("--channels-last", action="store_true", help="jeat side in channels_last (its default)")
     p.add_argument("--compile", action="store_true", help="jeat side with compile=true (torch.compile)")
     p.add_argument("--speed", action="store_true", help="speed mode: time steps only, at --depth/--width/--batch")
@@ -117,6 +114,8 @@ def run_one(o) -> dict:
         out["speed"]["order"] = "interleaved"  # the table says so: both sides under one allocator
     out["pass"] = res.passed()
     out["channels_last"] = o.channels_last
+    if o.jeat_amp != "none":
+        out["settings"]["jeat_amp"] = o.jeat_amp
     out["date"] = time.strftime("%Y-%m-%d")
     return out
 
@@ -156,6 +155,17 @@ def _pooled(runs: list[dict]) -> dict:
     return res
 
 
+def _base_key(o) -> str:
+    """The record a run writes: float32 / float64 parity, bf16 drift, or a speed row; a bf16 run never
+    replaces an fp32 row. Refuses --jeat-amp bf16 where the harness cannot run jeat in bf16."""
+    if o.jeat_amp == "bf16" and (o.dtype != "float32" or any(m not in BF16_METHODS for m in o.methods.split(","))):
+        raise SystemExit(f"--jeat-amp bf16: float32 runs of {', '.join(BF16_METHODS)} only")
+    key = ("speed" if o.channels_last else "speed-contiguous") if o.speed else f"parity-{o.dtype}"
+    if o.jeat_amp == "bf16":
+        key = f"{key}-bf16" if o.speed else "parity-bf16"
+    return key + (f"-malloc-{o.malloc}" if o.speed and o.malloc != "shipped" else "")
+
+
 def _key(key: str, method: str, o) -> str:
     """A speed row at a non-default WEAT attack length is a row of its own (``...-attack10``)."""
     if o.speed and o.interleave and method in INTERLEAVED:
@@ -171,13 +181,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(o)))
         return 0
     results = json.loads(Path(o.out).read_text()) if Path(o.out).exists() else {}
-    if o.jeat_amp == "bf16":
-        if o.dtype != "float32" or o.speed or any(m not in BF16_METHODS for m in o.methods.split(",")):
-            raise SystemExit(f"--jeat-amp bf16: float32 accuracy runs of {', '.join(BF16_METHODS)} only")
-    key = ("speed" if o.channels_last else "speed-contiguous") if o.speed else f"parity-{o.dtype}"
-    key = "parity-bf16" if o.jeat_amp == "bf16" else key
-    if o.speed and o.malloc != "shipped":
-        key += f"-malloc-{o.malloc}"
+    key = _base_key(o)
     methods = [s.strip() for s in o.methods.split(",") if s.strip()]
     for m in methods:
         if m not in METHODS:

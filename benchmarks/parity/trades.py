@@ -167,6 +167,7 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     cfg.data.train_limit = o.steps * batch  # one epoch of exactly these steps (WEAT's OneCycle length)
     cfg.epochs, cfg.channels_last, cfg.guard.enabled, cfg.tensorboard = 1, o.channels_last, False, False
     cfg.cpu_malloc = jeat_malloc(o)
+    cfg.amp = getattr(o, "jeat_amp", "none")  # bf16: drift / speed against the fp32 reference (run.py --jeat-amp)
     for assignment in o.jeat_set:  # attribution runs: e.g. fold_bn=false
         apply_override(cfg, assignment)
     if variant == "trades":
