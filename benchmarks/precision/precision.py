@@ -122,6 +122,13 @@ def _cell(c: dict) -> str:
             f"{c['diff']:+.1f} ± {c['se']:.1f} **{c['verdict']}**")  # fmt: skip
 
 
+def _time_cell(c: dict) -> str:
+    """Train minutes, fp32 / bf16, without a verdict: speed is not a quality column, and these runs shared
+    the cores with other jobs (the page's notes), so the ratio is indicative only."""
+    got = [f"{c[k]:.1f}" if k in c else "-" for k in ("mean32", "mean16")]
+    return " / ".join(got)
+
+
 def _null_line(seeds: int, columns: int) -> str:
     one, any_ = null_rates(seeds, columns)
     return (
@@ -135,7 +142,7 @@ def _null_line(seeds: int, columns: int) -> str:
 
 def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
     records = load_json(B.RESULTS).get("runs", {})
-    cols = [c for c in COLUMNS if c[0] != "fid_buffer"] + [("train_min", "train min")]
+    cols = [c for c in COLUMNS if c[0] != "fid_buffer"] + [("train_min", "train min, fp32 / bf16 (no verdict)")]
     lines = ["# Precision: bf16 autocast against fp32 at the leaderboard's budget (issue 38)", "",
              f"Command: `{cmdline}`. Every run is a leaderboard run (docs/LEADERBOARD.md: budget, evaluation, N), "
              "both precisions trained here on one machine under the validation rule: fp32 = `amp=none`, bf16 = "
@@ -151,7 +158,7 @@ def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
         cells = []
         for k, _ in cols:
             c = compare(values(records, m + FP32, seeds, k), values(records, m + BF16, seeds, k))
-            cells.append(_cell(c) + (" *material*" if material(k, c) else ""))
+            cells.append(_time_cell(c) if k == "train_min" else _cell(c) + (" *material*" if material(k, c) else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     notes = PAGE.with_name("precision_cpu_notes.md")
     if notes.is_file():
