@@ -25,18 +25,19 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
-    Diff,
+    ULP_SEEDS,
     Result,
     batches,
     bn_pair,
     checkout_commit,
     cifar,
+    control_draws,
     cuda_as_cpu,
     install_stubs,
+    one_ulp,
     record_backward,
     record_grads_at_step,
     score,
-    tol_check,
     train_jeat,
 )
 from free import _Loader, _module_cuda_as_cpu, import_locuslab
@@ -155,21 +156,29 @@ def check(checkout: Path, o) -> Result:
         cfg = get_preset("paper-fast")
         cfg.model.arch = "locuslab-preact-resnet18"
         cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = batch, o.data, train_limit, 100
-        cfg.guard.enabled, cfg.tensorboard, cfg.channels_last = False, False, False
-        tr = Trainer(cfg, run_dir=Path(d) / "jeat", progress=False)
-        tr.model.backbone.load_state_dict(captured["init"])
-        tr.model.to(dtype)
+        cfg.guard.enabled, cfg.tensorboard, cfg.channels_last = False, False, o.channels_last
+        cfg.amp = getattr(o, "jeat_amp", "none")  # bf16: drift / speed against the fp32 reference (run.py --jeat-amp)
+
+        def run_ours(data: list, tag: str, log: list | None = None) -> dict:
+            tr = Trainer(cfg, run_dir=Path(d) / f"jeat{tag}", progress=False)
+            tr.model.backbone.load_state_dict(captured["init"])
+            tr.model.to(dtype)
+            if log is not None:
+                orig = tr.train_step
+
+                def step_and_log(xb, yb):
+                    g = tr.opt.param_groups[0]
+                    log.append((g["lr"], g["momentum"]))
+                    return orig(xb, yb)
+
+                tr.train_step = step_and_log
+            with uniform_feed(us):  # the same random starts: only the inputs move in a control
+                return train_jeat(tr, data)
+
         ours_sched: list = []
-        orig = tr.train_step
-
-        def step_and_log(xb, yb):
-            g = tr.opt.param_groups[0]
-            ours_sched.append((g["lr"], g["momentum"]))
-            return orig(xb, yb)
-
-        tr.train_step = step_and_log
-        with uniform_feed(us):
-            ours = train_jeat(tr, raw)
+        ours = run_ours(raw, "", ours_sched)
+        # float32: jeat against itself with its inputs moved by one ulp, the noise floor (score's control)
+        control = [run_ours(one_ulp(raw, ULP_SEEDS[0] + k), f"-control{k}") for k in control_draws(o)]
 
     res = Result("fast", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                           "script": f"{sub}/train_fgsm.py"},
@@ -178,13 +187,16 @@ def check(checkout: Path, o) -> Result:
                   "data": "CIFAR-10 train (first 2,000), zero-padded crop + flip"}, shims=shims)  # fmt: skip
     name_map = {k: f"backbone.{k}" for k, _ in captured["model"].named_parameters()}
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
-    res = score(res, o, ours, ref, name_map, batch)
+    # (e) the BN statistics the run leaves: Fast AT's attack forwards move them too (attack.update_bn)
+    rename = lambda k: f"backbone.{k}"  # noqa: E731
+    bn = (
+        *bn_pair(ours["bn"], captured["model"], rename),
+        [bn_pair(c["bn"], captured["model"], rename)[0] for c in control],
+    )
+    res = score(res, o, ours, ref, name_map, batch, {"bn_statistics": bn}, control)
     tol = 1e-12
     res.checks["lr"] = {"ours": ours_sched[:3], "reference": ref_sched[:3], "steps": len(ours_sched),
                         "pass": len(ours_sched) == len(ref_sched) and all(
                             abs(a[0] - b[0]) <= tol and abs(a[1] - b[1]) <= tol
                             for a, b in zip(ours_sched, ref_sched, strict=True))}  # fmt: skip
-    # (e) the BN statistics the run leaves: Fast AT's attack forwards move them too (attack.update_bn)
-    bn = bn_pair(ours["bn"], captured["model"], lambda k: f"backbone.{k}")
-    res.checks["bn_statistics"] = tol_check(Diff.of(*bn), 1e-9 if dtype == torch.float64 else 1e-3)
     return res

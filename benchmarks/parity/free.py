@@ -29,19 +29,20 @@ from pathlib import Path
 import torch
 from common import (
     REFERENCES,
-    Diff,
+    ULP_SEEDS,
     Result,
     batches,
     bn_pair,
     checkout_commit,
     cifar,
+    control_draws,
     cuda_as_cpu,
     import_reference,
     install_stubs,
+    one_ulp,
     record_backward,
     record_grads_at_step,
     score,
-    tol_check,
     train_jeat,
 )
 
@@ -160,36 +161,46 @@ def check(checkout: Path, o) -> Result:
         cfg = get_preset("paper-free")
         cfg.model.arch = "locuslab-preact-resnet18"
         cfg.data.batch_size, cfg.data.root, cfg.data.train_limit, cfg.data.test_limit = batch, o.data, 2000, 100
-        cfg.guard.enabled, cfg.tensorboard, cfg.channels_last = False, False, False
-        tr = Trainer(cfg, run_dir=Path(d) / "jeat", progress=False)
-        tr.model.backbone.load_state_dict(captured["init"])
-        tr.model.to(dtype)
-        tr.method.delta = tr.method.delta.to(dtype)
-        lab = [b for b in raw for _ in range(replays)]  # BatchStream(replays=m): each batch m times in a row
+        cfg.guard.enabled, cfg.tensorboard, cfg.channels_last = False, False, o.channels_last
+        cfg.amp = getattr(o, "jeat_amp", "none")  # bf16: drift / speed against the fp32 reference (run.py --jeat-amp)
+
+        def run_ours(data: list, tag: str, lrs: list | None = None) -> dict:
+            tr = Trainer(cfg, run_dir=Path(d) / f"jeat{tag}", progress=False)
+            tr.model.backbone.load_state_dict(captured["init"])
+            tr.model.to(dtype)
+            tr.method.delta = tr.method.delta.to(dtype)
+            if lrs is not None:
+                orig_step = tr.train_step
+
+                def step_and_log(xb, yb):
+                    lrs.append(tr.opt.param_groups[0]["lr"])
+                    return orig_step(xb, yb)
+
+                tr.train_step = step_and_log
+            return train_jeat(tr, [b for b in data for _ in range(replays)])  # BatchStream(replays=m)
+
         jeat_lrs: list = []
-        orig_step = tr.train_step
-
-        def step_and_log(xb, yb):
-            jeat_lrs.append(tr.opt.param_groups[0]["lr"])
-            return orig_step(xb, yb)
-
-        tr.train_step = step_and_log
-        ours = train_jeat(tr, lab)
+        ours = run_ours(raw, "", jeat_lrs)
+        # float32: jeat against itself with its inputs moved by one ulp, the noise floor (score's control)
+        control = [run_ours(one_ulp(raw, ULP_SEEDS[0] + k), f"-control{k}") for k in control_draws(o)]
 
     res = Result("free", {"repo": repo, "commit": commit, "checkout_commit": checkout_commit(checkout),
                           "script": f"{sub}/train_free.py"},
                  {"model": "the reference's PreActResNet18", "batch": batch, "batches": n_batches,
-                  "replays": replays, "steps": len(lab), "reference_flags": argv[1:], "threads": o.threads,
+                  "replays": replays, "steps": len(raw) * replays, "reference_flags": argv[1:], "threads": o.threads,
                   "precision": o.dtype, "data": "CIFAR-10 train (first 2,000), zero-padded crop + flip"},
                  shims=shims)  # fmt: skip
     name_map = {k: f"backbone.{k}" for k, _ in captured["model"].named_parameters()}
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
-    res = score(res, o, ours, ref, name_map, batch)
+    # (e) the BN statistics the run leaves (every replay's train-mode forward moves them, on both sides)
+    rename = lambda k: f"backbone.{k}"  # noqa: E731
+    bn = (
+        *bn_pair(ours["bn"], captured["model"], rename),
+        [bn_pair(c["bn"], captured["model"], rename)[0] for c in control],
+    )
+    res = score(res, o, ours, ref, name_map, batch, {"bn_statistics": bn}, control)
     same_lr = len(jeat_lrs) == len(ref_lrs) and all(
         abs(a - b) <= 1e-12 * max(abs(b), 1) for a, b in zip(jeat_lrs, ref_lrs, strict=True)
     )
     res.checks["lr"] = {"ours": jeat_lrs[:4], "reference": ref_lrs[:4], "steps": len(jeat_lrs), "pass": same_lr}
-    # (e) the BN statistics the run leaves (every replay's train-mode forward moves them, on both sides)
-    bn = bn_pair(ours["bn"], captured["model"], lambda k: f"backbone.{k}")
-    res.checks["bn_statistics"] = tol_check(Diff.of(*bn), 1e-9 if dtype == torch.float64 else 1e-3)
     return res

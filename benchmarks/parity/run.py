@@ -29,8 +29,8 @@ from report import write_markdown  # noqa: E402
 from timing import MALLOC_MODES  # noqa: E402
 
 INTERLEAVED = ("jem", "jempp", "sadajem", "trades", "weat")  # harness modules that can alternate the sides' steps
-# harnesses whose jeat side honours --jeat-amp (common.jeat_trainer, and trades.py for TRADES / WEAT)
-BF16_METHODS = ("jem", "jempp", "eb-jdat", "sadajem", "trades", "weat", "weat-adv")
+# harnesses whose jeat side honours --jeat-amp (common.jeat_trainer; trades.py, fast.py and free.py set it)
+BF16_METHODS = ("jem", "jempp", "eb-jdat", "sadajem", "trades", "weat", "weat-adv", "free", "fast")
 METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "weat-adv", "eb-jdat", "dat", "free", "fast")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
           "weat": "trades", "weat-adv": "trades", "dat": "dat", "free": "free", "fast": "fast"}  # fmt: skip
@@ -62,8 +62,8 @@ def parser() -> argparse.ArgumentParser:
                    help="float32: one-ulp control draws of jeat against itself; floor = their largest")  # fmt: skip
     p.add_argument("--jeat-amp", choices=("none", "bf16"), default="none",
                    help="bf16: jeat in bf16 autocast against the reference in fp32 (JEM, JEM++, EB-JDAT, SADA-JEM, "
-                        "TRADES, WEAT): drift, reported beside the fp32 floor, never pass / fail; with --speed, "
-                        "a speed row of its own (issue 38)")  # fmt: skip
+                        "TRADES, WEAT, Free AT, Fast AT): drift, reported beside the fp32 floor, never pass / fail; "
+                        "with --speed, a speed row of its own (issue 38)")  # fmt: skip
     p.add_argument("--channels-last", action="store_true", help="jeat side in channels_last (its default)")
     p.add_argument("--compile", action="store_true", help="jeat side with compile=true (torch.compile)")
     p.add_argument("--speed", action="store_true", help="speed mode: time steps only, at --depth/--width/--batch")
