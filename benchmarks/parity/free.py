@@ -164,23 +164,15 @@ def check(checkout: Path, o) -> Result:
         cfg.guard.enabled, cfg.tensorboard, cfg.channels_last = False, False, o.channels_last
         cfg.amp = getattr(o, "jeat_amp", "none")  # bf16: drift / speed against the fp32 reference (run.py --jeat-amp)
 
-        def run_ours(data: list, tag: str, lrs: list | None = None) -> dict:
+        def run_ours(data: list, tag: str) -> dict:
             tr = Trainer(cfg, run_dir=Path(d) / f"jeat{tag}", progress=False)
             tr.model.backbone.load_state_dict(captured["init"])
             tr.model.to(dtype)
             tr.method.delta = tr.method.delta.to(dtype)
-            if lrs is not None:
-                orig_step = tr.train_step
-
-                def step_and_log(xb, yb):
-                    lrs.append(tr.opt.param_groups[0]["lr"])
-                    return orig_step(xb, yb)
-
-                tr.train_step = step_and_log
             return train_jeat(tr, [b for b in data for _ in range(replays)])  # BatchStream(replays=m)
 
-        jeat_lrs: list = []
-        ours = run_ours(raw, "", jeat_lrs)
+        ours = run_ours(raw, "")
+        jeat_lrs = ours["lr"]  # the lr each step ran at (train_jeat's optimizer pre-hook)
         # float32: jeat against itself with its inputs moved by one ulp, the noise floor (score's control)
         control = [run_ours(one_ulp(raw, ULP_SEEDS[0] + k), f"-control{k}") for k in control_draws(o)]
 
