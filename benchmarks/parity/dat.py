@@ -170,6 +170,7 @@ def check(checkout: Path, o) -> Result:
     jc.data.outdist = "uniform"  # replaced by the harness's images below
     jc.epochs, jc.channels_last, jc.guard.enabled, jc.tensorboard = 1, o.channels_last, False, False
     jc.cpu_malloc = jeat_malloc(o)
+    jc.amp = getattr(o, "jeat_amp", "none")  # bf16: drift / speed against the fp32 reference (run.py --jeat-amp)
     d = jc.method.dat
     d.auc_window, d.auc_threshold, d.start_steps, d.max_steps = window_imgs, auc_th, start, 50
     state = from_trades_state_dict(init)
