@@ -48,6 +48,8 @@ BF16_DIFFERS: dict[str, str] = {
     "prejeat": "OOD AUROC -6.3 +- 2.4 points in bf16 (3 seeds a side, 2026-12-06; every other quality column neutral)",
     "noise": "FID -9.4 +- 4.4 in bf16, lower (better) than fp32 (3 seeds a side, 2026-12-06; every other quality "
     "column neutral): the published fp32 numbers would not be what a bf16 run gets",
+    "weat": "C&W-inf -1.1 +- 0.4 points in bf16 (3 seeds a side, 2026-12-06, session 21; every other quality column "
+    "neutral: PGD-20 -1.0 +- 0.9, AutoAttack +0.0 +- 1.7)",
 }
 
 
