@@ -250,6 +250,12 @@ def bn_pair(ours: dict, ref_model: torch.nn.Module, rename) -> tuple[torch.Tenso
             torch.cat([ref[k].flatten().double() for k, _ in keys]))  # fmt: skip
 
 
+def bn_output(ours: dict, control: list[dict], ref_model: torch.nn.Module, rename) -> tuple:
+    """``score``'s ``outputs`` entry for the BN statistics a run leaves: jeat's, the reference's, and each
+    one-ulp control's (the float32 floor)."""
+    return (*bn_pair(ours["bn"], ref_model, rename), [bn_pair(c["bn"], ref_model, rename)[0] for c in control])
+
+
 def jem_rename(depth: int):
     """A reference key of JEM's family -> jeat's (parameters and buffers alike)."""
     from jeat.models.wrn import from_jem_state_dict

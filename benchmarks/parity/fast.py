@@ -28,7 +28,7 @@ from common import (
     ULP_SEEDS,
     Result,
     batches,
-    bn_pair,
+    bn_output,
     checkout_commit,
     cifar,
     control_draws,
@@ -188,11 +188,7 @@ def check(checkout: Path, o) -> Result:
     name_map = {k: f"backbone.{k}" for k, _ in captured["model"].named_parameters()}
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
     # (e) the BN statistics the run leaves: Fast AT's attack forwards move them too (attack.update_bn)
-    rename = lambda k: f"backbone.{k}"  # noqa: E731
-    bn = (
-        *bn_pair(ours["bn"], captured["model"], rename),
-        [bn_pair(c["bn"], captured["model"], rename)[0] for c in control],
-    )
+    bn = bn_output(ours, control, captured["model"], lambda k: f"backbone.{k}")
     res = score(res, o, ours, ref, name_map, batch, {"bn_statistics": bn}, control)
     tol = 1e-12
     res.checks["lr"] = {"ours": ours_sched[:3], "reference": ref_sched[:3], "steps": len(ours_sched),

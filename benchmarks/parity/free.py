@@ -32,7 +32,7 @@ from common import (
     ULP_SEEDS,
     Result,
     batches,
-    bn_pair,
+    bn_output,
     checkout_commit,
     cifar,
     control_draws,
@@ -185,11 +185,7 @@ def check(checkout: Path, o) -> Result:
     name_map = {k: f"backbone.{k}" for k, _ in captured["model"].named_parameters()}
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
     # (e) the BN statistics the run leaves (every replay's train-mode forward moves them, on both sides)
-    rename = lambda k: f"backbone.{k}"  # noqa: E731
-    bn = (
-        *bn_pair(ours["bn"], captured["model"], rename),
-        [bn_pair(c["bn"], captured["model"], rename)[0] for c in control],
-    )
+    bn = bn_output(ours, control, captured["model"], lambda k: f"backbone.{k}")
     res = score(res, o, ours, ref, name_map, batch, {"bn_statistics": bn}, control)
     same_lr = len(jeat_lrs) == len(ref_lrs) and all(
         abs(a - b) <= 1e-12 * max(abs(b), 1) for a, b in zip(jeat_lrs, ref_lrs, strict=True)

@@ -24,7 +24,7 @@ from common import (
     ULP_SEEDS,
     Result,
     batches,
-    bn_pair,
+    bn_output,
     checkout_commit,
     cifar,
     control_draws,
@@ -218,8 +218,7 @@ def check(checkout: Path, o, variant: str = "trades") -> Result:
     ref = {"losses": ref_losses, "grads": ref_grads, "times": ref_times, "wall": ref_wall}
     outputs = {"attack": (advs[0], train_inputs[1], ctrl_advs),
                # (e) the BN running statistics the run leaves
-               "bn_statistics": (*bn_pair(ours["bn"], model, rename),
-                                 [bn_pair(c["bn"], model, rename)[0] for c in control])}  # fmt: skip
+               "bn_statistics": bn_output(ours, control, model, rename)}  # fmt: skip
     res = score(res, o, ours, ref, name_map, batch, outputs, control)
     res.checks["lr"] = lr_check(ours["lr"], ref_lrs)  # (e) every step's lr (WEAT: OneCycle moves it each step)
     if o.jeat_set:
