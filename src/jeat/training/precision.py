@@ -50,6 +50,8 @@ BF16_DIFFERS: dict[str, str] = {
     "column neutral): the published fp32 numbers would not be what a bf16 run gets",
     "weat": "C&W-inf -1.1 +- 0.4 points in bf16 (3 seeds a side, 2026-12-06, session 21; every other quality column "
     "neutral: PGD-20 -1.0 +- 0.9, AutoAttack +0.0 +- 1.7)",
+    "jempp": "C&W-inf -0.7 +- 0.4 points in bf16 (3 seeds a side, 2026-12-06, session 22; every other quality column "
+    "neutral: PGD-20 -0.5 +- 0.8, AutoAttack +0.0 +- 2.1, FID -11.4 +- 10.1, OOD AUROC +2.9 +- 6.7)",
 }
 
 
