@@ -17,7 +17,8 @@ study_runs = pytest.importorskip("study_runs")
 
 
 def _study(tmp_path, seeds):
-    return study.Study(argparse.Namespace(data="DATA", out=str(tmp_path), scale="medium", seeds=seeds))
+    ns = argparse.Namespace(data="DATA", out=str(tmp_path), scale="medium", seeds=seeds, archive=str(tmp_path / "a"))
+    return study.Study(ns)
 
 
 def test_seeded_runs_are_named_per_seed_and_train_with_that_seed(tmp_path, monkeypatch):
@@ -101,10 +102,24 @@ def test_the_study_runs_claim_9s_evaluation_on_its_ood_models(tmp_path, monkeypa
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text("{}")
     done = []
-    monkeypatch.setattr(s, "sh", lambda cmd, out, skip_done=True: done.append(cmd) or False)
+    monkeypatch.setattr(s, "sh", lambda cmd, out, skip_done=True: done.append(cmd) or True)
     s.run()
     ood = [c[2] for c in done if c[:2] == ["jeat", "evaluate"] and "ood" in c]
     assert sorted(Path(p).name for p in ood) == sorted(f"{m}-s0" for m in study.OOD)
+    # every stage succeeded: each run is marked complete in the archive, and a second pass runs nothing
+    assert all(s.complete(n).is_file() for n in s.names(study.MODELS))
+    done.clear()
+    s.run()
+    assert done == []
+
+
+def test_a_run_with_a_failed_stage_is_not_marked_complete(tmp_path, monkeypatch):
+    s = _study(tmp_path, [0])
+    fail = lambda cmd, out, skip_done=True: "aa_n" not in " ".join(cmd)  # noqa: E731
+    monkeypatch.setattr(s, "sh", fail)
+    s.run()
+    assert not s.complete("pgd-s0").is_file()  # its AutoAttack stage failed
+    assert s.complete("noise-8-s0").is_file()  # no AutoAttack stage
 
 
 def test_compute_counts_every_network_pass_per_training_image(shared_data):
@@ -133,3 +148,35 @@ def test_claim_costs_follow_the_measured_passes_and_say_the_throughput_is_assume
     assert "| standard | `paper-standard` (wrn-28-10) | 1 | 10,000,000 | 314 | 0.4-0.9 |" in text
     assert "| 1 | standard | 0.4-0.9 |" in text and "| 2 | pgd | 3.3-6.7 |" in text
     assert "| 3 |" not in text  # its JEM and JEAT costs were not measured
+
+
+def test_the_archive_rewrites_the_same_page_without_the_run_folders(tmp_path, monkeypatch):
+    """The committed archive must hold everything the page reads, and never a run's weights."""
+    from PIL import Image
+
+    runs, archive = tmp_path / "runs", tmp_path / "archive"
+    _fake_run(runs, "jem-s0", 0.20, 5.0, 300.0, 0.40)
+    _fake_run(runs, "jem-s1", 0.30, 7.0, 280.0, 0.60)
+    (runs / "jem-s0" / "checkpoint.pt").write_bytes(b"weights")
+    (runs / "jem-s0" / "model.safetensors").write_bytes(b"weights")
+    Image.new("RGB", (640, 640), (200, 10, 10)).save(runs / "jem-s0" / "gen-joint" / "grid.png")
+    (runs / "jem-s0" / "gen-joint" / "samples.npz").write_bytes(b"samples")
+    for name in ("jem-s0", "jem-s1"):
+        assert study_runs.archive_run(runs / name, archive / name)
+    assert study_runs.archive_run(runs / "jem-s0", archive / "jem-s0") == []  # unchanged: nothing rewritten
+    kept = {p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()}
+    assert "jem-s0/summary.json" in kept and "jem-s0/gen-joint/eval/metrics.json" in kept
+    assert "jem-s0/ood-claim9/metrics.json" in kept and "jem-s0/gen-joint/grid.png" in kept
+    assert not any(k.endswith((".pt", ".safetensors", ".npz")) for k in kept)
+    with Image.open(archive / "jem-s0" / "gen-joint" / "grid.png") as im:
+        assert max(im.size) <= 256
+    compute = tmp_path / "compute.json"
+    compute.write_text(json.dumps({"jem": {"passes_per_image": 12.0}}))
+    monkeypatch.setattr(study_report, "COMPUTE", compute)
+    pages = []
+    for src in (runs, archive):
+        dest = tmp_path / src.name / "docs" / "RESULTS.md"
+        scales = [study_report.Scale("small", src, study.SCALES["small"], [0, 1])]
+        study_report.write_results(scales, dest, ["jem", "pgd"], [], "cmd")
+        pages.append(dest.read_text())
+    assert pages[0] == pages[1]

@@ -26,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: sha
 import claim9_ood  # noqa: E402
 from shared import ROOT, Stages  # noqa: E402
 from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
+from study_runs import archive_log, archive_run  # noqa: E402
+
+from jeat.atomic import atomic_write_text
 
 # (model, sampler, seed distribution): the generation runs the claims need.
 GENERATIONS = [
@@ -46,6 +49,7 @@ GENERATIONS = [
     ("standard", "ce"),
 ]
 AUTOATTACK = ("standard", "pgd", "jem", "jeat", "prejeat", "robust-jem")
+DENOISED = ("standard", "pgd", "jeat")  # claim 7's denoising
 # Claim 9 (JEM's Table 3): log p(x), max p(y|x) and the gradient norm as OOD scores (claim9_ood.py's evaluation)
 OOD = ("standard", "pgd", "jem", "jeat", "robust-jem", "jempp")
 # "": `jeat denoise` defaults (sigma 0.1, 50 descent steps of 0.01). "-sgld": App. G.1's noise
@@ -63,9 +67,20 @@ class Study:
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = self.out / "study.log"
         self.stages = Stages(self.log, "study")
+        # The committed copy of what the page reads (study_runs.ARCHIVED), kept after every stage.
+        self.archive = (
+            Path(args.archive)
+            if getattr(args, "archive", None)
+            else ROOT / "benchmarks" / "results" / "study" / args.scale
+        )
 
     def sh(self, cmd: list[str], done: Path, skip_done: bool = True) -> bool:
-        return self.stages.sh(cmd, done, skip_done)
+        ok = self.stages.sh(cmd, done, skip_done)
+        if ok and done.is_relative_to(self.out):  # the stage's run: the first folder under OUT
+            run = done.relative_to(self.out).parts[0]
+            archive_run(self.out / run, self.archive / run)
+            archive_log(self.log, self.archive)
+        return ok
 
     def run_dir(self, name: str) -> Path:
         return self.out / name
@@ -140,6 +155,7 @@ class Study:
         ]
         ok = self.sh(cmd, ev / "report.md", skip_done=False)
         if ok:
+            done.parent.mkdir(parents=True, exist_ok=True)
             done.touch()
         return ok
 
@@ -192,28 +208,38 @@ class Study:
         cmd += DENOISE[variant]
         return self.sh(cmd, out / "metrics.json")
 
-    def run(self) -> None:
-        trained = lambda name: (self.run_dir(name) / "summary.json").exists()  # noqa: E731
-        for name in self.names(MODELS):
-            self.train(name)
-        for name in filter(trained, self.names(MODELS)):
-            self.evaluate(name, "robustness,fisher,calibration")
-        for model, sampler in GENERATIONS:
-            for name in filter(trained, self.names([model])):
-                gen = self.generate(name, sampler)
-                if gen:
-                    self.fid(name, sampler, gen)
-        for name in filter(trained, self.names(("standard", "pgd", "jeat"))):
+    def run_stages(self, name: str) -> bool:
+        """Every stage of one run, in order; whether all of them succeeded."""
+        model, _ = self.model_of(name)
+        if not self.train(name):
+            return False
+        ok = self.evaluate(name, "robustness,fisher,calibration")
+        for sampler in (s for m, s in GENERATIONS if m == model):
+            gen = self.generate(name, sampler)
+            ok = bool(gen) and self.fid(name, sampler, gen) and ok
+        if model in DENOISED:
             for variant in DENOISE:
-                self.denoise(name, variant)
-        for name in filter(trained, self.names(OOD)):
-            self.sh(
-                claim9_ood.command(self.run_dir(name), self.args.data),
-                self.run_dir(name) / "ood-claim9" / "metrics.json",
-            )
-        # AutoAttack last: Square's 5000 queries dominate CPU time, so only the Table 2 models.
-        for name in filter(trained, self.names(AUTOATTACK)):
-            self.evaluate(name, "robustness", autoattack=True)
+                ok = self.denoise(name, variant) and ok
+        if model in OOD:
+            ood = self.run_dir(name) / "ood-claim9" / "metrics.json"
+            ok = self.sh(claim9_ood.command(self.run_dir(name), self.args.data), ood) and ok
+        if model in AUTOATTACK:  # Square's 5000 queries dominate CPU time: only the models Table 2 compares
+            ok = self.evaluate(name, "robustness", autoattack=True) and ok
+        return ok
+
+    def complete(self, name: str) -> Path:
+        """The archive's mark that every stage of ``name`` finished: a fresh machine (no run folders)
+        skips the run instead of training it again."""
+        return self.archive / name / "complete.txt"
+
+    def run(self) -> None:
+        # Run by run, every stage before the next run (seed 0 of every model first): a run is archived
+        # complete or not at all, so a machine lost mid-study costs one run, not every run's evaluation.
+        for name in self.names(MODELS):
+            if self.complete(name).is_file():
+                continue
+            if self.run_stages(name):
+                atomic_write_text(self.complete(name), "every stage of study.py finished; results beside this file\n")
         if self.args.seeds is None:  # with --seeds every model already has its second seed
             for name in CHECKS:
                 self.train(name)
@@ -226,6 +252,9 @@ def main() -> None:
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="train every model per seed (<model>-s<seed>)")
     p.add_argument("--report-only", action="store_true", help="only rewrite docs/RESULTS.md from finished stages")
+    p.add_argument("--archive", default=None,
+                   help="where the committed copy of each run's results goes (default "
+                        "benchmarks/results/study/<scale>; study_report.py reads it as a scale's folder)")  # fmt: skip
     args = p.parse_args()
     study = Study(args)
     if not args.report_only:
@@ -235,7 +264,11 @@ def main() -> None:
 
     if args.seeds is not None:  # RESULTS.md shows one scale per seed-less study; a seeded study reports apart
         page = ROOT / "benchmarks" / "results" / f"study_{args.scale}_runs.md"
-        write_progress(study.out, study.names(MODELS), page, " ".join(x for x in sys.argv[1:] if x != "--report-only"))
+        for name in study.names(MODELS):  # --report-only too: a run folder's results reach the archive
+            if (study.out / name).is_dir():
+                archive_run(study.out / name, study.archive / name)
+        argv = " ".join(x for x in sys.argv[1:] if x != "--report-only")
+        write_progress(study.out, study.names(MODELS), page, argv, study.archive)
         print(json.dumps({"runs": str(page)}))
         return
     if not any((study.out / n / "summary.json").is_file() for n in MODELS):  # never blank the page from nothing
