@@ -1,5 +1,5 @@
 """What every study under benchmarks/ shares: the repository root, resumable stages, the machine's
-description and atomic publishing of a page.
+description, atomic publishing of a page and the committed archive of a run's results.
 
 Stages: one shell command each, skipped once its output exists (study/ and leaderboard/). Every
 command and its exit status and wall time are appended to a log, so a results page can quote exactly
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from jeat.training.checkpoint import atomic_write_text
+from jeat.training.checkpoint import atomic_write_bytes, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +62,21 @@ def publish(title: str, text: str, out: str | None) -> None:
     print(text)
     if out:
         atomic_write_text(Path(out), f"# {title}\n\n{text}")
+
+
+def archive_files(run: Path, dest: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Copy the files of ``run`` matching ``patterns`` (globs relative to it) to ``dest``, keeping their
+    relative paths; atomic per file, unchanged files untouched. Returns what was written.
+
+    Run folders (weights, samples) live outside the repository and go with their machine (2026-12-06: a
+    finished study's folders were lost); a study archives the small files its page reads, to be committed,
+    so the page can be rewritten and the study resumed from git alone."""
+    written = []
+    for pattern in patterns:
+        for src in sorted(run.glob(pattern)):
+            dst = dest / src.relative_to(run)
+            data = src.read_bytes()
+            if not dst.is_file() or dst.read_bytes() != data:
+                atomic_write_bytes(dst, lambda f, data=data: f.write(data))
+                written.append(dst)
+    return written

@@ -128,3 +128,31 @@ def test_every_run_trains_in_the_studys_one_pinned_precision(tmp_path, monkeypat
     cmd = runner.command("warn", "jeat", "digits28", 1, "DATA", tmp_path)
     assert [c for c in cmd if c.startswith("amp=")] == ["amp=none"]
     assert "amp pinned to fp32" in runner.report(tmp_path, [], "cmd")
+
+
+def test_a_finished_run_whose_folder_is_lost_comes_back_from_the_archive(tmp_path, monkeypatch):
+    """The study's committed archive: a lost run folder is restored (results only) and never trained again."""
+    import shutil
+    import subprocess
+
+    runner = importlib.import_module("stability")
+    monkeypatch.setattr(runner, "RESULTS", tmp_path / "results" / "stability_x.md")
+    out, archive = tmp_path / "runs", runner.archive_dir(tmp_path / "results" / "stability_x.md")
+    job = ("warn", "jem", "digits28", 0)
+    run = _run(out / runner.run_name(*job), JEM, "warn")
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    before = stability.outcome(run)
+    runner.archive_files(run, archive / runner.run_name(*job), runner.ARCHIVED)
+    assert not (archive / runner.run_name(*job) / "checkpoint.pt").exists()  # never weights
+    shutil.rmtree(out)
+    assert runner.restore(out, archive, [job]) == [runner.run_name(*job)]
+    assert stability.outcome(out / runner.run_name(*job)) == before
+    trained = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: trained.append(cmd))
+    (out / "data" / "digits28").mkdir(parents=True)
+    (out / "data" / "digits28" / "test.npz").write_bytes(b"")
+    argv = ["stability.py", "--data", "D", "--out", str(out), "--arms", "warn", "--methods", "jem",
+            "--datasets", "digits28", "--seeds", "0", "--results", str(runner.RESULTS)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    runner.main()
+    assert trained == []  # restored, so not trained again

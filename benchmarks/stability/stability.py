@@ -46,7 +46,10 @@ import time
 from pathlib import Path
 
 import torch
-from stability_judge import (
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import archive_files  # noqa: E402
+from stability_judge import (  # noqa: E402
     CHANCE_LEARNED,
     COLLAPSE_DROP,
     LEARNED_LOST,
@@ -57,8 +60,8 @@ from stability_judge import (
     stand_in,
 )
 
-from jeat.training.checkpoint import atomic_write_text
-from jeat.training.precision import native_bf16
+from jeat.training.checkpoint import atomic_write_text  # noqa: E402
+from jeat.training.precision import native_bf16  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -165,6 +168,28 @@ def thread_env(threads: int | None) -> dict[str, str]:
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env
+
+
+# What the page reads from a finished run (stability_judge.outcome, guard_replay): committed beside the page,
+# benchmarks/results/stability/<page>/<arm>/<run>/, so that a machine lost mid-study costs only the run under way.
+ARCHIVED = ("summary.json", "metrics.jsonl", "config.json")
+
+
+def archive_dir(results: Path) -> Path:
+    """The archive of the study that writes ``results`` (each page its own: the fp32 arm has its own page)."""
+    return results.parent / "stability" / results.stem
+
+
+def restore(out: Path, archive: Path, jobs: list[tuple]) -> list[str]:
+    """Finished runs whose folders are gone come back from the archive (results only, no weights), so the
+    study skips them and the page still reports them. Returns their names."""
+    back = []
+    for job in jobs:
+        name = run_name(*job)
+        if not (out / name / "summary.json").is_file() and (archive / name / "summary.json").is_file():
+            archive_files(archive / name, out / name, ARCHIVED)
+            back.append(name)
+    return back
 
 
 def set_results(path: Path, amp: str | None = None) -> None:
@@ -311,10 +336,14 @@ def main() -> None:
                        check=True)  # fmt: skip
     if "digits28" in a.datasets and not (digits / "test.npz").exists():
         subprocess.run([sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)], check=True)
+    archive = archive_dir(RESULTS)
+    for name in restore(out, archive, jobs):
+        print(f"restored from {archive}: {name}", flush=True)
     for job in jobs:
         arm, method, dataset, seed = job
         run = out / run_name(*job)
         if outcome(run) is not None or stand_in(out, *job) is not None:
+            archive_files(run, archive / run_name(*job), ARCHIVED)  # a run finished before archives existed
             continue
         if arm == "warn":  # identical to the default twin until a trigger: rerun only twins with events
             twin = outcome(out / run_name("default", method, dataset, seed))
@@ -325,6 +354,8 @@ def main() -> None:
         run.parent.mkdir(parents=True, exist_ok=True)
         with open(out / "log.txt", "a") as log:
             subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False, env=thread_env(a.threads))
+        if (run / "summary.json").is_file():
+            archive_files(run, archive / run_name(*job), ARCHIVED)
         report(out, jobs, cmdline)
     print(report(out, jobs, cmdline))
 

@@ -17,17 +17,10 @@ GRID = "gen-*/grid.png"  # the samples' grid, archived as the page's 256-pixel t
 
 def archive_run(run: Path, dest: Path) -> list[Path]:
     """Copy ``run``'s ARCHIVED files (and a thumbnail of each sample grid) to ``dest``, keeping their
-    relative paths; atomic per file, so a copy cut short never leaves a torn JSON. Returns what was written."""
-    from jeat.atomic import atomic_write_bytes  # noqa: PLC0415
+    relative paths (benchmarks/shared.py's archive_files). Returns what was written."""
+    from shared import archive_files  # noqa: PLC0415
 
-    written = []
-    for pattern in ARCHIVED:
-        for src in sorted(run.glob(pattern)):
-            dst = dest / src.relative_to(run)
-            data = src.read_bytes()
-            if not dst.is_file() or dst.read_bytes() != data:
-                atomic_write_bytes(dst, lambda f, data=data: f.write(data))
-                written.append(dst)
+    written = archive_files(run, dest, ARCHIVED)
     for src in sorted(run.glob(GRID)):
         dst = dest / src.relative_to(run)
         if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
