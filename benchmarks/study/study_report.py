@@ -1,6 +1,11 @@
 """Write docs/RESULTS.md from the outputs of benchmarks/study/study.py (whatever has finished).
 
     python benchmarks/study/study_report.py --scale small=../runs/small --scale medium=../runs/medium --seeds 0 1
+    python benchmarks/study/study_report.py --scale small=benchmarks/results/study/small \
+        --scale medium=benchmarks/results/study/medium --seeds 0 1
+
+A scale's folder is either the study's run folder or its committed archive (study.py copies what this page
+reads there after every stage: study_runs.ARCHIVED), so the page can be rewritten from git alone.
 
 Each claim of the papers gets a table built only from measured files, one row per model and scale; a
 cell with several seeds is their mean ± sd (the seed count in brackets), a cell with one run its value ±
