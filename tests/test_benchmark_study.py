@@ -108,6 +108,7 @@ def test_the_study_runs_claim_9s_evaluation_on_its_ood_models(tmp_path, monkeypa
     assert sorted(Path(p).name for p in ood) == sorted(f"{m}-s0" for m in study.OOD)
     # every stage succeeded: each run is marked complete in the archive, and a second pass runs nothing
     assert all(s.complete(n).is_file() for n in s.names(study.MODELS))
+    assert "| jem-s0 |" in (tmp_path / "study_medium_runs.md").read_text()  # the runs page, beside the archive
     done.clear()
     s.run()
     assert done == []

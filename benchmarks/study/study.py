@@ -68,11 +68,11 @@ class Study:
         self.log = self.out / "study.log"
         self.stages = Stages(self.log, "study")
         # The committed copy of what the page reads (study_runs.ARCHIVED), kept after every stage.
-        self.archive = (
-            Path(args.archive)
-            if getattr(args, "archive", None)
-            else ROOT / "benchmarks" / "results" / "study" / args.scale
-        )
+        archive = getattr(args, "archive", None)
+        self.archive = Path(archive) if archive else ROOT / "benchmarks" / "results" / "study" / args.scale
+        # the seeded study's runs page: beside the results pages, or beside an archive given elsewhere
+        pages = Path(archive).parent if archive else ROOT / "benchmarks" / "results"
+        self.runs_md = pages / f"study_{args.scale}_runs.md"
 
     def sh(self, cmd: list[str], done: Path, skip_done: bool = True) -> bool:
         ok = self.stages.sh(cmd, done, skip_done)
@@ -240,9 +240,23 @@ class Study:
                 continue
             if self.run_stages(name):
                 atomic_write_text(self.complete(name), "every stage of study.py finished; results beside this file\n")
+            if self.args.seeds is not None:
+                self.runs_page()
         if self.args.seeds is None:  # with --seeds every model already has its second seed
             for name in CHECKS:
                 self.train(name)
+
+    def runs_page(self) -> Path:
+        """A seeded study's runs page (how far each run got), from the run folders and the archive."""
+        from study_runs import write_progress  # noqa: PLC0415
+
+        page = self.runs_md
+        for name in self.names(MODELS):  # --report-only too: a run folder's results reach the archive
+            if (self.out / name).is_dir():
+                archive_run(self.out / name, self.archive / name)
+        argv = " ".join(x for x in sys.argv[1:] if x != "--report-only")
+        write_progress(self.out, self.names(MODELS), page, argv, self.archive)
+        return page
 
 
 def main() -> None:
@@ -260,16 +274,9 @@ def main() -> None:
     if not args.report_only:
         study.run()
     from study_report import Scale, write_results  # noqa: PLC0415
-    from study_runs import write_progress  # noqa: PLC0415
 
     if args.seeds is not None:  # RESULTS.md shows one scale per seed-less study; a seeded study reports apart
-        page = ROOT / "benchmarks" / "results" / f"study_{args.scale}_runs.md"
-        for name in study.names(MODELS):  # --report-only too: a run folder's results reach the archive
-            if (study.out / name).is_dir():
-                archive_run(study.out / name, study.archive / name)
-        argv = " ".join(x for x in sys.argv[1:] if x != "--report-only")
-        write_progress(study.out, study.names(MODELS), page, argv, study.archive)
-        print(json.dumps({"runs": str(page)}))
+        print(json.dumps({"runs": str(study.runs_page())}))
         return
     if not any((study.out / n / "summary.json").is_file() for n in MODELS):  # never blank the page from nothing
         sys.exit(f"{study.out}: no finished run of this study; docs/RESULTS.md left as it is")

@@ -73,7 +73,8 @@ def write_progress(out: Path, names: list[str], dest: Path, argv: str, archive: 
     from jeat.atomic import atomic_write_text  # noqa: PLC0415
 
     lines = [f"# Study runs: `python benchmarks/study/study.py {argv}`", "",
-             "Written by the study after each pass; the claims tables come when every model has its seeds.", "",
+             "Written by the study after each run (and by `--report-only`); the claims tables (docs/RESULTS.md) come "
+             "when every model has its seeds.", "",
              "Precision: `amp=auto`'s choice for the method and, in brackets, why (summary.json's `amp_why`, "
              "src/jeat/training/precision.py). Threads: CPU threads of the run; train times beside other jobs "
              "are not speed measurements.", "",
