@@ -49,6 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from shared import archive_files  # noqa: E402
+from stability_archive import ARCHIVED, archive_dir, restore  # noqa: E402
 from stability_judge import (  # noqa: E402
     CHANCE_LEARNED,
     COLLAPSE_DROP,
@@ -168,28 +169,6 @@ def thread_env(threads: int | None) -> dict[str, str]:
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env
-
-
-# What the page reads from a finished run (stability_judge.outcome, guard_replay): committed beside the page,
-# benchmarks/results/stability/<page>/<arm>/<run>/, so that a machine lost mid-study costs only the run under way.
-ARCHIVED = ("summary.json", "metrics.jsonl", "config.json")
-
-
-def archive_dir(results: Path) -> Path:
-    """The archive of the study that writes ``results`` (each page its own: the fp32 arm has its own page)."""
-    return results.parent / "stability" / results.stem
-
-
-def restore(out: Path, archive: Path, jobs: list[tuple]) -> list[str]:
-    """Finished runs whose folders are gone come back from the archive (results only, no weights), so the
-    study skips them and the page still reports them. Returns their names."""
-    back = []
-    for job in jobs:
-        name = run_name(*job)
-        if not (out / name / "summary.json").is_file() and (archive / name / "summary.json").is_file():
-            archive_files(archive / name, out / name, ARCHIVED)
-            back.append(name)
-    return back
 
 
 def set_results(path: Path, amp: str | None = None) -> None:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 import claim9_ood  # noqa: E402
-from shared import ROOT, Stages  # noqa: E402
+from shared import ROOT, Stages, archive_files  # noqa: E402
 from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
-from study_runs import archive_log, archive_run  # noqa: E402
+from study_runs import archive_run  # noqa: E402
 
 from jeat.atomic import atomic_write_text
 
@@ -79,7 +79,7 @@ class Study:
         if ok and done.is_relative_to(self.out):  # the stage's run: the first folder under OUT
             run = done.relative_to(self.out).parts[0]
             archive_run(self.out / run, self.archive / run)
-            archive_log(self.log, self.archive)
+            archive_files(self.out, self.archive, (self.log.name,))  # commands, exits, wall times
         return ok
 
     def run_dir(self, name: str) -> Path:

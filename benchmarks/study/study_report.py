@@ -22,10 +22,7 @@ import shutil
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
 
 from jeat.cli.plot import _figure, plot_curves, read_metrics
 
@@ -33,88 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: sha
 from paper_cost import paper_scale  # noqa: E402
 from shared import ROOT  # noqa: E402
 from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
-from study_runs import _load  # noqa: E402
+from study_read import Scale, ece, fid, fisher, ood_auroc, psnr, robust, summary, test_acc  # noqa: E402
+from study_runs import _load, thumbnail  # noqa: E402
 
 COMPUTE = ROOT / "benchmarks" / "results" / "study_compute.json"
 # The sampler each model's FID is read from in the compute figure (its claim's sampler).
 MAIN_SAMPLER = {"standard": "ce", "noise-8": "ce", "noise-16": "ce", "noise-24": "ce", "pgd": "ce",
                 "prejeat": "joint", "jem": "joint", "jem-no-l2": "joint", "jeat": "joint", "robust-jem": "joint",
                 "jempp": "joint"}  # fmt: skip
-OOD_SETS = ("uniform", "gaussian", "constant", "interp", "grayscale", "permuted")
-
-
-def _dig(d: dict | None, *keys: str):
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
-
-
-@dataclass
-class Scale:
-    """One study's output folder: its name, budget (study.SCALES) and seeds (None: unseeded names)."""
-
-    label: str
-    out: Path
-    budget: dict
-    seeds: list[int] | None = None
-
-    def names(self, model: str) -> list[str]:
-        return [f"{model}-s{s}" for s in self.seeds] if self.seeds else [model]
-
-    def runs(self, model: str) -> list[Path]:
-        """The model's finished runs (summary.json written)."""
-        return [self.out / n for n in self.names(model) if (self.out / n / "summary.json").is_file()]
-
-    def values(self, model: str, get: Callable[[Path], float | None]) -> list[float]:
-        return [v for r in self.runs(model) if (v := get(r)) is not None]
-
-
-# Readers: one measured number of one run (None: not measured).
-def summary(run: Path) -> dict:
-    return _load(run / "summary.json") or {}
-
-
-def suites(run: Path) -> dict:
-    return _dig(_load(run / "eval" / "metrics.json"), "suites") or {}
-
-
-def test_acc(run: Path) -> float | None:
-    a = summary(run).get("test_acc")
-    return None if a is None else 100 * a
-
-
-def robust(*keys: str, field: str = "accuracy") -> Callable[[Path], float | None]:
-    """An accuracy (percent, as jeat evaluate stores it) under suites.robustness.<keys>."""
-    return lambda run: _dig(suites(run), "robustness", *keys, field)
-
-
-def fisher(key: str) -> Callable[[Path], float | None]:
-    return lambda run: _dig(suites(run), "fisher", key, "score")
-
-
-def ece(key: str) -> Callable[[Path], float | None]:
-    return lambda run: None if (v := _dig(suites(run), "calibration", key, "ece")) is None else 100 * v
-
-
-def fid(sampler: str) -> Callable[[Path], float | None]:
-    return lambda run: _dig(_load(run / f"gen-{sampler}" / "eval" / "metrics.json"), "suites", "fid", "fid")
-
-
-def psnr(variant: str, key: str) -> Callable[[Path], float | None]:
-    return lambda run: _dig(_load(run / f"denoise{variant}" / "metrics.json"), key)
-
-
-def ood_auroc(score: str) -> Callable[[Path], float | None]:
-    """AUROC (%) of one OOD score, averaged over the synthetic sets the run was evaluated on (claim 9)."""
-
-    def get(run: Path) -> float | None:
-        sets = _dig(_load(run / "ood-claim9" / "metrics.json"), "suites", "ood", "sets") or {}
-        vals = [sets[s][score]["auroc"] for s in OOD_SETS if _dig(sets, s, score, "auroc") is not None]
-        return 100 * statistics.fmean(vals) if vals else None
-
-    return get
 
 
 def cell(vals: list[float], digits: int = 1, unit: str = "", se: float | None = None) -> str:
@@ -158,16 +81,12 @@ class Page:
                     return fig
         return ""
 
-    def figure(self, src: Path, dst_name: str, size: int = 256) -> str:
+    def figure(self, src: Path, dst_name: str) -> str:
         """A small committed copy of a run's PNG under docs/img/study, as a Markdown image."""
         if not src.is_file():
             return ""
-        self.img.mkdir(parents=True, exist_ok=True)
         dst = self.img / dst_name
-        with Image.open(src) as im:  # keep committed figures small
-            im = im.convert("RGB")
-            im.thumbnail((size, size))
-            im.quantize(128).save(dst, optimize=True)
+        thumbnail(src, dst)  # keep committed figures small
         return f"![{dst.stem}](img/study/{dst.name})"
 
 

@@ -43,15 +43,6 @@ def thumbnail(src: Path, dst: Path, size: int = 256) -> None:
     atomic_write_bytes(dst, lambda f: f.write(buf.getvalue()))
 
 
-def archive_log(log: Path, dest: Path) -> None:
-    """The study's log (commands, exit codes, wall times: the page's compute hours)."""
-    from jeat.atomic import atomic_write_bytes  # noqa: PLC0415
-
-    if log.is_file():
-        data = log.read_bytes()
-        atomic_write_bytes(dest / "study.log", lambda f: f.write(data))
-
-
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
