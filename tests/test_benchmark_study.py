@@ -114,6 +114,19 @@ def test_the_study_runs_claim_9s_evaluation_on_its_ood_models(tmp_path, monkeypa
     assert done == []
 
 
+def test_every_model_is_attacked_once_with_autoattack_only_where_table_2_needs_it(tmp_path, monkeypatch):
+    s = _study(tmp_path, [0])
+    done = []
+    monkeypatch.setattr(s, "sh", lambda cmd, out, skip_done=True: done.append(cmd) or True)
+    s.run()
+    robust = [c for c in done if c[:2] == ["jeat", "evaluate"] and "robustness" in c[c.index("--suite") + 1]]
+    runs = [Path(c[2]).name for c in robust]
+    assert sorted(runs) == sorted(s.names(study.MODELS))  # one pass a run: PGD and C&W never run twice
+    with_aa = sorted(Path(c[2]).name for c in robust if any(a.startswith("robustness.aa_n=") for a in c))
+    assert with_aa == sorted(f"{m}-s0" for m in study.AUTOATTACK)
+    assert all("robustness.autoattack=0" in c for c in robust if Path(c[2]).name not in with_aa)
+
+
 def test_a_run_with_a_failed_stage_is_not_marked_complete(tmp_path, monkeypatch):
     s = _study(tmp_path, [0])
     fail = lambda cmd, out, skip_done=True: "aa_n" not in " ".join(cmd)  # noqa: E731

@@ -213,7 +213,9 @@ class Study:
         model, _ = self.model_of(name)
         if not self.train(name):
             return False
-        ok = self.evaluate(name, "robustness,fisher,calibration")
+        # One evaluation pass: AutoAttack joins PGD and C&W there (a later robustness-only pass would
+        # replace the suite and attack every image with PGD and C&W again, ~3 min a model at small scale).
+        ok = self.evaluate(name, "robustness,fisher,calibration", autoattack=model in AUTOATTACK)
         for sampler in (s for m, s in GENERATIONS if m == model):
             gen = self.generate(name, sampler)
             ok = bool(gen) and self.fid(name, sampler, gen) and ok
@@ -223,8 +225,6 @@ class Study:
         if model in OOD:
             ood = self.run_dir(name) / "ood-claim9" / "metrics.json"
             ok = self.sh(claim9_ood.command(self.run_dir(name), self.args.data), ood) and ok
-        if model in AUTOATTACK:  # Square's 5000 queries dominate CPU time: only the models Table 2 compares
-            ok = self.evaluate(name, "robustness", autoattack=True) and ok
         return ok
 
     def complete(self, name: str) -> Path:
