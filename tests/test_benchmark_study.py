@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "stu
 study = pytest.importorskip("study")
 study_report = pytest.importorskip("study_report")
 study_runs = pytest.importorskip("study_runs")
+shared = pytest.importorskip("shared")
 
 
 def _study(tmp_path, seeds):
@@ -49,6 +50,48 @@ def test_the_runs_page_reports_only_what_ran(tmp_path):
     text = page.read_text()
     assert "| jem-s0 | ok | 8 | 41.0% | 39.5% | fp32 (held) | 2 | 10 min |" in text
     assert "| jem-s1 | started (resumable) |" in text and "| pgd-s0 | not run |" in text
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "pgd-s0").write_text("host boot 1\n")
+    study_runs.write_progress(tmp_path, ["pgd-s0"], page, "--seeds 0 1")
+    assert "| pgd-s0 | running |" in page.read_text()
+
+
+def test_workers_share_the_runs_and_never_take_a_held_one(tmp_path, monkeypatch):
+    """Two workers (the same command started twice): a run another live worker holds is skipped, neither
+    trained nor marked complete; its claim is released when its holder ends, and a claim whose process is
+    gone is taken over."""
+    s = _study(tmp_path, [0])
+    done = []
+    monkeypatch.setattr(s, "sh", lambda cmd, out, skip_done=True: done.append(cmd) or True)
+    with shared.claimed(tmp_path / "claims" / "jem-s0") as mine:  # the other worker: this live process
+        assert mine
+        with shared.claimed(tmp_path / "claims" / "jem-s0") as again:
+            assert not again  # exclusive
+        s.run()
+    held = str(tmp_path / "jem-s0")
+    assert not any(a in (held, "jem-s0") or a.startswith(held + "/") for c in done for a in c)
+    assert not s.complete("jem-s0").is_file() and any(str(tmp_path / "jempp-s0") in c for c in done)
+    assert s.complete("pgd-s0").is_file() and not (tmp_path / "claims" / "jem-s0").exists()
+    # a worker killed mid-run leaves its claim: a dead process on this host is taken over, another host's never
+    (tmp_path / "claims" / "jem-s0").write_text(f"{shared.socket.gethostname()} {shared._boot_id()} 999999999\n")
+    (tmp_path / "claims" / "jempp-s0").write_text(f"other-host {shared._boot_id()} 1\n")
+    s.complete("jempp-s0").unlink()  # as if it had not finished
+    done.clear()
+    s.run()
+    assert s.complete("jem-s0").is_file() and not s.complete("jempp-s0").is_file()
+    assert (tmp_path / "claims" / "jempp-s0").is_file()
+
+
+def test_a_stage_with_its_own_output_leaves_whole_command_and_exit_pairs_in_the_shared_log(tmp_path):
+    log, out = tmp_path / "study.log", tmp_path / "run" / "stages.log"
+    st = shared.Stages(log, "t")
+    assert st.sh([sys.executable, "-c", "print('hel' + 'lo'); open(r'%s', 'w')" % (tmp_path / "d")], tmp_path / "d",
+                 output=out)  # fmt: skip
+    assert not st.sh([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "never", output=out)
+    lines = log.read_text().splitlines()
+    assert [ln[:2] for ln in lines] == ["$ ", "# ", "$ ", "# "] and lines[3].startswith("# exit 3, ")
+    assert "hello" in out.read_text() and "hello" not in log.read_text()
+    assert study_report.study_hours(log) is not None  # the page's wall time reads the pairs
 
 
 def _fake_run(root, name, test_acc, pgd20, fid_joint, logpx):

@@ -10,9 +10,10 @@ summary.json says which). Schedules: the CPU presets' one-cycle SGD spans the wh
 peak and decay move with the epochs at either scale; no milestone is set by hand.
 
 Every stage is one `jeat` command; a stage whose output already exists is skipped, so the
-study is resumable (kill it and run the same command again). Commands and their wall times
-go to OUT/study.log; docs/RESULTS.md is (re)written from whatever stages have finished, and
-says which are missing. Nothing is tuned toward the papers' numbers.
+study is resumable (kill it and run the same command again). Started N times, the same command
+runs N workers that share the runs (each takes the next run no worker holds). Commands and their wall
+times go to OUT/study.log, each stage's output to its run's stages.log; docs/RESULTS.md is (re)written
+from whatever stages have finished, and says which are missing. Nothing is tuned toward the papers' numbers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 import claim9_ood  # noqa: E402
-from shared import ROOT, Stages, archive_files  # noqa: E402
+from shared import ROOT, Stages, archive_files, claimed  # noqa: E402
 from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
 from study_runs import archive_run  # noqa: E402
 
@@ -75,9 +76,10 @@ class Study:
         self.runs_md = pages / f"study_{args.scale}_runs.md"
 
     def sh(self, cmd: list[str], done: Path, skip_done: bool = True) -> bool:
-        ok = self.stages.sh(cmd, done, skip_done)
-        if ok and done.is_relative_to(self.out):  # the stage's run: the first folder under OUT
-            run = done.relative_to(self.out).parts[0]
+        # the stage's run: the first folder under OUT; its stages' output goes to the run's stages.log
+        run = done.relative_to(self.out).parts[0] if done.is_relative_to(self.out) else None
+        ok = self.stages.sh(cmd, done, skip_done, output=self.out / run / "stages.log" if run else None)
+        if ok and run:
             archive_run(self.out / run, self.archive / run)
             archive_files(self.out, self.archive, (self.log.name,))  # commands, exits, wall times
         return ok
@@ -235,16 +237,26 @@ class Study:
     def run(self) -> None:
         # Run by run, every stage before the next run (seed 0 of every model first): a run is archived
         # complete or not at all, so a machine lost mid-study costs one run, not every run's evaluation.
+        # Workers: the same command started N times (one thread each) shares the runs; each takes the next
+        # run no other worker holds (OUT/claims/<run>, released when the run's stages end).
         for name in self.names(MODELS):
             if self.complete(name).is_file():
                 continue
-            if self.run_stages(name):
-                atomic_write_text(self.complete(name), "every stage of study.py finished; results beside this file\n")
+            with claimed(self.out / "claims" / name) as mine:
+                if not mine:
+                    print(f"[study] {name}: held by another worker (OUT/claims/{name}); next run", flush=True)
+                    continue
+                if self.run_stages(name):
+                    atomic_write_text(
+                        self.complete(name), "every stage of study.py finished; results beside this file\n"
+                    )
             if self.args.seeds is not None:
                 self.runs_page()
         if self.args.seeds is None:  # with --seeds every model already has its second seed
             for name in CHECKS:
-                self.train(name)
+                with claimed(self.out / "claims" / name) as mine:
+                    if mine:
+                        self.train(name)
 
     def runs_page(self) -> Path:
         """A seeded study's runs page (how far each run got), from the run folders and the archive."""

@@ -171,7 +171,10 @@ def header(scales: list[Scale], cmd: str) -> list[str]:
     hours = [(sc.label, study_hours(sc.out / "study.log")) for sc in scales]
     said = [f"{label} {h:.1f} h" for label, h in hours if h]
     if said:
-        L.append(f"Wall time of the finished stages (2 cores, one job at a time; `study.log`): {', '.join(said)}.")
+        L.append(
+            f"Wall time of the finished stages, summed (`study.log`; with parallel workers their stages "
+            f"overlap, and the study took less): {', '.join(said)}."
+        )
     return L
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 # (weights, samples) live outside the repository and have been lost with a machine before (2026-12-06:
 # a finished small study had to be trained again): the archive lets the page be rewritten from git alone.
 ARCHIVED = ("summary.json", "metrics.jsonl", "eval/metrics.json", "gen-*/eval/metrics.json",
-            "denoise*/metrics.json", "ood-claim9/metrics.json")  # fmt: skip
+            "denoise*/metrics.json", "ood-claim9/metrics.json", "stages.log")  # fmt: skip
 GRID = "gen-*/grid.png"  # the samples' grid, archived as the page's 256-pixel thumbnail
 
 
@@ -82,8 +82,11 @@ def write_progress(out: Path, names: list[str], dest: Path, argv: str, archive: 
             stages = " all stages |" if (archive / name / "complete.txt").is_file() else " |"
         s = _load(out / name / "summary.json") or (_load(archive / name / "summary.json") if archive else None)
         if s is None:
-            started = (out / name / "checkpoint.pt").is_file()
-            lines.append(f"| {name} | {'started (resumable)' if started else 'not run'} | | | | | | |" + stages)
+            if (out / "claims" / name).is_file():  # a worker holds it (study.py's claims)
+                status = "running"
+            else:
+                status = "started (resumable)" if (out / name / "checkpoint.pt").is_file() else "not run"
+            lines.append(f"| {name} | {status} | | | | | | |" + stages)
             continue
         va, ta = s.get("best_valid_acc"), s.get("test_acc")
         acc = ["-" if v is None else f"{100 * v:.1f}%" for v in (va, ta)]
