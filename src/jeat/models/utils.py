@@ -26,6 +26,18 @@ def set_bn_momentum(model: nn.Module, momentum: float | None) -> nn.Module:
 
 
 @contextlib.contextmanager
+def _bn_momentum(model: nn.Module, momentum_of):
+    """Inside the block every train-mode BatchNorm's momentum is ``momentum_of(its momentum)``; restored after."""
+    saved = [(m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m, mom in saved:
+        m.momentum = momentum_of(mom)
+    try:
+        yield model
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+
+
 def frozen_bn_stats(model: nn.Module):
     """Use batch statistics but leave BN running statistics untouched.
 
@@ -33,31 +45,14 @@ def frozen_bn_stats(model: nn.Module):
     training; letting those update the running statistics would corrupt evaluation. Setting
     momentum to 0 makes the running-average update a no-op while keeping train-mode behaviour.
     """
-    saved = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            saved.append((m, m.momentum))
-            m.momentum = 0.0
-    try:
-        yield model
-    finally:
-        for m, mom in saved:
-            m.momentum = mom
+    return _bn_momentum(model, lambda mom: 0.0)
 
 
-@contextlib.contextmanager
 def repeated_bn_update(model: nn.Module, times: int):
     """One train-mode forward whose BN running-statistics update equals ``times`` updates by the same
-    batch: momentum m becomes 1 - (1 - m)^times (the statistics are the batch's each time)."""
-    saved = [(m, m.momentum) for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.momentum is not None]  # fmt: skip
-    for m, mom in saved:
-        m.momentum = 1 - (1 - mom) ** times
-    try:
-        yield model
-    finally:
-        for m, mom in saved:
-            m.momentum = mom
+    batch: momentum m becomes 1 - (1 - m)^times (the statistics are the batch's each time). A cumulative
+    average (momentum None) is left as it is."""
+    return _bn_momentum(model, lambda mom: None if mom is None else 1 - (1 - mom) ** times)
 
 
 @contextlib.contextmanager
