@@ -216,7 +216,8 @@ class Study:
         if not self.train(name):
             return False
         # One evaluation pass: AutoAttack joins PGD and C&W there (a later robustness-only pass would
-        # replace the suite and attack every image with PGD and C&W again, ~3 min a model at small scale).
+        # replace the suite and attack every image with PGD and C&W again: jem-s0's pass without AutoAttack
+        # took 251 s at small scale, one thread).
         ok = self.evaluate(name, "robustness,fisher,calibration", autoattack=model in AUTOATTACK)
         for sampler in (s for m, s in GENERATIONS if m == model):
             gen = self.generate(name, sampler)
