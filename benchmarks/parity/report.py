@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jeat.atomic import atomic_write_text
+
 BEGIN, END = "<!-- parity-table -->", "<!-- /parity-table -->"
 ORDER = ("jem", "jempp", "sadajem", "trades", "weat", "weat-adv", "eb-jdat", "dat", "free", "fast")
 
@@ -165,4 +167,4 @@ def write_markdown(results: dict, path: Path) -> None:
         text += f"\n{BEGIN}\n{END}\n"
     pre, rest = text.split(BEGIN, 1)
     post = rest.split(END, 1)[1] if END in rest else ""
-    path.write_text(f"{pre}{BEGIN}\n{table(results)}\n{END}{post}")
+    atomic_write_text(path, f"{pre}{BEGIN}\n{table(results)}\n{END}{post}")

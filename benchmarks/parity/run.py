@@ -28,6 +28,8 @@ from common import REFERENCES, ref_checkout  # noqa: E402
 from report import write_markdown  # noqa: E402
 from timing import MALLOC_MODES  # noqa: E402
 
+from jeat.atomic import atomic_write_text  # noqa: E402
+
 INTERLEAVED = ("jem", "jempp", "sadajem", "trades", "weat")  # harness modules that can alternate the sides' steps
 METHODS = ("jem", "jempp", "sadajem", "trades", "weat", "weat-adv", "eb-jdat", "dat", "free", "fast")
 CHECKS = {"jem": "jem", "jempp": "jempp", "eb-jdat": "jempp", "sadajem": "sadajem", "trades": "trades",
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
                 + ", ".join(f"{k} {v.get('max_rel', 0):.2e}" for k, v in res["checks"].items())
                 + (f"; speed jeat/ref {res['speed'].get('ratio', float('nan')):.2f}" if res.get("speed") else "")
             )
-            Path(o.out).write_text(json.dumps(results, indent=1) + "\n")
+            atomic_write_text(Path(o.out), json.dumps(results, indent=1) + "\n")  # never half a record
     write_markdown(results, Path(o.md))
     return 1 if failed else 0
 
