@@ -60,8 +60,11 @@ def _claim_stale(path: Path) -> bool:
     the host rebooted since (another host's claim cannot be checked from here and is never taken)."""
     try:
         host, boot, pid = path.read_text().split()
-    except (OSError, ValueError):
-        return True  # unreadable or half-written: its writer died between create and write
+    except (OSError, ValueError):  # empty or half-written: being written now, or its writer died before writing
+        try:
+            return time.time() - path.stat().st_mtime > 60
+        except OSError:
+            return True
     if host != socket.gethostname():
         return False
     if boot != _boot_id():

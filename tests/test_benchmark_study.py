@@ -76,10 +76,12 @@ def test_workers_share_the_runs_and_never_take_a_held_one(tmp_path, monkeypatch)
     (tmp_path / "claims" / "jem-s0").write_text(f"{shared.socket.gethostname()} {shared._boot_id()} 999999999\n")
     (tmp_path / "claims" / "jempp-s0").write_text(f"other-host {shared._boot_id()} 1\n")
     s.complete("jempp-s0").unlink()  # as if it had not finished
+    (tmp_path / "claims" / "pgd-s0").write_text("")  # a claim being written right now: not stale
+    s.complete("pgd-s0").unlink()
     done.clear()
     s.run()
     assert s.complete("jem-s0").is_file() and not s.complete("jempp-s0").is_file()
-    assert (tmp_path / "claims" / "jempp-s0").is_file()
+    assert (tmp_path / "claims" / "jempp-s0").is_file() and not s.complete("pgd-s0").is_file()
 
 
 def test_a_stage_with_its_own_output_leaves_whole_command_and_exit_pairs_in_the_shared_log(tmp_path):
