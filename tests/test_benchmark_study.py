@@ -239,3 +239,20 @@ def test_the_archive_rewrites_the_same_page_without_the_run_folders(tmp_path, mo
         study_report.write_results(scales, dest, ["jem", "pgd"], [], "cmd")
         pages.append(dest.read_text())
     assert pages[0] == pages[1]
+
+
+def test_a_fresh_machine_continues_the_archived_log_instead_of_replacing_it(tmp_path, monkeypatch):
+    # 2026-12-06: a new machine's first archived stage replaced 1,624 committed lines of study.log with its two
+    archive = tmp_path / "a"
+    archive.mkdir()
+    (archive / "study.log").write_text("$ jeat train --name old\n# exit 0, 60 s\n")
+    out = tmp_path / "out"
+    st = study.Study(argparse.Namespace(data="D", out=str(out), scale="medium", seeds=[0], archive=str(archive)))
+    monkeypatch.setattr(study, "archive_run", lambda run, dest: [])
+    assert st.sh([sys.executable, "-c", f"open(r'{out / 'r' / 'done'}', 'w')"], out / "r" / "done")
+    lines = (archive / "study.log").read_text().splitlines()
+    assert lines[:2] == ["$ jeat train --name old", "# exit 0, 60 s"] and len(lines) == 4
+    # a machine that already has its log keeps it as it is
+    (out / "study.log").write_text("$ mine\n")
+    study.Study(argparse.Namespace(data="D", out=str(out), scale="medium", seeds=[0], archive=str(archive)))
+    assert (out / "study.log").read_text() == "$ mine\n"

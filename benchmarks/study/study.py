@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 import claim9_ood  # noqa: E402
-from shared import ROOT, Stages, archive_files, claimed  # noqa: E402
+from shared import ROOT, Stages, archive_files, atomic_write_bytes, claimed  # noqa: E402
 from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
 from study_runs import archive_run  # noqa: E402
 
@@ -74,6 +74,11 @@ class Study:
         # the seeded study's runs page: beside the results pages, or beside an archive given elsewhere
         pages = Path(archive).parent if archive else ROOT / "benchmarks" / "results"
         self.runs_md = pages / f"study_{args.scale}_runs.md"
+        # A fresh machine has no OUT/study.log, but the archive holds every earlier machine's commands and wall
+        # times: continue it, or the first archived stage would replace that record with this machine's lines.
+        kept = self.archive / self.log.name
+        if not self.log.exists() and kept.is_file():
+            atomic_write_bytes(self.log, lambda f: f.write(kept.read_bytes()))
 
     def sh(self, cmd: list[str], done: Path, skip_done: bool = True) -> bool:
         # the stage's run: the first folder under OUT; its stages' output goes to the run's stages.log
