@@ -53,6 +53,8 @@ def measures(run: Path) -> dict[str, float]:
         out["status"] = summary.get("status")
         if summary.get("threads"):  # recorded since 2026-12-01; train times depend on it
             out["threads"] = summary["threads"]
+        if summary.get("hardware"):  # recorded since 2026-12-06: bf16 kernels differ between CPUs
+            out["hardware"] = summary["hardware"]
         method, seed = run.name.rsplit("-s", 1)
         start = load_json(run.parent / f"{method}-start-s{seed}" / "summary.json")
         if method in STARTS and start:  # stage two: its start's training counts

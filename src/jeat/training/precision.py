@@ -64,6 +64,31 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def hardware(device: torch.device) -> str:
+    """The device in words, with its bf16 instructions on a CPU, for summary.json: the same run in bf16 (and
+    fp32, at rounding level) gives other numbers on AMX, AVX512-BF16 and GPU kernels, and speeds differ by
+    machine, so every result names the machine it came from."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return device.type
+    name, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown CPU":
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:  # not Linux: the name is what the platform says, the instructions unknown
+        import platform  # noqa: PLC0415
+
+        return f"cpu: {platform.processor() or 'unknown CPU'}"
+    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no native bf16"
+    return f"cpu: {name} ({bf16})"
+
+
 def resolve_amp(amp: str, device: torch.device, method: str | None = None) -> str:
     """``auto`` -> ``bf16`` where native and (given a ``method``) proven neutral for it, else ``none``;
     an explicit choice is kept (with a warning when bf16 is asked for on hardware that only emulates it)."""

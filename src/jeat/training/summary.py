@@ -14,6 +14,7 @@ from safetensors.torch import save as st_save
 
 from . import distributed as D
 from .checkpoint import atomic_write_bytes, atomic_write_json
+from .precision import hardware
 
 
 class Summary:
@@ -36,6 +37,7 @@ class Summary:
             # CPU threads: speeds depend on it, and so do the exact numbers (reduction order), so two runs
             # are bit-identical only at the same count (benchmarks/stability/stability.py pairs runs on it)
             "threads": torch.get_num_threads(),
+            "hardware": hardware(self.device),  # bf16 kernels (AMX, AVX512-BF16, GPU) round differently
             # ok | recovered (rolled back, then learned) | warned (policy warn) | diverged (stopped) | failed
             # (finished without learning: best test accuracy within guard.fail_margin of chance)
             "status": status,
