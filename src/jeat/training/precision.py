@@ -54,6 +54,18 @@ BF16_DIFFERS: dict[str, str] = {
     "neutral: PGD-20 -0.5 +- 0.8, AutoAttack +0.0 +- 2.1, FID -11.4 +- 10.1, OOD AUROC +2.9 +- 6.7)",
 }
 
+# Study rows that are not methods of their own but a method with another optimiser (SADA-JEM: the jem loss with
+# adaptive SAM): verdict (neutral | held | differs) and evidence. amp=auto keys on the method, so a variant's
+# run follows its method's verdict; the CI test checks that this is never less cautious than the variant's own.
+BF16_VARIANTS: dict[str, tuple[str, str]] = {
+    "sadajem": (
+        "held",
+        "2-SE rule met with wide errors (3 seeds a side, 2026-12-06, session 25): OOD AUROC -14.0 +- 10.1 points, "
+        "every other column within 2 points of accuracy or 8 FID (FID -8.1 +- 9.0, in bf16's favour); trains as "
+        "method 'jem', itself held",
+    )
+}
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matmuls/convolutions natively (not emulated in fp32)."""
