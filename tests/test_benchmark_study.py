@@ -132,13 +132,19 @@ def test_two_scale_results_give_mean_and_sd_per_scale_and_never_invent_a_number(
     assert "| jem | small | 50.0 ± 14.1 (2 seeds) | not run | not run |" in text  # claim 9: mean over sets
     assert (dest.parent / "img" / "study" / "compute.png").is_file()
     assert "![compute](img/study/compute.png)" in text
-    # One scale only (the unseeded small study): no compute figure, names without seeds
+    assert "a line joins a model's scales" in text
+    # One scale only (the unseeded small study): names without seeds; the figure still places each method
     (dest.parent / "img" / "study" / "compute.png").unlink()
     _fake_run(tmp_path / "plain", "jem", 0.25, 6.0, 250.0, 0.5)
     study_report.write_results([study_report.Scale("small", tmp_path / "plain", study.SCALES["small"])], dest,
                                ["jem"], [], "cmd")  # fmt: skip
     assert "| jem | small | 25.0% ± 1.5 |" in dest.read_text()
-    assert not (dest.parent / "img" / "study" / "compute.png").exists()
+    assert (dest.parent / "img" / "study" / "compute.png").is_file() and "a line joins" not in dest.read_text()
+    # a model whose passes were never counted gets no point (nothing invented): no figure at all here
+    compute.write_text(json.dumps({}))
+    (dest.parent / "img" / "study" / "compute.png").unlink()
+    study_report.write_results(scales, dest, ["jem", "pgd"], [], "cmd")
+    assert not (dest.parent / "img" / "study" / "compute.png").exists() and "![compute]" not in dest.read_text()
 
 
 def test_the_study_runs_claim_9s_evaluation_on_its_ood_models(tmp_path, monkeypatch):

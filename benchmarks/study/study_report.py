@@ -119,16 +119,17 @@ def compute_figure(scales: list[Scale], models: list[str], dest: Path) -> Path |
         return None
     plt = _figure()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for m, series in pts.items():
-        color = None
+    for k, (m, series) in enumerate(pts.items()):
+        # more models than a 10-colour cycle: tab20's colours and a marker each, so no two models look alike
+        style = {"color": plt.cm.tab20(k % 20), "marker": "osD^vPX<>*"[k % 10], "ms": 5, "capsize": 2, "label": m}
         for ax, i, label in ((axes[0], 1, "test accuracy (%)"), (axes[1], 2, "FID (lower is better)")):
             xs = [p[0] for p in series if p[i]]
             ys = [statistics.fmean(p[i]) for p in series if p[i]]
             sd = [statistics.stdev(p[i]) if len(p[i]) > 1 else 0.0 for p in series if p[i]]
             if xs:
-                bars = ax.errorbar(xs, ys, yerr=sd, marker="o", ms=4, capsize=2, label=m, color=color)
-                color = bars.lines[0].get_color()
+                ax.errorbar(xs, ys, yerr=sd, **style)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # the minor labels overlap on a short log axis
             ax.set_xlabel("training compute: images seen x network passes per image")
             ax.set_ylabel(label)
     axes[0].legend(fontsize=7, ncol=2)
@@ -198,11 +199,12 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
             L.append(f"| {m} | {sc.label} | {preset} | {amp} | {cell(sc.values(m, test_acc))} | {curves} | "
                      f"{cell(mins, 1, ' min')} |")  # fmt: skip
 
-    if len(scales) > 1 and (fig := compute_figure(scales, models, pg.img / "compute.png")):
+    if fig := compute_figure(scales, models, pg.img / "compute.png"):
+        joins = "; a line joins a model's scales" if len(scales) > 1 else ""
         L += ["", "Test accuracy and FID (each model's claim sampler) against training compute: images seen x the "
               "network passes each training image costs, counted by `benchmarks/study/compute.py` "
-              "(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars; a line joins a "
-              "model's scales.", "", f"![compute](img/study/{fig.name})"]  # fmt: skip
+              f"(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars{joins}.", "",
+              f"![compute](img/study/{fig.name})"]  # fmt: skip
 
     ebm = [r for sc in scales[-1:] for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]]
     ebm = [r for r in ebm if (r / "metrics.jsonl").is_file()]
