@@ -36,6 +36,8 @@ BF16_NEUTRAL: dict[str, str] = {  # method -> its evidence
     "OOD AUROC +1.1 +- 3.5",
     "robust-jem": _STUDY + "; 2026-12-06 (session 25): accuracies -1.0 to +0.7 points, FID +1.8 +- 6.2, ECE +0.8 +- "
     "2.3, OOD AUROC +2.1 +- 21.5 (errors that wide decide little; nothing points against bf16)",
+    "eb-jdat": _STUDY + "; 2026-12-06 (session 25): accuracies -0.7 to +0.0 points, FID +20.5 +- 12.0 (against bf16, "
+    "1.7 SE, under the 30-point material line), ECE -0.3 +- 1.2, OOD AUROC +11.0 +- 15.4",
 }
 # Neutral by that rule, but a difference points against bf16 by a *material* amount (benchmarks/precision/
 # precision.py's MATERIAL: e.g. 10 points of OOD AUROC, 30 FID): within 2 SE only because the seeds' errors are
