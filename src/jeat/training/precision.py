@@ -38,6 +38,8 @@ BF16_NEUTRAL: dict[str, str] = {  # method -> its evidence
     "2.3, OOD AUROC +2.1 +- 21.5 (errors that wide decide little; nothing points against bf16)",
     "eb-jdat": _STUDY + "; 2026-12-06 (session 25): accuracies -0.7 to +0.0 points, FID +20.5 +- 12.0 (against bf16, "
     "1.7 SE, under the 30-point material line), ECE -0.3 +- 1.2, OOD AUROC +11.0 +- 15.4",
+    "dat": _STUDY + "; 2026-12-06 (session 25): accuracies -0.3 to +0.7 points, FID -1.1 +- 6.3, ECE -0.3 +- 0.8, "
+    "OOD AUROC -0.1 +- 2.8",
 }
 # Neutral by that rule, but a difference points against bf16 by a *material* amount (benchmarks/precision/
 # precision.py's MATERIAL: e.g. 10 points of OOD AUROC, 30 FID): within 2 SE only because the seeds' errors are
