@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from jeat.training.checkpoint import atomic_write_bytes, atomic_write_text
+from jeat.training.precision import hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,14 +111,7 @@ def claimed(path: Path):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = hardware(torch.device("cpu")).removeprefix("cpu: ")  # the model and its bf16 instructions
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (f"{cpu}, {os.cpu_count()} logical CPUs (torch threads {torch.get_num_threads()}){gpu}; "
             f"torch {torch.__version__}; Python {platform.python_version()}")  # fmt: skip

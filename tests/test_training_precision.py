@@ -51,12 +51,10 @@ def test_a_run_records_the_resolved_precision_not_auto(tmp_path, monkeypatch, np
     ("flags", "says"),
     [("avx2 amx_bf16 avx512_bf16", "AMX"), ("avx2 avx512_bf16", "AVX512-BF16"), ("avx2", "no native")],
 )
-def test_hardware_names_the_cpu_and_its_bf16_instructions(monkeypatch, tmp_path, flags, says):
+def test_hardware_names_the_cpu_and_its_bf16_instructions(tmp_path, flags, says):
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu {flags}\n\nprocessor\t: 1\n")
-    real_open = open
-    monkeypatch.setattr("builtins.open", lambda f, *a, **k: real_open(info if f == "/proc/cpuinfo" else f, *a, **k))
-    assert precision.hardware(CPU) == f"cpu: Some CPU 9000 ({says}{' bf16' if says == 'no native' else ''})"
+    assert precision.hardware(CPU, str(info)) == f"cpu: Some CPU 9000 ({says}{' bf16' if says == 'no native' else ''})"
 
 
 def test_auto_trains_bf16_only_for_a_method_the_precision_study_proved_neutral(monkeypatch):

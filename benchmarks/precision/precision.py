@@ -31,11 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "leaderboard"))  # the runs are leaderboard runs
 
 import leaderboard_budget as B  # noqa: E402
+import torch  # noqa: E402
 from leaderboard import Leaderboard  # noqa: E402
 from leaderboard_budget import COLUMNS, METHODS, ROOT, load_json  # noqa: E402
 from leaderboard_page import collect  # noqa: E402
 
 from jeat.training.checkpoint import atomic_write_text
+from jeat.training.precision import native_bf16
 
 PAGE = ROOT / "benchmarks" / "results" / "precision_cpu.md"
 BF16, FP32 = "-bf16", "-fp32"
@@ -46,15 +48,6 @@ def register_variants(methods: list[str]) -> None:
     for m in methods:
         B.VARIANTS[m + FP32] = (m, ["--set", "amp=none"])
         B.VARIANTS[m + BF16] = (m, ["--set", "amp=bf16"])
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (the flags torch's oneDNN uses)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def compare(a: list[float], b: list[float]) -> dict:
@@ -179,7 +172,7 @@ def main() -> None:
     cmdline = "python benchmarks/precision/precision.py " + " ".join(x for x in sys.argv[1:] if x != "--report-only")
     register_variants(a.methods)
     if not a.report_only:
-        if not native_bf16():
+        if not native_bf16(torch.device("cpu")):
             sys.exit("this CPU has no native bf16 (amx_bf16 / avx512_bf16): bf16 would be emulated, ~10x slower")
         args = argparse.Namespace(data=a.data, out=a.out, seeds=a.seeds, methods=[x for m in a.methods
                                   for x in (m + FP32, m + BF16)], remeasure=[])  # fmt: skip

@@ -82,7 +82,7 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def hardware(device: torch.device) -> str:
+def hardware(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> str:
     """The device in words, with its bf16 instructions on a CPU, for summary.json: the same run in bf16 (and
     fp32, at rounding level) gives other numbers on AMX, AVX512-BF16 and GPU kernels, and speeds differ by
     machine, so every result names the machine it came from."""
@@ -92,7 +92,7 @@ def hardware(device: torch.device) -> str:
         return device.type
     name, flags = "unknown CPU", set()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and name == "unknown CPU":
