@@ -117,6 +117,12 @@ def run_one(o) -> dict:
     if o.jeat_amp != "none":
         out["settings"]["jeat_amp"] = o.jeat_amp
     out["date"] = time.strftime("%Y-%m-%d")
+    # speed and bf16 rounding depend on the CPU's bf16 instructions (AMX, AVX512-BF16, none): name them
+    import torch
+
+    from jeat.training.precision import hardware
+
+    out["hardware"] = hardware(torch.device("cpu"))
     return out
 
 
