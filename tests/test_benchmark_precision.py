@@ -84,3 +84,42 @@ def test_the_rules_false_differs_rate_is_the_t_distributions_not_the_normals():
     assert 1 - (1 - one) ** 7 - 0.02 < any_ < 1 - (1 - one) ** 7 + 0.02  # independent columns
     many, _ = precision.null_rates(seeds=30, columns=1, trials=20_000)
     assert 0.03 < many < 0.07  # with many seeds the rule is the normal's 2-sigma test
+
+
+stability_arms = pytest.importorskip("stability_arms")
+STABILITY_PAGE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "stability_cpu.md"
+
+
+def test_the_stability_page_is_read_row_by_row_as_its_totals_count_it():
+    runs = [r for r in stability_arms.read_page(STABILITY_PAGE) if r.arm == "default" and r.seed in (0, 1, 2)]
+    assert len(runs) == 36  # 4 methods x 3 data sets x 3 seeds
+    first = next(r for r in runs if (r.method, r.data, r.seed) == ("jem", "cifar10", 0))
+    assert (first.final, first.collapsed, first.events, first.status) == (22.7, False, False, "ok")
+    digits = [r for r in runs if r.data == "digits28"]  # the page's Totals: 6 collapsed, 11 with guard events
+    assert sum(r.collapsed for r in digits) == 6 and sum(r.events for r in digits) == 11
+
+
+def test_a_page_whose_columns_changed_is_refused_by_name(tmp_path):
+    page = tmp_path / "other.md"
+    page.write_text(STABILITY_PAGE.read_text().replace("| final | collapsed |", "| last | collapsed |"))
+    with pytest.raises(ValueError, match="other.md: no run table"):
+        stability_arms.read_page(page)
+
+
+def test_bf16_collapses_and_lost_accuracy_show_against_fp32(tmp_path):
+    # fp32 = the committed page; bf16 = the same page with every cifar10 jem run collapsed at 10 %
+    fp32 = STABILITY_PAGE
+    text = fp32.read_text().splitlines()
+    worse = []
+    for ln in text:
+        cells = ln.split("|")
+        if ln.startswith("| default | jem | cifar10 |"):
+            cells[8], cells[9] = " 10.0 ", " **yes** (caught) "
+        worse.append("|".join(cells))
+    bf16 = tmp_path / "bf16.md"
+    bf16.write_text("\n".join(worse) + "\n")
+    page = stability_arms.report(fp32, bf16, [0, 1, 2], "test", tmp_path / "p.md")
+    row = next(ln for ln in page.splitlines() if ln.startswith("| jem | cifar10 |"))
+    assert "-14.8 ±" in row and "**differs**" in row and "| 0 of 3 / 3 of 3 |" in row
+    same = next(ln for ln in page.splitlines() if ln.startswith("| jeat | cifar10 |"))
+    assert "+0.0 ±" in same and "**neutral**" in same
