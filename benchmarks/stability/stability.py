@@ -178,17 +178,29 @@ def set_results(path: Path, amp: str | None = None) -> None:
         AMP = amp
 
 
-def _threads(out: Path, jobs: list[tuple]) -> str:
-    """The CPU threads the finished runs used (their summaries; older runs did not record it)."""
+def _recorded(out: Path, jobs: list[tuple], key: str) -> set:
+    """One field of the finished runs' summaries (None where a run did not record it)."""
     seen = set()
     for job in jobs:
         f = out / run_name(*job) / "summary.json"
         if f.exists():
-            seen.add(json.loads(f.read_text()).get("threads"))
+            seen.add(json.loads(f.read_text()).get(key))
+    return seen
+
+
+def _threads(out: Path, jobs: list[tuple]) -> str:
+    """The CPU threads the finished runs used (their summaries; older runs did not record it)."""
+    seen = _recorded(out, jobs, "threads")
     known = sorted(t for t in seen if t is not None)
     return (" / ".join(f"{t} thread{'s' if t > 1 else ''}" for t in known) or "threads not recorded") + (
         " (some runs did not record it)" if None in seen and known else ""
     )
+
+
+def _hardware(out: Path, jobs: list[tuple]) -> str:
+    """The CPUs the finished runs trained on (bf16 rounds differently with AMX, AVX512-BF16 or neither)."""
+    known = sorted(h for h in _recorded(out, jobs, "hardware") if h is not None)
+    return "; ".join(known) if known else "CPU not recorded (runs before 2026-12-06)"
 
 
 def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
@@ -219,7 +231,8 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
         "Caught = a guard event at or before the collapse's first epoch. False alarm = a guard event on a "
         "recovery-off run that did not collapse. Guard events of warn runs are the current guard "
         "replayed over the run's metrics (`benchmarks/stability/guard_replay.py`; the run's path does not depend on "
-        f"the guard). Machine: 2 CPU cores, torch 2.13.0+cpu, {_threads(out, jobs)} per run.",
+        f"the guard). Machine: 2 CPU cores ({_hardware(out, jobs)}), torch 2.13.0+cpu, {_threads(out, jobs)} "
+        "per run.",
         "",
         "| arm | method | data | seed | test acc per epoch | valid acc per epoch (the guard's) | best | final | "
         "collapsed | guard events -> action | status | train time |",
