@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 import claim9_ood  # noqa: E402
 from shared import ROOT, Stages, archive_files, atomic_write_bytes, claimed  # noqa: E402
-from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
+from study_plan import CHECKS, MODELS, OOD, SCALES  # noqa: E402
 from study_runs import archive_run  # noqa: E402
 
 from jeat.atomic import atomic_write_text
@@ -51,8 +51,6 @@ GENERATIONS = [
 ]
 AUTOATTACK = ("standard", "pgd", "jem", "jeat", "prejeat", "robust-jem")
 DENOISED = ("standard", "pgd", "jeat")  # claim 7's denoising
-# Claim 9 (JEM's Table 3): log p(x), max p(y|x) and the gradient norm as OOD scores (claim9_ood.py's evaluation)
-OOD = ("standard", "pgd", "jem", "jeat", "robust-jem", "jempp")
 # "": `jeat denoise` defaults (sigma 0.1, 50 descent steps of 0.01). "-sgld": App. G.1's noise
 # (variance 0.3 in JEM's [-1, 1] units = std sqrt(0.3)/2 in [0, 1]) and the study's Langevin sampler.
 DENOISE = {"": [], "-sgld": ["--sigma", "0.274", "--steps", "100", "--step-size", "1.0", "--noise", "0.01"]}

@@ -23,5 +23,9 @@ MODELS = {
     # Robust JEM's base (issue 37): JEM++ at the study's budget, its CPU preset otherwise
     "jempp": ("cpu-jempp", []),
 }
+# Claim 9 (JEM's Table 3): the models whose log p(x), max p(y|x) and gradient norm are scored as OOD detectors
+# (claim9_ood.py's evaluation). jem-no-l2 asks whether the energy L2 is behind a hybrid's inverted log p(x)
+# (issue 37); added 2026-12-07, after the small scale's runs had finished, so measured from the medium scale on.
+OOD = ("standard", "pgd", "jem", "jem-no-l2", "jeat", "robust-jem", "jempp")
 # Trained only: second seeds of the two EBM twins (is one seed's result luck?)
 CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}

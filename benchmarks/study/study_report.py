@@ -29,7 +29,7 @@ from jeat.cli.plot import _figure, plot_curves, read_metrics
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from paper_cost import paper_scale  # noqa: E402
 from shared import ROOT  # noqa: E402
-from study_plan import CHECKS, MODELS, SCALES  # noqa: E402
+from study_plan import CHECKS, MODELS, OOD, SCALES  # noqa: E402
 from study_read import Scale, ece, fid, fisher, ood_auroc, psnr, robust, summary, test_acc  # noqa: E402
 from study_runs import _load, thumbnail  # noqa: E402
 
@@ -272,8 +272,7 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
           "interp, grayscale, permuted; 500 images each; `benchmarks/study/claim9_ood.py`'s evaluation). Under 50: "
           "the score rates the out-of-distribution images as more likely than the test images.", "",
           "| model | scale | log p(x) | max p(y|x) | gradient norm |", "|---|---|---|---|---|"]  # fmt: skip
-    L += pg.rows(("standard", "pgd", "jem", "jeat", "robust-jem", "jempp"),
-                 [(ood_auroc(s), None, "") for s in ("logpx", "maxprob", "grad_norm")])  # fmt: skip
+    L += pg.rows(OOD, [(ood_auroc(s), None, "") for s in ("logpx", "maxprob", "grad_norm")])
 
     L += paper_scale()
     verdicts = dest.parent / "RESULTS_notes.md"  # written by hand after reading the numbers
