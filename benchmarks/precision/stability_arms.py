@@ -81,8 +81,8 @@ def _count(runs: list[Run], what) -> str:
 
 def _acc_cell(c: dict) -> str:
     if "diff" not in c:
-        got = [f"{c[k]:.1f} (n={c[n]})" for k, n in (("mean32", "n32"), ("mean16", "n16")) if k in c]
-        return " / ".join(got) or "-"
+        got = [f"{c[k]:.1f} (n={c[n]})" if k in c else "-" for k, n in (("mean32", "n32"), ("mean16", "n16"))]
+        return " / ".join(got)
     return (f"{c['mean32']:.1f} ± {c['sd32']:.1f} / {c['mean16']:.1f} ± {c['sd16']:.1f}: "
             f"{c['diff']:+.1f} ± {c['se']:.1f} **{c['verdict']}**")  # fmt: skip
 
