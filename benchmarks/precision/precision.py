@@ -107,10 +107,12 @@ def values(records: dict, method: str, seeds: list[int], column: str) -> list[fl
     return vals
 
 
-def _cell(c: dict) -> str:
+def cell(c: dict) -> str:
+    """A :func:`compare` result: fp32 / bf16 means ± sds, the difference ± its standard error, the verdict;
+    with under two seeds a side, each side's mean and count ("-" for a side with none)."""
     if "diff" not in c:
-        got = [f"{c[k]:.1f} (n={c[n]})" for k, n in (("mean32", "n32"), ("mean16", "n16")) if k in c]
-        return " / ".join(got) or "-"
+        got = [f"{c[k]:.1f} (n={c[n]})" if k in c else "-" for k, n in (("mean32", "n32"), ("mean16", "n16"))]
+        return " / ".join(got)
     return (f"{c['mean32']:.1f} ± {c['sd32']:.1f} / {c['mean16']:.1f} ± {c['sd16']:.1f}: "
             f"{c['diff']:+.1f} ± {c['se']:.1f} **{c['verdict']}**")  # fmt: skip
 
@@ -151,7 +153,7 @@ def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
         cells = []
         for k, _ in cols:
             c = compare(values(records, m + FP32, seeds, k), values(records, m + BF16, seeds, k))
-            cells.append(_time_cell(c) if k == "train_min" else _cell(c) + (" *material*" if material(k, c) else ""))
+            cells.append(_time_cell(c) if k == "train_min" else cell(c) + (" *material*" if material(k, c) else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     notes = PAGE.with_name("precision_cpu_notes.md")
     if notes.is_file():

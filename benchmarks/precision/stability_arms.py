@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from precision import compare  # noqa: E402
+from precision import cell, compare  # noqa: E402
 
 from jeat.training.checkpoint import atomic_write_text  # noqa: E402
 
@@ -79,14 +79,6 @@ def _count(runs: list[Run], what) -> str:
     return f"{sum(1 for r in runs if what(r))} of {len(runs)}" if runs else "-"
 
 
-def _acc_cell(c: dict) -> str:
-    if "diff" not in c:
-        got = [f"{c[k]:.1f} (n={c[n]})" if k in c else "-" for k, n in (("mean32", "n32"), ("mean16", "n16"))]
-        return " / ".join(got)
-    return (f"{c['mean32']:.1f} ± {c['sd32']:.1f} / {c['mean16']:.1f} ± {c['sd16']:.1f}: "
-            f"{c['diff']:+.1f} ± {c['se']:.1f} **{c['verdict']}**")  # fmt: skip
-
-
 def rows(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
     """One table row per (method, data set) that either page has."""
     out = []
@@ -98,7 +90,7 @@ def rows(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
                 continue
             a, b = pick
             acc = compare([r.final for r in a], [r.final for r in b])
-            cells = [_acc_cell(acc)]
+            cells = [cell(acc)]
             for what in (lambda r: r.collapsed, lambda r: r.collapsed and not r.borderline, lambda r: r.events,
                          lambda r: r.status == "recovered"):  # fmt: skip
                 cells.append(f"{_count(a, what)} / {_count(b, what)}")
