@@ -121,5 +121,6 @@ def test_bf16_collapses_and_lost_accuracy_show_against_fp32(tmp_path):
     page = stability_arms.report(fp32, bf16, [0, 1, 2], "test", tmp_path / "p.md")
     row = next(ln for ln in page.splitlines() if ln.startswith("| jem | cifar10 |"))
     assert "-14.8 ±" in row and "**differs**" in row and "| 0 of 3 / 3 of 3 |" in row
+    assert row.endswith("| 0 of 3 / 0 of 3 |")  # the last column: runs whose own verdict was `failed`
     same = next(ln for ln in page.splitlines() if ln.startswith("| jeat | cifar10 |"))
     assert "+0.0 ±" in same and "**neutral**" in same

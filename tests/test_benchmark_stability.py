@@ -156,3 +156,45 @@ def test_a_finished_run_whose_folder_is_lost_comes_back_from_the_archive(tmp_pat
     monkeypatch.setattr(sys, "argv", argv)
     runner.main()
     assert trained == []  # restored, so not trained again
+
+
+def test_workers_started_with_one_command_share_the_runs(tmp_path):
+    """Two workers of one study (OUT/claims/<run>, as the seeded study): a run another live worker holds is
+    skipped, never trained twice, and a run that finished meanwhile is not trained again."""
+    runner = importlib.import_module("stability")
+    out = tmp_path / "runs"
+    jobs = [("default", m, "digits28", 0) for m in ("jem", "jeat", "jempp")]
+    trained = []
+
+    def train(job):  # the real one runs `jeat train`; this one records a finished run
+        trained.append(job)
+        _run(out / runner.run_name(*job), [0.2, 0.4, 0.6], "rollback")
+
+    _run(out / runner.run_name(*jobs[2]), [0.2, 0.4], "rollback")  # finished before this worker started
+    with runner.claimed(out / "claims" / runner.run_name(*jobs[0])) as mine:  # the other worker: this live process
+        assert mine
+        runner.work(out, jobs, train, tmp_path / "archive", wait=0)
+    assert trained == [jobs[1]]  # not the held run, not the finished one
+    runner.work(out, jobs, train, tmp_path / "archive", wait=0)  # the claim is released: its run is next
+    assert trained == [jobs[1], jobs[0]]
+    runner.work(out, jobs, train, tmp_path / "archive", wait=0)
+    assert trained == [jobs[1], jobs[0]]  # every run finished: nothing trains again
+
+
+def test_a_run_another_worker_finished_while_this_one_took_its_claim_is_not_trained_again(tmp_path, monkeypatch):
+    import contextlib
+
+    runner = importlib.import_module("stability")
+    out, job = tmp_path / "runs", ("default", "jem", "digits28", 0)
+    real = runner.claimed
+
+    @contextlib.contextmanager
+    def late(path):  # the other worker finishes the run and releases its claim just before this one takes it
+        _run(out / runner.run_name(*job), [0.2, 0.4], "rollback")
+        with real(path) as mine:
+            yield mine
+
+    monkeypatch.setattr(runner, "claimed", late)
+    trained = []
+    runner.work(out, [job], trained.append, tmp_path / "archive", wait=0)
+    assert trained == []

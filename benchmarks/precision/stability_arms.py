@@ -92,7 +92,7 @@ def rows(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
             acc = compare([r.final for r in a], [r.final for r in b])
             cells = [cell(acc)]
             for what in (lambda r: r.collapsed, lambda r: r.collapsed and not r.borderline, lambda r: r.events,
-                         lambda r: r.status == "recovered"):  # fmt: skip
+                         lambda r: r.status == "recovered", lambda r: r.status == "failed"):  # fmt: skip
                 cells.append(f"{_count(a, what)} / {_count(b, what)}")
             out.append(f"| {m} | {d} | {len(a)} / {len(b)} | " + " | ".join(cells) + " |")
     return out
@@ -119,10 +119,12 @@ def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, pag
              "judged), the `default` arm (the guard acting), seeds " + ", ".join(map(str, seeds)) + ". Each "
              "cell is fp32 / bf16. Final test accuracy on 2,000 test images (digits28: 300): fp32 mean ± sd / "
              "bf16 mean ± sd, then bf16 - fp32 ± its standard error and the precision study's verdict (neutral: "
-             "within 2 standard errors). Counts are runs of the runs each side has.", "",
+             "within 2 standard errors). Counts are runs of the runs each side has. Collapsed: lost what it had learned "
+             "(the stability judge); ended at chance (`failed`): the run's own verdict, final validation accuracy "
+             "within 5 points of chance, whether it ever learned or not.", "",
              "| method | data | runs | final test acc (%) | collapsed | clear collapses | runs with guard events "
-             "| rolled back (recovered) |",
-             "|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
+             "| rolled back (recovered) | ended at chance (failed) |",
+             "|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
              "| data | runs | collapsed | runs with guard events |", "|---|---|---|---|",
              *totals(fp32, bf16, seeds)]  # fmt: skip
     notes = page.with_name(page.stem + "_notes.md")

@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
-from shared import archive_files  # noqa: E402
+from shared import archive_files, claimed  # noqa: E402
 from stability_archive import ARCHIVED, archive_dir, restore  # noqa: E402
 from stability_judge import (  # noqa: E402
     CHANCE_LEARNED,
@@ -293,6 +293,62 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
     return text
 
 
+def build_data(out: Path, datasets: list[str], data: str) -> None:
+    """The 28x28 data sets under OUT/data/, built once: a second worker waits for the first's."""
+    gray, digits = out / "data" / NPZ_SETS["gray28"], out / "data" / NPZ_SETS["digits28"]
+    need = [
+        d for d, path in (("gray28", gray), ("digits28", digits)) if d in datasets and not (path / "test.npz").exists()
+    ]
+    if not need:
+        return
+    with claimed(out / "claims" / "data") as mine:
+        if not mine:  # another worker builds them (test.npz is written last)
+            while any(not (out / "data" / NPZ_SETS[d] / "test.npz").exists() for d in need):
+                time.sleep(10)
+            return
+        if "gray28" in need:
+            subprocess.run([sys.executable, str(HERE / "make_gray28.py"), "--data", data, "--out", str(gray)],
+                           check=True)  # fmt: skip
+        if "digits28" in need:
+            subprocess.run([sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)], check=True)
+
+
+def work(out: Path, jobs: list[tuple], train, archive: Path, wait: float = 60.0) -> None:
+    """Train every unfinished job with ``train(job)``. Workers: the same command started N times (one thread
+    each) shares the jobs, each taking the next one no other worker holds (OUT/claims/<run>, as the study
+    does); a worker whose remaining jobs are held, or wait for a held default twin, polls every ``wait``
+    seconds until they are done (``wait=0``: return instead)."""
+    tried = set()  # a run that ended without a summary (a crash) is not retried by this worker's next pass
+    while True:
+        pending = False
+        for job in jobs:
+            arm, method, dataset, seed = job
+            run = out / run_name(*job)
+            if job in tried:
+                continue
+            if outcome(run) is not None or stand_in(out, *job) is not None:
+                archive_files(run, archive / run_name(*job), ARCHIVED)  # a run finished before archives existed
+                continue
+            if arm == "warn":  # identical to the default twin until a trigger: rerun only twins with events
+                twin_name = run_name("default", method, dataset, seed)
+                twin = outcome(out / twin_name)
+                if twin is None:  # still training in another worker, or not in this plan
+                    pending = pending or (out / "claims" / twin_name).exists()
+                    continue
+                if not twin["events"]:
+                    continue
+            with claimed(out / "claims" / run_name(*job)) as mine:
+                if not mine:
+                    pending = True
+                    continue
+                if outcome(run) is None:  # another worker may have finished it since the check above
+                    tried.add(job)
+                    train(job)
+        if not pending or not wait:
+            return
+        time.sleep(wait)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("JEAT_DATA"), help="CIFAR-10 root (default $JEAT_DATA)")
@@ -322,25 +378,13 @@ def main() -> None:
         return
     if not a.data:
         p.error("--data (or JEAT_DATA) is required to train")
-    gray, digits = out / "data" / NPZ_SETS["gray28"], out / "data" / NPZ_SETS["digits28"]
-    if "gray28" in a.datasets and not (gray / "test.npz").exists():
-        subprocess.run([sys.executable, str(HERE / "make_gray28.py"), "--data", a.data, "--out", str(gray)],
-                       check=True)  # fmt: skip
-    if "digits28" in a.datasets and not (digits / "test.npz").exists():
-        subprocess.run([sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)], check=True)
+    build_data(out, a.datasets, a.data)
     archive = archive_dir(RESULTS)
     for name in restore(out, archive, jobs):
         print(f"restored from {archive}: {name}", flush=True)
-    for job in jobs:
-        arm, method, dataset, seed = job
+
+    def train(job: tuple) -> None:
         run = out / run_name(*job)
-        if outcome(run) is not None or stand_in(out, *job) is not None:
-            archive_files(run, archive / run_name(*job), ARCHIVED)  # a run finished before archives existed
-            continue
-        if arm == "warn":  # identical to the default twin until a trigger: rerun only twins with events
-            twin = outcome(out / run_name("default", method, dataset, seed))
-            if twin is None or not twin["events"]:
-                continue
         cmd = command(*job, a.data, out)
         print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}", flush=True)
         run.parent.mkdir(parents=True, exist_ok=True)
@@ -349,6 +393,8 @@ def main() -> None:
         if (run / "summary.json").is_file():
             archive_files(run, archive / run_name(*job), ARCHIVED)
         report(out, jobs, cmdline)
+
+    work(out, jobs, train, archive)
     print(report(out, jobs, cmdline))
 
 
