@@ -120,8 +120,8 @@ def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, pag
              "cell is fp32 / bf16. Final test accuracy on 2,000 test images (digits28: 300): fp32 mean ± sd / "
              "bf16 mean ± sd, then bf16 - fp32 ± its standard error and the precision study's verdict (neutral: "
              "within 2 standard errors). Counts are runs of the runs each side has. Collapsed: lost what it had "
-             "learned (the stability judge); ended at chance (`failed`): the run's own verdict, final validation accuracy "
-             "within 5 points of chance, whether it ever learned or not.", "",
+             "learned (the stability judge); ended at chance (`failed`): the run's own verdict, final validation "
+             "accuracy within 5 points of chance, whether it ever learned or not.", "",
              "| method | data | runs | final test acc (%) | collapsed | clear collapses | runs with guard events "
              "| rolled back (recovered) | ended at chance (failed) |",
              "|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
