@@ -303,8 +303,9 @@ def build_data(out: Path, datasets: list[str], data: str) -> None:
         return
     with claimed(out / "claims" / "data") as mine:
         if not mine:  # another worker builds them (test.npz is written last)
-            while any(not (out / "data" / NPZ_SETS[d] / "test.npz").exists() for d in need):
-                if not (out / "claims" / "data").exists():  # released without the files: its build failed
+            built = lambda: all((out / "data" / NPZ_SETS[d] / "test.npz").exists() for d in need)  # noqa: E731
+            while not built():
+                if not (out / "claims" / "data").exists() and not built():  # released without the files: failed
                     raise SystemExit(f"another worker's build of {', '.join(need)} under {out / 'data'} failed")
                 time.sleep(10)
             return
