@@ -117,6 +117,18 @@ def machine() -> str:
             f"torch {torch.__version__}; Python {platform.python_version()}")  # fmt: skip
 
 
+def write_page(page: Path, lines: list[str]) -> str:
+    """Write a results page atomically, with its hand-written reading of the numbers appended (``<page>_notes.md``
+    beside it: kept across reruns, which rewrite only the generated part). Returns the page's text."""
+    notes = page.with_name(page.stem + "_notes.md")
+    if notes.is_file():
+        lines = [*lines, "", notes.read_text().rstrip()]
+    text = "\n".join(lines) + "\n"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(page, text)
+    return text
+
+
 def publish(title: str, text: str, out: str | None) -> None:
     """Print a benchmark's markdown table and, with ``out``, write it as a page titled ``title`` (atomically)."""
     print(text)

@@ -162,6 +162,7 @@ def test_workers_started_with_one_command_share_the_runs(tmp_path):
     """Two workers of one study (OUT/claims/<run>, as the seeded study): a run another live worker holds is
     skipped, never trained twice, and a run that finished meanwhile is not trained again."""
     runner = importlib.import_module("stability")
+    workers = importlib.import_module("stability_workers")
     out = tmp_path / "runs"
     jobs = [("default", m, "digits28", 0) for m in ("jem", "jeat", "jempp")]
     trained = []
@@ -171,13 +172,13 @@ def test_workers_started_with_one_command_share_the_runs(tmp_path):
         _run(out / runner.run_name(*job), [0.2, 0.4, 0.6], "rollback")
 
     _run(out / runner.run_name(*jobs[2]), [0.2, 0.4], "rollback")  # finished before this worker started
-    with runner.claimed(out / "claims" / runner.run_name(*jobs[0])) as mine:  # the other worker: this live process
+    with workers.claimed(out / "claims" / runner.run_name(*jobs[0])) as mine:  # the other worker: this live process
         assert mine
-        runner.work(out, jobs, train, tmp_path / "archive", wait=0)
+        workers.work(out, jobs, train, tmp_path / "archive", wait=0)
     assert trained == [jobs[1]]  # not the held run, not the finished one
-    runner.work(out, jobs, train, tmp_path / "archive", wait=0)  # the claim is released: its run is next
+    workers.work(out, jobs, train, tmp_path / "archive", wait=0)  # the claim is released: its run is next
     assert trained == [jobs[1], jobs[0]]
-    runner.work(out, jobs, train, tmp_path / "archive", wait=0)
+    workers.work(out, jobs, train, tmp_path / "archive", wait=0)
     assert trained == [jobs[1], jobs[0]]  # every run finished: nothing trains again
 
 
@@ -185,8 +186,9 @@ def test_a_run_another_worker_finished_while_this_one_took_its_claim_is_not_trai
     import contextlib
 
     runner = importlib.import_module("stability")
+    workers = importlib.import_module("stability_workers")
     out, job = tmp_path / "runs", ("default", "jem", "digits28", 0)
-    real = runner.claimed
+    real = workers.claimed
 
     @contextlib.contextmanager
     def late(path):  # the other worker finishes the run and releases its claim just before this one takes it
@@ -194,7 +196,7 @@ def test_a_run_another_worker_finished_while_this_one_took_its_claim_is_not_trai
         with real(path) as mine:
             yield mine
 
-    monkeypatch.setattr(runner, "claimed", late)
+    monkeypatch.setattr(workers, "claimed", late)
     trained = []
-    runner.work(out, [job], trained.append, tmp_path / "archive", wait=0)
+    workers.work(out, [job], trained.append, tmp_path / "archive", wait=0)
     assert trained == []

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from shared import write_page  # noqa: E402
+
 from jeat.presets import get_preset
 from jeat.training import Trainer
 
@@ -64,10 +67,7 @@ def write_results(rows: list[dict], meta: dict) -> None:
     for r in rows:
         lines.append(f"| {r['method']} | {r['preset']} | {r['clean_acc']:.3f} | {r['pgd20_acc']:.3f} | "
                      f"{r['images_per_s']:.1f} | {r['train_time_s']:.0f} | {r['settings']} |")  # fmt: skip
-    notes = RESULTS / "methods_cpu_notes.md"  # hand-written reading of the numbers, kept across reruns
-    if notes.is_file():
-        lines += ["", notes.read_text().rstrip()]
-    (RESULTS / "methods_cpu.md").write_text("\n".join(lines) + "\n")
+    write_page(RESULTS / "methods_cpu.md", lines)  # with methods_cpu_notes.md, the reading of the numbers
 
 
 def main(argv: list[str] | None = None) -> int:

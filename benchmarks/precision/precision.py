@@ -35,8 +35,8 @@ import torch  # noqa: E402
 from leaderboard import Leaderboard  # noqa: E402
 from leaderboard_budget import COLUMNS, METHODS, ROOT, load_json  # noqa: E402
 from leaderboard_page import collect  # noqa: E402
+from shared import write_page  # noqa: E402  (benchmarks/ is on the path through leaderboard_budget)
 
-from jeat.training.checkpoint import atomic_write_text
 from jeat.training.precision import native_bf16
 
 PAGE = ROOT / "benchmarks" / "results" / "precision_cpu.md"
@@ -155,12 +155,7 @@ def report(methods: list[str], seeds: list[int], cmdline: str) -> str:
             c = compare(values(records, m + FP32, seeds, k), values(records, m + BF16, seeds, k))
             cells.append(_time_cell(c) if k == "train_min" else cell(c) + (" *material*" if material(k, c) else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    notes = PAGE.with_name("precision_cpu_notes.md")
-    if notes.is_file():
-        lines += ["", notes.read_text().rstrip()]
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(PAGE, text)
-    return text
+    return write_page(PAGE, lines)
 
 
 def main() -> None:

@@ -26,8 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from precision import cell, compare  # noqa: E402
-
-from jeat.training.checkpoint import atomic_write_text  # noqa: E402
+from shared import write_page  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -127,12 +126,7 @@ def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, pag
              "|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
              "| data | runs | collapsed | runs with guard events |", "|---|---|---|---|",
              *totals(fp32, bf16, seeds)]  # fmt: skip
-    notes = page.with_name(page.stem + "_notes.md")
-    if notes.is_file():
-        lines += ["", notes.read_text().rstrip()]
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(page, text)
-    return text
+    return write_page(page, lines)
 
 
 def main() -> None:

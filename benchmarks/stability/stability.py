@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
-from shared import archive_files, claimed  # noqa: E402
+from shared import archive_files, write_page  # noqa: E402
 from stability_archive import ARCHIVED, archive_dir, restore  # noqa: E402
 from stability_judge import (  # noqa: E402
     CHANCE_LEARNED,
@@ -60,8 +60,8 @@ from stability_judge import (  # noqa: E402
     run_name,
     stand_in,
 )
+from stability_workers import build_once, work  # noqa: E402
 
-from jeat.training.checkpoint import atomic_write_text  # noqa: E402
 from jeat.training.precision import native_bf16  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -284,72 +284,7 @@ def report(out: Path, jobs: list[tuple], cmdline: str) -> str:
                 f"{sum(o.get('silent_clear', False) for o in rs)} of {clear} | {fa_clear} |"
             )
     lines += recovery_effect(done)
-    text = "\n".join(lines) + "\n"
-    notes = RESULTS.with_name(RESULTS.stem + "_notes.md")
-    if notes.exists():
-        text += "\n" + notes.read_text()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS, text)
-    return text
-
-
-def build_data(out: Path, datasets: list[str], data: str) -> None:
-    """The 28x28 data sets under OUT/data/, built once: a second worker waits for the first's."""
-    gray, digits = out / "data" / NPZ_SETS["gray28"], out / "data" / NPZ_SETS["digits28"]
-    need = [
-        d for d, path in (("gray28", gray), ("digits28", digits)) if d in datasets and not (path / "test.npz").exists()
-    ]
-    if not need:
-        return
-    with claimed(out / "claims" / "data") as mine:
-        if not mine:  # another worker builds them (test.npz is written last)
-            built = lambda: all((out / "data" / NPZ_SETS[d] / "test.npz").exists() for d in need)  # noqa: E731
-            while not built():
-                if not (out / "claims" / "data").exists() and not built():  # released without the files: failed
-                    raise SystemExit(f"another worker's build of {', '.join(need)} under {out / 'data'} failed")
-                time.sleep(10)
-            return
-        if "gray28" in need:
-            subprocess.run([sys.executable, str(HERE / "make_gray28.py"), "--data", data, "--out", str(gray)],
-                           check=True)  # fmt: skip
-        if "digits28" in need:
-            subprocess.run([sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)], check=True)
-
-
-def work(out: Path, jobs: list[tuple], train, archive: Path, wait: float = 60.0) -> None:
-    """Train every unfinished job with ``train(job)``. Workers: the same command started N times (one thread
-    each) shares the jobs, each taking the next one no other worker holds (OUT/claims/<run>, as the study
-    does); a worker whose remaining jobs are held, or wait for a held default twin, polls every ``wait``
-    seconds until they are done (``wait=0``: return instead)."""
-    tried = set()  # a run that ended without a summary (a crash) is not retried by this worker's next pass
-    while True:
-        pending = False
-        for job in jobs:
-            arm, method, dataset, seed = job
-            run = out / run_name(*job)
-            if job in tried:
-                continue
-            if outcome(run) is not None or stand_in(out, *job) is not None:
-                archive_files(run, archive / run_name(*job), ARCHIVED)  # a run finished before archives existed
-                continue
-            if arm == "warn":  # identical to the default twin until a trigger: rerun only twins with events
-                twin_name = run_name("default", method, dataset, seed)
-                twin = outcome(out / twin_name)
-                if twin is None:  # still training in another worker, or not in this plan
-                    pending = pending or (out / "claims" / twin_name).exists()
-                    continue
-                if not twin["events"]:
-                    continue
-            with claimed(out / "claims" / run_name(*job)) as mine:
-                if not mine:
-                    pending = True
-                    continue
-                if outcome(run) is None:  # another worker may have finished it since the check above
-                    tried.add(job)
-                    train(job)
-        if not pending or not wait:
-            return
-        time.sleep(wait)
+    return write_page(RESULTS, lines)
 
 
 def main() -> None:
@@ -381,7 +316,11 @@ def main() -> None:
         return
     if not a.data:
         p.error("--data (or JEAT_DATA) is required to train")
-    build_data(out, a.datasets, a.data)
+    gray, digits = out / "data" / NPZ_SETS["gray28"], out / "data" / NPZ_SETS["digits28"]
+    build_once(out, {**({gray: [sys.executable, str(HERE / "make_gray28.py"), "--data", a.data, "--out", str(gray)]}
+                        if "gray28" in a.datasets else {}),
+                     **({digits: [sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)]}
+                        if "digits28" in a.datasets else {})})  # fmt: skip
     archive = archive_dir(RESULTS)
     for name in restore(out, archive, jobs):
         print(f"restored from {archive}: {name}", flush=True)
