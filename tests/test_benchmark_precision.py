@@ -124,3 +124,24 @@ def test_bf16_collapses_and_lost_accuracy_show_against_fp32(tmp_path):
     assert row.endswith("| 0 of 3 / 0 of 3 |")  # the last column: runs whose own verdict was `failed`
     same = next(ln for ln in page.splitlines() if ln.startswith("| jeat | cifar10 |"))
     assert "+0.0 ±" in same and "**neutral**" in same
+
+
+@pytest.mark.parametrize(
+    ("a", "n1", "b", "n2", "p"),  # two-sided p-values of scipy.stats.fisher_exact for the same tables
+    [(6, 8, 1, 5, 0.10256410256410256), (8, 10, 1, 6, 0.034965034965034975), (3, 12, 6, 12, 0.40032305828509895),
+     (0, 12, 0, 12, 1.0), (12, 12, 0, 12, 7.39602301050679e-07)],
+)  # fmt: skip
+def test_the_collapse_rates_are_compared_by_fishers_exact_test(a, n1, b, n2, p):
+    assert stability_arms.fisher_exact(a, n1, b, n2) == pytest.approx(p, rel=1e-9)
+    assert stability_arms.fisher_exact(b, n2, a, n1) == pytest.approx(p, rel=1e-9)  # symmetric in the sides
+    with pytest.raises(ValueError, match="not a 2x2 table"):
+        stability_arms.fisher_exact(13, 12, 0, 12)
+
+
+def test_the_totals_give_fishers_p_for_collapses_and_guard_events(tmp_path):
+    page = stability_arms.report(STABILITY_PAGE, STABILITY_PAGE, [0, 1, 2], "test", tmp_path / "p.md")
+    digits = next(ln for ln in page.splitlines() if ln.startswith("| digits28 | 12 / 12 |"))
+    assert digits == (
+        "| digits28 | 12 / 12 | 6 of 12 / 6 of 12 (p = 1.00) | 11 of 12 / 11 of 12 (p = 1.00) "
+        "| 0 of 12 / 0 of 12 (p = 1.00) |"
+    )

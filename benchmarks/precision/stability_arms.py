@@ -19,6 +19,7 @@ judge's verdict, with its clear ones), runs with guard events and runs the guard
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,19 @@ def read_page(page: Path) -> list[Run]:
     return runs
 
 
+def fisher_exact(a: int, n1: int, b: int, n2: int) -> float:
+    """Two-sided Fisher exact p-value that ``a`` of ``n1`` and ``b`` of ``n2`` come from one rate: the
+    hypergeometric probability of every table with the same margins that is no more likely than the one seen.
+    Counts of a dozen runs a side are too few for a normal approximation."""
+    k, n = a + b, n1 + n2
+    if not (0 <= a <= n1 and 0 <= b <= n2) or n == 0:
+        raise ValueError(f"counts {a} of {n1} and {b} of {n2} are not a 2x2 table")
+    prob = lambda x: math.comb(n1, x) * math.comb(n2, k - x) / math.comb(n, k)  # noqa: E731
+    seen = prob(a)
+    tables = range(max(0, k - n2), min(k, n1) + 1)
+    return min(1.0, sum(prob(x) for x in tables if prob(x) <= seen * (1 + 1e-7)))
+
+
 def _count(runs: list[Run], what) -> str:
     return f"{sum(1 for r in runs if what(r))} of {len(runs)}" if runs else "-"
 
@@ -103,9 +117,13 @@ def totals(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
         a, b = ([r for r in side if r.arm == "default" and r.data == d and r.seed in seeds and r.method in METHODS]
                 for side in (fp32, bf16))  # fmt: skip
         if a or b:
-            out.append(f"| {d} | {len(a)} / {len(b)} | {_count(a, lambda r: r.collapsed)} / "
-                       f"{_count(b, lambda r: r.collapsed)} | {_count(a, lambda r: r.events)} / "
-                       f"{_count(b, lambda r: r.events)} |")  # fmt: skip
+            cells = []
+            for what in (lambda r: r.collapsed, lambda r: r.events, lambda r: r.status == "failed"):
+                cells.append(f"{_count(a, what)} / {_count(b, what)}")
+                if a and b:
+                    p = fisher_exact(sum(map(what, a)), len(a), sum(map(what, b)), len(b))
+                    cells[-1] += f" (p = {p:.2f})"
+            out.append(f"| {d} | {len(a)} / {len(b)} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -124,7 +142,11 @@ def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, pag
              "| method | data | runs | final test acc (%) | collapsed | clear collapses | runs with guard events "
              "| rolled back (recovered) | ended at chance (failed) |",
              "|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
-             "| data | runs | collapsed | runs with guard events |", "|---|---|---|---|",
+             "Per data set, every method together: p is the two-sided Fisher exact test that both precisions "
+             "collapse (or call the guard, or end at chance) at one rate; a large p says these runs cannot tell "
+             "the rates apart, not that they are equal.", "",
+             "| data | runs | collapsed | runs with guard events | ended at chance (failed) |",
+             "|---|---|---|---|---|",
              *totals(fp32, bf16, seeds)]  # fmt: skip
     return write_page(page, lines)
 
