@@ -143,5 +143,5 @@ def test_the_totals_give_fishers_p_for_collapses_and_guard_events(tmp_path):
     digits = next(ln for ln in page.splitlines() if ln.startswith("| digits28 | 12 / 12 |"))
     assert digits == (
         "| digits28 | 12 / 12 | 6 of 12 / 6 of 12 (p = 1.00) | 11 of 12 / 11 of 12 (p = 1.00) "
-        "| 0 of 12 / 0 of 12 (p = 1.00) |"
+        "| 4 of 12 / 4 of 12 (p = 1.00) | 0 of 12 / 0 of 12 (p = 1.00) |"
     )

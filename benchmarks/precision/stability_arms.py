@@ -105,7 +105,8 @@ def rows(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
             acc = compare([r.final for r in a], [r.final for r in b])
             cells = [cell(acc)]
             for what in (lambda r: r.collapsed, lambda r: r.collapsed and not r.borderline, lambda r: r.events,
-                         lambda r: r.status == "recovered", lambda r: r.status == "failed"):  # fmt: skip
+                         lambda r: r.status == "recovered", lambda r: r.status == "diverged",
+                         lambda r: r.status == "failed"):  # fmt: skip
                 cells.append(f"{_count(a, what)} / {_count(b, what)}")
             out.append(f"| {m} | {d} | {len(a)} / {len(b)} | " + " | ".join(cells) + " |")
     return out
@@ -118,7 +119,8 @@ def totals(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
                 for side in (fp32, bf16))  # fmt: skip
         if a or b:
             cells = []
-            for what in (lambda r: r.collapsed, lambda r: r.events, lambda r: r.status == "failed"):
+            for what in (lambda r: r.collapsed, lambda r: r.events, lambda r: r.status == "diverged",
+                         lambda r: r.status == "failed"):  # fmt: skip
                 cells.append(f"{_count(a, what)} / {_count(b, what)}")
                 if a and b:
                     p = fisher_exact(sum(map(what, a)), len(a), sum(map(what, b)), len(b))
@@ -140,13 +142,13 @@ def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, pag
              "learned (the stability judge); ended at chance (`failed`): the run's own verdict, final validation "
              "accuracy within 5 points of chance, whether it ever learned or not.", "",
              "| method | data | runs | final test acc (%) | collapsed | clear collapses | runs with guard events "
-             "| rolled back (recovered) | ended at chance (failed) |",
-             "|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
+             "| rolled back (recovered) | stopped by the guard (diverged) | ended at chance (failed) |",
+             "|---|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
              "Per data set, every method together: p is the two-sided Fisher exact test that both precisions "
-             "collapse (or call the guard, or end at chance) at one rate; a large p says these runs cannot tell "
-             "the rates apart, not that they are equal.", "",
-             "| data | runs | collapsed | runs with guard events | ended at chance (failed) |",
-             "|---|---|---|---|---|",
+             "collapse (or call the guard, are stopped, end at chance) at one rate; a large p says these runs "
+             "cannot tell the rates apart, not that they are equal.", "",
+             "| data | runs | collapsed | runs with guard events | stopped by the guard (diverged) "
+             "| ended at chance (failed) |", "|---|---|---|---|---|---|",
              *totals(fp32, bf16, seeds)]  # fmt: skip
     return write_page(page, lines)
 
