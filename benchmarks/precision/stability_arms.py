@@ -12,7 +12,8 @@ with guard events, so its seeds are not a sample of the method.
 
 Per method and data set: final test accuracy (fp32 and bf16 mean ± sd, the difference with its standard
 error and the precision study's 2-SE verdict, ``precision.compare``), collapsed runs (the stability
-judge's verdict, with its clear ones), runs with guard events and runs the guard rolled back. Writes
+judge's verdict, with its clear ones), runs with guard events, runs the guard rolled back, stopped, or that
+ended at chance; per data set the same counts with Fisher's exact test of one rate for both sides. Writes
 ``benchmarks/results/precision_stability_cpu.md`` (with ``precision_stability_cpu_notes.md`` if present).
 """
 
