@@ -84,9 +84,22 @@ def fisher_exact(a: int, n1: int, b: int, n2: int) -> float:
     if not (0 <= a <= n1 and 0 <= b <= n2) or n == 0:
         raise ValueError(f"counts {a} of {n1} and {b} of {n2} are not a 2x2 table")
     prob = lambda x: math.comb(n1, x) * math.comb(n2, k - x) / math.comb(n, k)  # noqa: E731
+    probs = [prob(x) for x in range(max(0, k - n2), min(k, n1) + 1)]
     seen = prob(a)
-    tables = range(max(0, k - n2), min(k, n1) + 1)
-    return min(1.0, sum(prob(x) for x in tables if prob(x) <= seen * (1 + 1e-7)))
+    return min(1.0, sum(q for q in probs if q <= seen * (1 + 1e-7)))
+
+
+# Counted columns (header, which runs): the per-method table shows all of them, the per-data-set totals
+# those in TOTALS, each with Fisher's exact test.
+COUNTS = {
+    "collapsed": lambda r: r.collapsed,
+    "clear collapses": lambda r: r.collapsed and not r.borderline,
+    "runs with guard events": lambda r: r.events,
+    "rolled back (recovered)": lambda r: r.status == "recovered",
+    "stopped by the guard (diverged)": lambda r: r.status == "diverged",
+    "ended at chance (failed)": lambda r: r.status == "failed",
+}
+TOTALS = ("collapsed", "runs with guard events", "stopped by the guard (diverged)", "ended at chance (failed)")
 
 
 def _count(runs: list[Run], what) -> str:
@@ -104,11 +117,7 @@ def rows(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
                 continue
             a, b = pick
             acc = compare([r.final for r in a], [r.final for r in b])
-            cells = [cell(acc)]
-            for what in (lambda r: r.collapsed, lambda r: r.collapsed and not r.borderline, lambda r: r.events,
-                         lambda r: r.status == "recovered", lambda r: r.status == "diverged",
-                         lambda r: r.status == "failed"):  # fmt: skip
-                cells.append(f"{_count(a, what)} / {_count(b, what)}")
+            cells = [cell(acc)] + [f"{_count(a, what)} / {_count(b, what)}" for what in COUNTS.values()]
             out.append(f"| {m} | {d} | {len(a)} / {len(b)} | " + " | ".join(cells) + " |")
     return out
 
@@ -120,14 +129,17 @@ def totals(fp32: list[Run], bf16: list[Run], seeds: list[int]) -> list[str]:
                 for side in (fp32, bf16))  # fmt: skip
         if a or b:
             cells = []
-            for what in (lambda r: r.collapsed, lambda r: r.events, lambda r: r.status == "diverged",
-                         lambda r: r.status == "failed"):  # fmt: skip
+            for what in map(COUNTS.get, TOTALS):
                 cells.append(f"{_count(a, what)} / {_count(b, what)}")
                 if a and b:
                     p = fisher_exact(sum(map(what, a)), len(a), sum(map(what, b)), len(b))
                     cells[-1] += f" (p = {p:.2f})"
             out.append(f"| {d} | {len(a)} / {len(b)} | " + " | ".join(cells) + " |")
     return out
+
+
+def _header(*names: str) -> str:
+    return "| " + " | ".join(names) + " |\n|" + "---|" * len(names)
 
 
 def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, page: Path = PAGE) -> str:
@@ -142,14 +154,11 @@ def report(fp32_page: Path, bf16_page: Path, seeds: list[int], cmdline: str, pag
              "within 2 standard errors). Counts are runs of the runs each side has. Collapsed: lost what it had "
              "learned (the stability judge); ended at chance (`failed`): the run's own verdict, final validation "
              "accuracy within 5 points of chance, whether it ever learned or not.", "",
-             "| method | data | runs | final test acc (%) | collapsed | clear collapses | runs with guard events "
-             "| rolled back (recovered) | stopped by the guard (diverged) | ended at chance (failed) |",
-             "|---|---|---|---|---|---|---|---|---|---|", *rows(fp32, bf16, seeds), "",
+             _header("method", "data", "runs", "final test acc (%)", *COUNTS), *rows(fp32, bf16, seeds), "",
              "Per data set, every method together: p is the two-sided Fisher exact test that both precisions "
              "collapse (or call the guard, are stopped, end at chance) at one rate; a large p says these runs "
              "cannot tell the rates apart, not that they are equal.", "",
-             "| data | runs | collapsed | runs with guard events | stopped by the guard (diverged) "
-             "| ended at chance (failed) |", "|---|---|---|---|---|---|",
+             _header("data", "runs", *TOTALS),
              *totals(fp32, bf16, seeds)]  # fmt: skip
     return write_page(page, lines)
 

@@ -316,11 +316,9 @@ def main() -> None:
         return
     if not a.data:
         p.error("--data (or JEAT_DATA) is required to train")
-    gray, digits = out / "data" / NPZ_SETS["gray28"], out / "data" / NPZ_SETS["digits28"]
-    build_once(out, {**({gray: [sys.executable, str(HERE / "make_gray28.py"), "--data", a.data, "--out", str(gray)]}
-                        if "gray28" in a.datasets else {}),
-                     **({digits: [sys.executable, str(HERE / "make_digits28.py"), "--out", str(digits)]}
-                        if "digits28" in a.datasets else {})})  # fmt: skip
+    makers = {"gray28": [str(HERE / "make_gray28.py"), "--data", a.data], "digits28": [str(HERE / "make_digits28.py")]}
+    folders = {d: out / "data" / NPZ_SETS[d] for d in makers if d in a.datasets}
+    build_once(out, {f: [sys.executable, *makers[d], "--out", str(f)] for d, f in folders.items()})
     archive = archive_dir(RESULTS)
     for name in restore(out, archive, jobs):
         print(f"restored from {archive}: {name}", flush=True)
