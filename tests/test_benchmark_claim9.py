@@ -25,3 +25,25 @@ def test_runs_of_one_method_pool_and_ablation_arms_keep_their_labels(monkeypatch
     assert "| 2 (jem-s0, jem-s1) |" in jem and "| 70.0 ± 14.1 |" in jem  # mean of sets, then over the runs
     arm = next(ln for ln in text.splitlines() if ln.startswith("| jempp-no-l2 |"))
     assert "| 30.0 |" in arm  # one run: no spread
+
+
+def test_a_group_scored_on_fewer_sets_names_them_and_averages_over_those(monkeypatch, tmp_path):
+    monkeypatch.setattr(claim9, "PAGE", tmp_path / "claim9_ood.md")
+    gray = ("uniform", "gaussian", "constant", "interp")  # single-channel data: no grayscale or permuted set
+    run = _run("jempp-gray28-s0", "jempp", 0.5)
+    run["auroc"] = {
+        s: {"logpx": v, "maxprob": 0.5, "grad_norm": 0.5} for s, v in zip(gray, (0.1, 0.2, 0.3, 0.6), strict=True)
+    }
+    text = claim9.report({"gray28": [run], "rgb": [_run("jem-s0", "jem", 0.6)]})
+    assert "## gray28; sets: uniform, gaussian, constant, interp" in text and "## rgb\n" in text
+    header = next(ln for ln in text.splitlines() if ln.startswith("| method |"))
+    assert "permuted" not in header and "interp: log p(x)" in header
+    row = next(ln for ln in text.splitlines() if ln.startswith("| jempp |"))
+    assert "| 30.0 |" in row and row.count("|") == header.count("|")  # (10 + 20 + 30 + 60) / 4
+
+
+def test_unknown_sets_are_refused(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["claim9_ood.py", "--sets", "uniform,svhn", "--report-only"])
+    with pytest.raises(SystemExit):
+        claim9.main()
+    assert "unknown ['svhn']" in capsys.readouterr().err
