@@ -197,3 +197,17 @@ def test_a_robust_jem_run_generates_with_the_papers_inference(data_dir, tmp_path
     assert main(["generate", str(rj), "--inference", "jeat", "--per-class", "1", "--steps", "1", "--no-progress",
                  "--out", str(tmp_path / "j")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "j" / "traces.json").read_text())["config"]["kernel"] == "sgld"
+
+
+def test_generate_denoise_and_evaluate_give_the_process_the_runs_cpu_malloc(run, tmp_path, monkeypatch, capsys):
+    """Their attack, SGLD and Inception passes page-fault without it (benchmarks/results/allocator_eval_cpu.md)."""
+    import jeat.loading
+
+    seen = []
+    monkeypatch.setattr(jeat.loading, "apply_cpu_malloc", lambda choice, device: seen.append((choice, device)))
+    cpu = ["--device", "cpu"]
+    assert main(["generate", str(run), "--per-class", "1", "--steps", "1", "--out", str(tmp_path / "g"), *cpu]) == 0
+    assert main(["denoise", str(run), "--n", "2", "--steps", "1", "--out", str(tmp_path / "d"), *cpu]) == 0
+    assert main(["evaluate", str(run), "--suite", "calibration", "--n", "8", "--out", str(tmp_path / "e"), *cpu]) == 0
+    capsys.readouterr()
+    assert seen == [("cached", "cpu")] * 3  # the run's setting (TrainConfig's default), on the device used

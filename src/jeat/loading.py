@@ -10,6 +10,7 @@ import torch
 
 from .config import TrainConfig
 from .models import Classifier, build_model
+from .training.allocator import apply_cpu_malloc
 from .training.checkpoint import CheckpointError, load_checkpoint, read_safetensors
 
 
@@ -70,6 +71,15 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", weights: 
     model.load_state_dict(state)
     model.to(device).eval()
     return TrainedModel(model, cfg, ckpt_file, names, ckpt, used)
+
+
+def apply_run_malloc(trained: TrainedModel, device: str | torch.device) -> bool:
+    """Give this process the run's ``cpu_malloc`` (``jeat evaluate``, ``generate``, ``denoise``): their attack,
+    SGLD and Inception passes free and retake the same large blocks as a training step does. Without it, a
+    FID evaluation of the medium study spent 41 % of its CPU time in the kernel on page faults; with it,
+    every metric is bit-identical (benchmarks/results/allocator_eval_cpu.md)."""
+    choice = trained.config.cpu_malloc if trained.config is not None else "cached"
+    return apply_cpu_malloc(choice, torch.device(device).type)
 
 
 def _in_channels(state: dict) -> int:

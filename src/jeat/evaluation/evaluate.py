@@ -59,10 +59,11 @@ def evaluate(
     measures the run's validation split instead (RUN/split.json), the data decisions may read."""
     if on not in ("test", "valid"):
         raise ValueError(f"on must be test or valid, got {on!r}")
-    from ..loading import load_trained  # here, not at import: jeat.loading -> training -> evaluation
+    from ..loading import apply_run_malloc, load_trained  # here, not at import: jeat.loading -> training -> evaluation
 
     dev = resolve_device(device)
     trained = load_trained(checkpoint, device=dev, weights=weights)
+    apply_run_malloc(trained, dev)
     cfg = trained.config
     dataset = cfg.data.name if cfg.data.name in ("cifar10", "cifar100", "npz", "folder") else "cifar10"
     root = data or cfg.data.root or None

@@ -150,12 +150,13 @@ def denoise_from_checkpoint(checkpoint: str | Path, out: str | Path | None = Non
     """Load a model, take the first ``n`` images of a split, denoise them (``**kw``: :class:`DenoiseConfig`
     fields) and (with ``out``) save the grid and metrics. Mirrors ``jeat denoise``."""
     from ..data import data_root, load_dataset
-    from ..loading import load_trained
+    from ..loading import apply_run_malloc, load_trained
     from .generate import _resolve_device
 
     cfg = DenoiseConfig(**kw)
     dev = _resolve_device(device)
     trained = load_trained(checkpoint, device=dev, weights=weights)
+    apply_run_malloc(trained, dev)
     dc = trained.config.data
     root = data or dc.root
     if test_file is None and split == "test" and dc.name == "cifar10":

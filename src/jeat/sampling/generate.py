@@ -257,7 +257,7 @@ def generate_from_checkpoint(
     and (with ``out``) save the outputs. Mirrors ``jeat generate``. ``inference``: ``paper`` fills the
     fields not in ``kw`` from Robust JEM's published inference (:data:`ROBUST_JEM_INFERENCE`), ``jeat``
     from :class:`GenerateConfig`'s defaults, ``auto`` the first on a robust-jem run, else the second."""
-    from ..loading import load_trained
+    from ..loading import apply_run_malloc, load_trained
 
     if inference not in INFERENCES:
         raise ValueError(f"unknown inference {inference!r}; choose {', '.join(INFERENCES)}")
@@ -265,6 +265,7 @@ def generate_from_checkpoint(
     dev = _resolve_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         trained = load_trained(checkpoint, device=dev, weights=weights)  # building the model draws initial weights
+    apply_run_malloc(trained, dev)
     method = trained.config.method.name if trained.config is not None else None
     cfg, from_paper = paper_inference(kw, inference == "paper" or inference == "auto" and method == "robust-jem")
     cfg.validate()
