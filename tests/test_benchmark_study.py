@@ -262,3 +262,24 @@ def test_a_fresh_machine_continues_the_archived_log_instead_of_replacing_it(tmp_
     (out / "study.log").write_text("$ mine\n")
     study.Study(argparse.Namespace(data="D", out=str(out), scale="medium", seeds=[0], archive=str(archive)))
     assert (out / "study.log").read_text() == "$ mine\n"
+
+
+def test_the_training_curves_come_from_the_largest_scale_whose_ebms_trained(tmp_path, monkeypatch):
+    """A medium scale still training its first models must not take the small scale's curves off the page."""
+    small, medium = tmp_path / "small", tmp_path / "medium"
+    _fake_run(small, "jem-s0", 0.20, 5.0, 300.0, 0.40)
+    _fake_run(medium, "standard-s0", 0.80, 0.0, 200.0, 0.40)  # no EBM trained at medium yet
+    steps = [{"kind": "step", "step": s, "epoch": 0, "ce": 2.0 / s, "energy_gap": 0.1 * s} for s in (1, 2, 3)]
+    steps.append({"kind": "epoch", "step": 3, "epoch": 0, "test_acc": 0.2})
+    (small / "jem-s0" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    monkeypatch.setattr(study_report, "COMPUTE", tmp_path / "none.json")
+    dest = tmp_path / "docs" / "RESULTS.md"
+    scales = [study_report.Scale("small", small, study.SCALES["small"], [0, 1]),
+              study_report.Scale("medium", medium, study.SCALES["medium"], [0, 1])]  # fmt: skip
+    study_report.write_results(scales, dest, ["jem", "standard"], [], "cmd")
+    assert "JEM and JEAT training, scale `small`, first seed" in dest.read_text()
+    assert (dest.parent / "img" / "study" / "ebm-training.png").is_file()
+    _fake_run(medium, "jem-s0", 0.45, 9.0, 200.0, 0.70)
+    (medium / "jem-s0" / "metrics.jsonl").write_text((small / "jem-s0" / "metrics.jsonl").read_text())
+    study_report.write_results(scales, dest, ["jem", "standard"], [], "cmd")
+    assert "JEM and JEAT training, scale `medium`, first seed" in dest.read_text()

@@ -206,12 +206,16 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
               f"(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars{joins}.", "",
               f"![compute](img/study/{fig.name})"]  # fmt: skip
 
-    ebm = [r for sc in scales[-1:] for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]]
-    ebm = [r for r in ebm if (r / "metrics.jsonl").is_file()]
-    if ebm:  # the twins' training: where JEM collapses, the energy gap runs away
+    def ebm_runs(sc: Scale) -> list[Path]:
+        runs = [r for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]]
+        return [r for r in runs if (r / "metrics.jsonl").is_file()]
+
+    # The largest scale whose EBMs have trained (a larger scale still under way keeps the smaller one's figure)
+    shown = next((sc for sc in reversed(scales) if ebm_runs(sc)), None)
+    if shown is not None:  # the twins' training: where JEM collapses, the energy gap runs away
         pg.img.mkdir(parents=True, exist_ok=True)
-        png = plot_curves(ebm, ["ce", "energy_gap", "test_acc"], pg.img / "ebm-training.png")
-        L += ["", f"JEM and JEAT training, scale `{scales[-1].label}`, first seed (`jeat plot curves`; energy gap = "
+        png = plot_curves(ebm_runs(shown), ["ce", "energy_gap", "test_acc"], pg.img / "ebm-training.png")
+        L += ["", f"JEM and JEAT training, scale `{shown.label}`, first seed (`jeat plot curves`; energy gap = "
               "E(x_data) - E(x~)):", "", f"![curves](img/study/{png.name})"]  # fmt: skip
 
     L += ["", "## 1. Table 1: energy attack vs CE attack on a normally trained net", "",
