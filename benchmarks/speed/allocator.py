@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
-from speed_report import publish
+from speed_report import publish, rusage_table
 
 
 def one(arch: str, batch: int, steps: int, threads: int, setting: str) -> dict:
@@ -72,15 +71,7 @@ def main(argv=None) -> int:
             f"({time.strftime('%Y-%m-%d')}, torch {torch.__version__}): {o.arch}, batch {o.batch}, fp32, "
             f"channels_last, {o.threads} threads, {o.steps} SGLD passes per process after 2 warm-up passes, "
             f"{o.pairs} interleaved pairs of processes; per pass, median (min-max) over the processes.", "",
-            "| cpu_malloc | wall s | user s | system s | minor page faults |", "|---|---|---|---|---|"]  # fmt: skip
-
-    def cell(vals: list[float], fmt: str) -> str:
-        return f"{statistics.median(vals):{fmt}} ({min(vals):{fmt}}-{max(vals):{fmt}})"
-
-    for setting, rs in runs.items():
-        rows.append(f"| {setting} | " + " | ".join(
-            cell([r[k] for r in rs], ".0f" if k == "minflt" else ".3f") for k in ("wall", "user", "sys", "minflt"))
-            + " |")  # fmt: skip
+            *rusage_table(runs, 3)]  # fmt: skip
     text = "\n".join(rows) + "\n"
     publish("CPU allocator setting (cpu_malloc)", text, o.out)
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from speed_report import publish
+from speed_report import publish, rusage_table
 
 SETTINGS = ("system", "cached")
 # metrics.json keys that differ between two identical evaluations: where it and its FID cache were written, when.
@@ -100,15 +99,7 @@ def main(argv=None) -> int:
     rows = [f"`python benchmarks/speed/eval_allocator.py {command}` ({time.strftime('%Y-%m-%d')}, torch "
             f"{torch.__version__}): one `jeat evaluate` per process, {o.pairs} interleaved pairs of processes; "
             "per process, median (min-max), whole process (loading, data, every suite).", "",
-            "| cpu_malloc | wall s | user s | system s | minor page faults |", "|---|---|---|---|---|"]  # fmt: skip
-
-    def cell(vals: list[float], fmt: str) -> str:
-        return f"{statistics.median(vals):{fmt}} ({min(vals):{fmt}}-{max(vals):{fmt}})"
-
-    for setting, rs in runs.items():
-        rows.append(f"| {setting} | " + " | ".join(
-            cell([r[k] for r in rs], ".0f" if k == "minflt" else ".1f") for k in ("wall", "user", "sys", "minflt"))
-            + " |")  # fmt: skip
+            *rusage_table(runs, 1)]  # fmt: skip
     rows += ["", f"Every metric identical across the {2 * o.pairs} processes (timings and paths aside): "
              f"**{'yes' if same else 'NO'}**."]  # fmt: skip
     publish("CPU allocator setting in evaluation (cpu_malloc)", "\n".join(rows) + "\n", o.out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -11,6 +12,19 @@ from jeat.training.checkpoint import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from shared import machine, publish  # noqa: E402,F401  (the speed probes import them from here)
+
+
+def rusage_table(runs: dict[str, list[dict]], digits: int) -> list[str]:
+    """Rows of the cpu_malloc pages (allocator.py, eval_allocator.py): per setting, median (min-max) over
+    its processes of wall, user and system seconds (``digits`` decimals) and minor page faults."""
+    rows = ["| cpu_malloc | wall s | user s | system s | minor page faults |", "|---|---|---|---|---|"]
+    for setting, rs in runs.items():
+        cells = []
+        for key in ("wall", "user", "sys", "minflt"):
+            vals, fmt = [r[key] for r in rs], ".0f" if key == "minflt" else f".{digits}f"
+            cells.append(f"{statistics.median(vals):{fmt}} ({min(vals):{fmt}}-{max(vals):{fmt}})")
+        rows.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def report(res: dict, args, cmd: str, mode_order: list[str]) -> str:
