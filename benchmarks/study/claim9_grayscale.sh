@@ -5,6 +5,10 @@
 # seeds). Resumable: a finished run is skipped, a started one resumes from its checkpoint.
 #
 #   bash benchmarks/study/claim9_grayscale.sh OUT STABILITY_DATA [gray28|digits28 ...]
+#   SEEDS="3 4" ARMS="jempp-uniform-init jempp" bash benchmarks/study/claim9_grayscale.sh OUT STABILITY_DATA digits28
+#
+# SEEDS (default 0 1 2) and ARMS (default: the classifiers and the three cpu-jempp arms) narrow the runs; the arm
+# `jempp` is the preset itself, for seeds beyond the stability study's 0-2 (which already trained it).
 #
 # STABILITY_DATA is the stability study's built data folder (OUT/data of benchmarks/stability/stability.py,
 # holding cifar10-gray28/ and digits28/). Then score the runs (and the stability study's default runs):
@@ -13,6 +17,20 @@
 set -euo pipefail
 OUT=${1:?OUT}; DATA=${2:?STABILITY_DATA}; shift 2
 SETS=("${@:-gray28 digits28}")
+SEEDS=${SEEDS:-0 1 2}
+ARMS=${ARMS:-standard pgd jempp-no-l2 jempp-uniform-init jempp-chains20}
+arm_args() {  # arm -> its preset and its one change
+  case $1 in
+    standard) echo cpu-standard ;;
+    pgd) echo cpu-pgd ;;
+    jempp) echo cpu-jempp ;;
+    jempp-no-l2) echo "cpu-jempp --set method.energy_l2=0" ;;
+    jempp-uniform-init) echo "cpu-jempp --set method.sgld.init=uniform" ;;
+    jempp-chains20) echo "cpu-jempp --set method.sgld.steps=20" ;;
+    *) return 1 ;;
+  esac
+}
+for arm in $ARMS; do arm_args "$arm" >/dev/null || { echo "unknown arm '$arm'" >&2; exit 2; }; done
 export OMP_NUM_THREADS=1
 BUDGET=(--set data.train_limit=12000 --set data.test_limit=2000 --set eval_robust_n=0 --set log_every=10
         --set checkpoint_every=25 --set amp=none)
@@ -28,10 +46,11 @@ train() {  # set name preset seed extra...
     --epochs $epochs "${BUDGET[@]}" "${extra[@]}" --dataset npz --data "$DATA/$folder" "$@"
 }
 for set in ${SETS[@]}; do
-  for s in 0 1 2; do train $set standard cpu-standard $s; train $set pgd cpu-pgd $s; done
-  for s in 0 1 2; do
-    train $set jempp-no-l2 cpu-jempp $s --set method.energy_l2=0
-    train $set jempp-uniform-init cpu-jempp $s --set method.sgld.init=uniform
-    train $set jempp-chains20 cpu-jempp $s --set method.sgld.steps=20
+  for s in $SEEDS; do
+    for arm in $ARMS; do
+      read -r preset extra <<<"$(arm_args "$arm")"
+      # shellcheck disable=SC2086  # extra is "--set key=value" or empty: split on purpose
+      train "$set" "$arm" "$preset" "$s" $extra
+    done
   done
 done
