@@ -1,8 +1,9 @@
 #!/bin/bash
 # Claim 9's ablation of JEM++'s OOD inversion on the stability study's grayscale sets (issue 37;
 # benchmarks/results/claim9_ood_notes.md). Trains, at the stability study's budget in fp32 on one thread:
-# standard and PGD-AT classifiers, and cpu-jempp with one change each (energy L2 off, 4x PYLD steps, uniform
-# seeds). Resumable: a finished run is skipped, a started one resumes from its checkpoint.
+# standard and PGD-AT classifiers, cpu-jempp with one change each (energy L2 off, 4x PYLD steps, uniform
+# seeds), and cpu-jem with cpu-jempp's augmentation. Resumable: a finished run is skipped, a started one
+# resumes from its checkpoint.
 #
 #   bash benchmarks/study/claim9_grayscale.sh OUT STABILITY_DATA [gray28|digits28 ...]
 #   SEEDS="3 4" ARMS="jempp-uniform-init jempp" bash benchmarks/study/claim9_grayscale.sh OUT STABILITY_DATA digits28
@@ -27,6 +28,9 @@ arm_args() {  # arm -> its preset and its one change
     jempp-no-l2) echo "cpu-jempp --set method.energy_l2=0" ;;
     jempp-uniform-init) echo "cpu-jempp --set method.sgld.init=uniform" ;;
     jempp-chains20) echo "cpu-jempp --set method.sgld.steps=20" ;;
+    # cpu-jem with cpu-jempp's augmentation: cpu-jempp is cpu-jem plus PYLD (5 x 5, clamped, Gaussian
+    # seeds) and JEM's augmentation, so this arm leaves PYLD as the one difference (JEMPP refuses SGLD)
+    jem-augment-jem) echo "cpu-jem --set data.augment=jem" ;;
     *) return 1 ;;
   esac
 }
