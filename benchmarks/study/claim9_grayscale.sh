@@ -2,8 +2,8 @@
 # Claim 9's ablation of JEM++'s OOD inversion on the stability study's grayscale sets (issue 37;
 # benchmarks/results/claim9_ood_notes.md). Trains, at the stability study's budget in fp32 on one thread:
 # standard and PGD-AT classifiers, cpu-jempp with one change each (energy L2 off, 4x PYLD steps, uniform
-# seeds), and cpu-jem with cpu-jempp's augmentation. Resumable: a finished run is skipped, a started one
-# resumes from its checkpoint.
+# seeds, cpu-jem's augmentation), and cpu-jem with cpu-jempp's augmentation. Resumable: a finished run is
+# skipped, a started one resumes from its checkpoint.
 #
 #   bash benchmarks/study/claim9_grayscale.sh OUT STABILITY_DATA [gray28|digits28 ...]
 #   SEEDS="3 4" ARMS="jempp-uniform-init jempp" bash benchmarks/study/claim9_grayscale.sh OUT STABILITY_DATA digits28
@@ -31,6 +31,8 @@ arm_args() {  # arm -> its preset and its one change
     # cpu-jem with cpu-jempp's augmentation: cpu-jempp is cpu-jem plus PYLD (5 x 5, clamped, Gaussian
     # seeds) and JEM's augmentation, so this arm leaves PYLD as the one difference (JEMPP refuses SGLD)
     jem-augment-jem) echo "cpu-jem --set data.augment=jem" ;;
+    # and the converse: cpu-jempp without JEM's input noise (pad-crop-flip only, cpu-jem's augmentation)
+    jempp-flip-crop) echo "cpu-jempp --set data.augment=flip-crop" ;;
     *) return 1 ;;
   esac
 }
