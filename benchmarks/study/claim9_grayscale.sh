@@ -28,8 +28,9 @@ arm_args() {  # arm -> its preset and its one change
     jempp-no-l2) echo "cpu-jempp --set method.energy_l2=0" ;;
     jempp-uniform-init) echo "cpu-jempp --set method.sgld.init=uniform" ;;
     jempp-chains20) echo "cpu-jempp --set method.sgld.steps=20" ;;
-    # cpu-jem with cpu-jempp's augmentation: cpu-jempp is cpu-jem plus PYLD (5 x 5, clamped, Gaussian
-    # seeds) and JEM's augmentation, so this arm leaves PYLD as the one difference (JEMPP refuses SGLD)
+    # cpu-jem with cpu-jempp's augmentation: cpu-jempp is cpu-jem plus JEM++'s sampler (PYLD 5 x 5,
+    # clamped, Gaussian seeds) and JEM's augmentation, so this arm leaves the sampler as the one difference
+    # (the jempp method refuses plain SGLD, so the converse is the next arm)
     jem-augment-jem) echo "cpu-jem --set data.augment=jem" ;;
     # and the converse: cpu-jempp without JEM's input noise (pad-crop-flip only, cpu-jem's augmentation)
     jempp-flip-crop) echo "cpu-jempp --set data.augment=flip-crop" ;;

@@ -206,15 +206,13 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
               f"(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars{joins}.", "",
               f"![compute](img/study/{fig.name})"]  # fmt: skip
 
-    def ebm_runs(sc: Scale) -> list[Path]:
-        runs = [r for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]]
-        return [r for r in runs if (r / "metrics.jsonl").is_file()]
-
+    trained = {sc.label: [r for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]
+                          if (r / "metrics.jsonl").is_file()] for sc in scales}  # fmt: skip
     # The largest scale whose EBMs have trained (a larger scale still under way keeps the smaller one's figure)
-    shown = next((sc for sc in reversed(scales) if ebm_runs(sc)), None)
+    shown = next((sc for sc in reversed(scales) if trained[sc.label]), None)
     if shown is not None:  # the twins' training: where JEM collapses, the energy gap runs away
         pg.img.mkdir(parents=True, exist_ok=True)
-        png = plot_curves(ebm_runs(shown), ["ce", "energy_gap", "test_acc"], pg.img / "ebm-training.png")
+        png = plot_curves(trained[shown.label], ["ce", "energy_gap", "test_acc"], pg.img / "ebm-training.png")
         L += ["", f"JEM and JEAT training, scale `{shown.label}`, first seed (`jeat plot curves`; energy gap = "
               "E(x_data) - E(x~)):", "", f"![curves](img/study/{png.name})"]  # fmt: skip
 
