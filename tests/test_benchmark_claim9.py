@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -47,3 +48,18 @@ def test_unknown_sets_are_refused(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         claim9.main()
     assert "unknown ['svhn']" in capsys.readouterr().err
+
+
+def test_a_guard_stopped_run_is_not_scored_and_leaves_its_group(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(claim9, "PAGE", tmp_path / "claim9_ood.md")
+    monkeypatch.setattr(claim9, "RECORD", tmp_path / "claim9_ood.json")
+    run = tmp_path / "jempp-flip-crop-digits28-s2"
+    run.mkdir()
+    (run / "summary.json").write_text('{"status": "diverged", "method": "jempp", "test_acc": 0.47}')
+    # scored earlier, before the rule: re-running on the run removes it
+    claim9.RECORD.write_text('{"g": [' + json.dumps(_run(run.name, "jempp", 0.0)) + "]}")
+    monkeypatch.setattr(claim9.subprocess, "call", lambda *a, **k: pytest.fail("a diverged run was evaluated"))
+    monkeypatch.setattr(sys, "argv", ["claim9_ood.py", "--group", "g", "--by-name", str(run)])
+    claim9.main()
+    assert json.loads(claim9.RECORD.read_text()) == {"g": []}
+    assert "not scored (status diverged" in capsys.readouterr().err

@@ -11,7 +11,8 @@ gray28) has no ``grayscale`` or ``permuted`` set, and a group's "mean of sets" i
 scored on (named in its heading). Each run's numbers go to RUN/ood-claim9/metrics.json; the page gives, per
 group and method, the AUROC (in-distribution = positive) of each score averaged over the sets, mean ± sd
 over the runs, and per set. An AUROC under 50 % means the score rates the out-of-distribution images as
-*more* likely than the test images. Resumable: a run whose metrics exist is not evaluated again.
+*more* likely than the test images. Resumable: a run whose metrics exist is not evaluated again. A run
+whose summary says ``diverged`` or ``failed`` is left out with a message (and dropped from its group).
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ def command(run: Path, data: str, sets: tuple[str, ...] = SETS) -> list[str]:
             "--set", "ood.scores=" + ",".join(SCORES)]  # fmt: skip
 
 
+# A run the guard stopped (diverged) or that never learned (failed) has no detector to judge: scoring it
+# would put a broken model's AUROC into a method's mean.
+UNSCORED = ("diverged", "failed")
+
+
 def evaluate(run: Path, data: str, sets: tuple[str, ...] = SETS) -> dict | None:
+    status = json.loads((run / "summary.json").read_text()).get("status")
+    if status in UNSCORED:
+        print(f"{run.name}: not scored (status {status}: {run / 'summary.json'})", file=sys.stderr)
+        return None
     out = run / "ood-claim9"
     if not (out / "metrics.json").exists() and subprocess.call(command(run, data, sets)) != 0:
         return None
@@ -111,10 +121,11 @@ def main() -> None:
         p.error(f"--sets: unknown {unknown}; choose from {', '.join(SETS)}")
     record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
     if not a.report_only:
-        done = [r for run in a.runs if (run / "summary.json").exists() and (r := evaluate(run, a.data, sets))]
+        given = [run for run in a.runs if (run / "summary.json").exists()]
+        done = [r for run in given if (r := evaluate(run, a.data, sets))]
         for r in done if a.by_name else []:
             r["label"] = re.sub(r"-s\d+$", "", r["run"])
-        keep = [r for r in record.get(a.group, []) if r["run"] not in {d["run"] for d in done}]
+        keep = [r for r in record.get(a.group, []) if r["run"] not in {run.name for run in given}]
         record[a.group] = keep + done
         atomic_write_text(RECORD, json.dumps(record, indent=1) + "\n")
     text = report(record)
