@@ -125,7 +125,7 @@ def test_two_scale_results_give_mean_and_sd_per_scale_and_never_invent_a_number(
     text = dest.read_text()
     # robustness: two seeds -> mean ± sd; one run -> value ± its standard error; missing -> not run
     assert "| jem | small | 25.0 ± 7.1% (2 seeds) | 6.0 ± 1.4% (2 seeds) |" in text
-    assert "| jem | small | cpu-jem | fp32 | 25.0 ± 7.1 (2 seeds) |" in text  # models table: each run's precision
+    assert "| jem | small | cpu-jem | fp32 | ?; ? | 25.0 ± 7.1 (2 seeds) |" in text  # models table: precision, status
     assert "| jem | medium | 45.0% ± 1.5 | 9.0% ± 0.5 |" in text
     assert "| pgd | small | not run | not run | not run | not run | not run |" in text
     assert "| jem | small | joint | 290.0 ± 14.1 (2 seeds) |" in text  # claim 5's FID, sampler named
@@ -283,3 +283,15 @@ def test_the_training_curves_come_from_the_largest_scale_whose_ebms_trained(tmp_
     (medium / "jem-s0" / "metrics.jsonl").write_text((small / "jem-s0" / "metrics.jsonl").read_text())
     study_report.write_results(scales, dest, ["jem", "standard"], [], "cmd")
     assert "JEM and JEAT training, scale `medium`, first seed" in dest.read_text()
+
+
+def test_the_models_table_calls_a_stalled_run_stalled_though_its_summary_says_ok(tmp_path):
+    run = tmp_path / "jeat-s0"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"status": "ok"}))
+    flat = [{"kind": "epoch", "train_ce": 2.2, "valid_acc": a} for a in (0.2, 0.3, 0.25, 0.28)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
+    assert study_report.run_status(run) == "stalled (ok at training time)"
+    flat[-1]["valid_acc"] = 0.4  # ten points of progress in the second half: learning, if slowly
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
+    assert study_report.run_status(run) == "ok"

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jeat.cli.plot import _figure, plot_curves, read_metrics
+from jeat.config import GuardConfig
+from jeat.training.summary import stall_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from paper_cost import paper_scale  # noqa: E402
@@ -97,6 +99,19 @@ def epoch_accs(run: Path) -> str:
         return "-"
     accs = [r["test_acc"] for r in read_metrics(path) if r.get("kind") == "epoch" and "test_acc" in r]
     return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
+
+
+def run_status(run: Path) -> str:
+    """summary.json's status; a finished run trained before the stall rule (added 2026-12-07) that the rule
+    calls stalled is marked so from its metrics, with the same thresholds: the page never calls it ok."""
+    status = summary(run).get("status", "?")
+    path = run / "metrics.jsonl"
+    if status in ("ok", "recovered", "warned") and path.is_file():
+        g = GuardConfig()
+        epochs = [r for r in read_metrics(path) if r.get("kind") == "epoch"]
+        if g.stall and stall_reason(epochs, "valid_acc", 10, g.stall_ce, g.stall_gain, "validation accuracy"):
+            return f"stalled ({status} at training time)"
+    return status
 
 
 def compute_figure(scales: list[Scale], models: list[str], dest: Path) -> Path | None:
@@ -185,8 +200,11 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
     se = lambda *keys: robust(*keys, field="se")  # noqa: E731
     L = header(scales, cmd)
     L += ["", "## Models", "", "Precision: each run's own (`amp=auto` per method; the column, from summary.json).", "",
-          "| model | scale | preset | precision | test acc (%) | test acc after each epoch (%) | train time |",
-          "|---|---|---|---|---|---|---|"]  # fmt: skip
+          "Status: each seed's (summary.json; `stalled`: the cross-entropy stayed near chance's with no progress "
+          "over the second half of training, `jeat.training.summary.stall_reason`, judged here from the metrics "
+          "for runs trained before the rule).", "",
+          "| model | scale | preset | precision | status | test acc (%) | test acc after each epoch (%) | train time |",
+          "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for m in [*models, *checks]:
         for sc in scales:
             runs = sc.runs(m)
@@ -196,7 +214,8 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
             curves = "; ".join(epoch_accs(r) for r in runs) or "-"
             mins = [summary(r)["train_time_s"] / 60 for r in runs if summary(r).get("train_time_s")]
             amp = "/".join(sorted({str(summary(r).get("amp", "?")).replace("none", "fp32") for r in runs})) or "-"
-            L.append(f"| {m} | {sc.label} | {preset} | {amp} | {cell(sc.values(m, test_acc))} | {curves} | "
+            status = "; ".join(run_status(r) for r in runs) or "-"
+            L.append(f"| {m} | {sc.label} | {preset} | {amp} | {status} | {cell(sc.values(m, test_acc))} | {curves} | "
                      f"{cell(mins, 1, ' min')} |")  # fmt: skip
 
     if fig := compute_figure(scales, models, pg.img / "compute.png"):

@@ -224,6 +224,13 @@ class GuardConfig:
     # a validation split, on the last epoch's training accuracy (named in the message).
     fail_margin: float = 0.05
     fail_min_valid: int = 100
+    # A finished run that learned but whose training cross-entropy stayed at or above stall_ce x ln(classes)
+    # over the second half of its epochs, with its best accuracy there less than stall_gain above the first
+    # half's, stalled: status `stalled` and a message, the model kept (training/summary.py stall_reason;
+    # cpu-jeat at the medium scale sat at CE 2.2 with 18-29 % validation accuracy for 7 of 8 epochs).
+    stall: bool = True
+    stall_ce: float = 0.9
+    stall_gain: float = 0.05
     # What a trigger does: stop | warn (log, go on) | rollback (last good checkpoint, new noise
     # seed) | rollback-lr (also lr *= lr_factor). After max_retries rollbacks the run stops.
     policy: str = "rollback-lr"

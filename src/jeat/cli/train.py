@@ -104,4 +104,6 @@ def run(args) -> int:
     if summary.get("status") == "failed":  # finished, but the model is not usable: say so, and exit non-zero
         print(f"jeat train: FAILED: {summary['failure']}", file=sys.stderr)
         return 3
+    if summary.get("status") == "stalled":  # usable, but not what the method can do: say so, exit 0
+        print(f"jeat train: STALLED: {summary['stall']}", file=sys.stderr)
     return 0

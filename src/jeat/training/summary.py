@@ -1,13 +1,15 @@
 """The end of a run: ``summary.json`` and the saved weights (mixed into the Trainer).
 
 ``summary()`` is what `jeat train` prints and writes: status (ok / recovered / warned /
-diverged / failed), steps, validation accuracy (final and best: what the run decided on) and test
+stalled / diverged / failed), steps, validation accuracy (final and best: what the run decided on) and test
 accuracy (final weights and best.pt's: reported only), training time, guard events, which weights
 the accuracy was measured with (raw, or the EMA) and the optional PGD-20 check. ``finish()``
 writes ``model.safetensors`` (and ``model_ema.safetensors``) atomically on rank 0.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from safetensors.torch import save as st_save
@@ -25,10 +27,14 @@ class Summary:
         if status is None:
             status = "recovered" if rollbacks else ("warned" if self.events else "ok")
         failure = self.did_not_learn(epochs) if status != "diverged" else None
+        stall = None if failure or status == "diverged" else self.stalled(epochs)
         if failure:
             status = "failed"
+        elif stall:
+            status = "stalled"
         return {
             **({"failure": failure} if failure else {}),
+            **({"stall": stall} if stall else {}),
             "preset": cfg.preset,
             "method": cfg.method.name,
             "arch": cfg.model.arch,
@@ -38,8 +44,9 @@ class Summary:
             # are bit-identical only at the same count (benchmarks/stability/stability.py pairs runs on it)
             "threads": torch.get_num_threads(),
             "hardware": hardware(self.device),  # bf16 kernels (AMX, AVX512-BF16, GPU) round differently
-            # ok | recovered (rolled back, then learned) | warned (policy warn) | diverged (stopped) | failed
-            # (finished without learning: best test accuracy within guard.fail_margin of chance)
+            # ok | recovered (rolled back, then learned) | warned (policy warn) | stalled (finished, learned a
+            # little, then made no progress with its cross-entropy near chance's: `stall`) | diverged (stopped) |
+            # failed (finished without learning: best validation accuracy within guard.fail_margin of chance)
             "status": status,
             "epochs": self.epoch,
             "steps": self.global_step,
@@ -95,20 +102,35 @@ class Summary:
             },
         }  # fmt: skip
 
+    def judged_accuracy(self, epochs: list[dict]) -> tuple[str, str] | None:
+        """The accuracy a finished run is judged on (record key, words), or None when it cannot be."""
+        if not epochs:
+            return None
+        if self.valid_set is not None:
+            if len(self.valid_set) < self.cfg.guard.fail_min_valid:
+                return None
+            return "valid_acc", f"validation accuracy on {len(self.valid_set)} held-out training images"
+        # the epochs' mean batch accuracy over at least as many images as a split would need
+        if len(self.train_set) < self.cfg.guard.fail_min_valid or not any("train_acc" in r for r in epochs):
+            return None
+        return "train_acc", "training accuracy (no validation split: data.valid_size=0)"
+
+    def stalled(self, epochs: list[dict]) -> str | None:
+        """Why a finished run that learned counts as stalled, or None (see :func:`stall_reason`)."""
+        judged = self.judged_accuracy(epochs)
+        if judged is None or not self.cfg.guard.stall:
+            return None
+        return stall_reason(epochs, judged[0], self.train_set.num_classes, self.cfg.guard.stall_ce,
+                            self.cfg.guard.stall_gain, judged[1])  # fmt: skip
+
     def did_not_learn(self, epochs: list[dict]) -> str | None:
         """Why a finished run counts as not having learned, or None (also None when not judged). Read on
         validation accuracy; without a split, on the epochs' training accuracy -- never on the test set."""
         g = self.cfg.guard
-        if not epochs:
+        judged = self.judged_accuracy(epochs)
+        if judged is None:
             return None
-        if self.valid_set is not None:
-            if len(self.valid_set) < g.fail_min_valid:
-                return None
-            key, what_on = "valid_acc", f"validation accuracy on {len(self.valid_set)} held-out training images"
-        else:  # the epochs' mean batch accuracy over at least as many images as a split would need
-            if len(self.train_set) < g.fail_min_valid or not any("train_acc" in r for r in epochs):
-                return None
-            key, what_on = "train_acc", "training accuracy (no validation split: data.valid_size=0)"
+        key, what_on = judged
         epochs = [r for r in epochs if key in r]
         chance = 1.0 / max(self.train_set.num_classes, 1)
         best, final = max(r[key] for r in epochs), epochs[-1][key]
@@ -151,3 +173,28 @@ class Summary:
     def _save_weights(self, state: dict, name: str) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         atomic_write_bytes(self.run.path / name, lambda f: f.write(st_save(state)))
+
+
+STALL_MIN_EPOCHS = 4  # two halves of at least two epochs each: one epoch's dip or jump is not a trend
+
+
+def stall_reason(epochs: list[dict], key: str, classes: int, ce_share: float, gain: float, what_on: str) -> str | None:
+    """A run stalled when, over the second half of its epochs, its training cross-entropy stayed at or
+    above ``ce_share`` x ln(classes) (the loss of a uniform guess) and its best ``key`` accuracy rose less
+    than ``gain`` above the first half's best. The guard cannot see this: nothing falls. Measured case:
+    cpu-jeat at the medium study's scale sat at CE 2.2 (ln 10 = 2.30) with 18-29 % validation accuracy for 7
+    of 8 epochs, in fp32 and bf16 (benchmarks/results/study/probes/jeat_medium_precision.md), status `ok`.
+    Judged only where the method logs its cross-entropy term (``train_ce``: the energy-based methods)."""
+    epochs = [r for r in epochs if key in r and "train_ce" in r]
+    if len(epochs) < STALL_MIN_EPOCHS or classes < 2:
+        return None
+    first, second = epochs[: len(epochs) // 2], epochs[len(epochs) // 2 :]
+    floor = ce_share * math.log(classes)
+    low_ce = min(r["train_ce"] for r in second)
+    before, after = max(r[key] for r in first), max(r[key] for r in second)
+    if low_ce < floor or after >= before + gain:
+        return None
+    return (f"the run stalled: over its last {len(second)} of {len(epochs)} epochs the training cross-entropy "
+            f"stayed at or above {low_ce:.2f} ({ce_share:g} x ln {classes} = {floor:.2f}) and the best {what_on} "
+            f"was {after:.3f}, against {before:.3f} in the first {len(first)} epochs (less than {gain:.2f} "
+            "of progress)")  # fmt: skip
