@@ -109,6 +109,7 @@ def run_status(run: Path) -> str:
     if status in ("ok", "recovered", "warned") and path.is_file():
         g = GuardConfig()
         epochs = [r for r in read_metrics(path) if r.get("kind") == "epoch"]
+        # 10 classes: the study trains on CIFAR-10 only
         if g.stall and stall_reason(epochs, "valid_acc", 10, g.stall_ce, g.stall_gain, "validation accuracy"):
             return f"stalled ({status} at training time)"
     return status
