@@ -99,6 +99,22 @@ def test_the_stability_page_is_read_row_by_row_as_its_totals_count_it():
     assert sum(r.collapsed for r in digits) == 6 and sum(r.events for r in digits) == 11
 
 
+def test_a_rolled_back_run_counts_as_rolled_back_whatever_its_final_status(tmp_path):
+    # jem/digits28 seed 0 was rolled back and ended `recovered`; the same run judged `stalled` afterwards is
+    # still a rolled-back run (the count reads the guard's events, not the status)
+    text = STABILITY_PAGE.read_text().splitlines()
+    row = next(i for i, ln in enumerate(text) if ln.startswith("| default | jem | digits28 | 0 |"))
+    assert text[row].endswith("| recovered | 4.1 min |")
+    text[row] = text[row].replace("| recovered |", "| stalled |")
+    page = tmp_path / "stalled.md"
+    page.write_text("\n".join(text) + "\n")
+    run = next(r for r in stability_arms.read_page(page) if (r.method, r.data, r.seed) == ("jem", "digits28", 0))
+    assert run.rolled_back and run.status == "stalled"
+    report = stability_arms.report(page, STABILITY_PAGE, [0], "test", tmp_path / "p.md")
+    counts = next(ln for ln in report.splitlines() if ln.startswith("| jem | digits28 |")).split("|")
+    assert counts[8].strip() == "1 of 1 / 1 of 1"  # rolled back and learned, on both sides
+
+
 def test_a_page_whose_columns_changed_is_refused_by_name(tmp_path):
     page = tmp_path / "other.md"
     page.write_text(STABILITY_PAGE.read_text().replace("| final | collapsed |", "| last | collapsed |"))

@@ -51,6 +51,7 @@ class Run:
     collapsed: bool
     borderline: bool
     events: bool
+    rolled_back: bool  # from the events, not the status: a rolled-back run that then stalls or fails says so
     status: str
 
 
@@ -72,7 +73,7 @@ def read_page(page: Path) -> list[Run]:
         verdict = row[8]
         runs.append(Run(arm=row[0], method=row[1], data=row[2], seed=int(row[3]), final=float(row[7]),
                         collapsed=verdict.startswith("**yes**"), borderline="borderline" in verdict,
-                        events=row[9] != "none", status=row[10]))  # fmt: skip
+                        events=row[9] != "none", rolled_back="rollback" in row[9], status=row[10]))  # fmt: skip
     return runs
 
 
@@ -95,7 +96,8 @@ COUNTS = {
     "collapsed": lambda r: r.collapsed,
     "clear collapses": lambda r: r.collapsed and not r.borderline,
     "runs with guard events": lambda r: r.events,
-    "rolled back (recovered)": lambda r: r.status == "recovered",
+    # rolled back, then finished having learned: a later `stalled` still counts, `diverged` / `failed` do not
+    "rolled back (recovered)": lambda r: r.rolled_back and r.status not in ("diverged", "failed"),
     "stopped by the guard (diverged)": lambda r: r.status == "diverged",
     "ended at chance (failed)": lambda r: r.status == "failed",
 }
