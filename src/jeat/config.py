@@ -231,6 +231,14 @@ class GuardConfig:
     stall: bool = True
     stall_ce: float = 0.9
     stall_gain: float = 0.05
+    # A finished energy-based run (method.energy_l2 = alpha > 0) whose epochs' mean energy gap E(x_data) - E(x~)
+    # sat at or below saturation_share x the optimum -px_weight / alpha over the second half of its epochs is
+    # saturated: the model tells data from its own samples apart completely, so the -log p(x) term gives no
+    # gradient and the model trains as a classifier (status `saturated`, training/summary.py saturation_reason;
+    # cpu-jem at the medium scale sat at -9.95 to -9.99 of -10 from epoch 2 on: FID 326, log p(x) rating
+    # noise above test images). Learning EBM runs of the small study stayed above -3.1.
+    saturation: bool = True
+    saturation_share: float = 0.9
     # What a trigger does: stop | warn (log, go on) | rollback (last good checkpoint, new noise
     # seed) | rollback-lr (also lr *= lr_factor). After max_retries rollbacks the run stops.
     policy: str = "rollback-lr"

@@ -106,4 +106,6 @@ def run(args) -> int:
         return 3
     if summary.get("status") == "stalled":  # usable, but not what the method can do: say so, exit 0
         print(f"jeat train: STALLED: {summary['stall']}", file=sys.stderr)
+    if summary.get("status") == "saturated":  # a classifier, not the energy-based model asked for: say so, exit 0
+        print(f"jeat train: SATURATED: {summary['saturation']}", file=sys.stderr)
     return 0
