@@ -232,5 +232,5 @@ def saturation_reason(epochs: list[dict], optimum: float, share: float) -> str |
         return None
     return (f"the -log p(x) term saturated: over the last {len(second)} of {len(epochs)} epochs the mean energy gap "
             f"E(x_data) - E(x~) stayed at or below {high:.2f} ({share:g} x -{optimum:g} = {bound:.2f}, the energy "
-            "L2's optimum -px_weight / energy_l2): the model tells data from its samples apart completely and "
-            "trains as a classifier; its samples and log p(x) are not a generative model's")  # fmt: skip
+            "L2's optimum -px_weight / energy_l2): the model tells data from its samples apart completely, the term "
+            "gives no gradient and the model trains as a classifier with an energy penalty")  # fmt: skip
