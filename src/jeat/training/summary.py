@@ -50,7 +50,7 @@ class Summary:
             "hardware": hardware(self.device),  # bf16 kernels (AMX, AVX512-BF16, GPU) round differently
             # ok | recovered (rolled back, then learned) | warned (policy warn) | stalled (finished, learned a
             # little, then made no progress with its cross-entropy near chance's: `stall`) | saturated (finished, but
-            # its -log p(x) term sat at the energy L2's optimum: a classifier, not a generative model: `saturation`) |
+            # its -log p(x) term sat at the energy L2's optimum and gave no gradient: `saturation`) |
             # diverged (stopped) |
             # failed (finished without learning: best validation accuracy within guard.fail_margin of chance)
             "status": status,
@@ -221,7 +221,7 @@ def saturation_reason(epochs: list[dict], optimum: float, share: float) -> str |
     the sampler no longer shapes the model: it trains as a classifier with an energy penalty. Measured case:
     cpu-jem at the medium study's scale sat at -9.95 to -9.99 (optimum 10) from epoch 2 of 8, 77.6 % test
     accuracy, FID 326 against 262 at the small scale, log p(x) rating noise above test images; learning EBM
-    runs of the small study stayed above -3.1 every epoch. Judged where the method logs its energy gap."""
+    runs of the small study (with the L2) had epoch gaps of -4.4 to +0.6. Judged where the method logs its energy gap."""
     epochs = [r for r in epochs if "train_energy_gap" in r]
     if len(epochs) < STALL_MIN_EPOCHS or optimum <= 0:
         return None
