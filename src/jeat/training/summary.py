@@ -221,7 +221,8 @@ def saturation_reason(epochs: list[dict], optimum: float, share: float) -> str |
     the sampler no longer shapes the model: it trains as a classifier with an energy penalty. Measured case:
     cpu-jem at the medium study's scale sat at -9.95 to -9.99 (optimum 10) from epoch 2 of 8, 77.6 % test
     accuracy, FID 326 against 262 at the small scale, log p(x) rating noise above test images; learning EBM
-    runs of the small study (with the L2) had epoch gaps of -4.4 to +0.6. Judged where the method logs its energy gap."""
+    runs of the small study (with the L2) had epoch gaps of -4.4 to +0.6. Judged where the method logs its
+    energy gap."""
     epochs = [r for r in epochs if "train_energy_gap" in r]
     if len(epochs) < STALL_MIN_EPOCHS or optimum <= 0:
         return None
