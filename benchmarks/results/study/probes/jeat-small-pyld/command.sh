@@ -6,7 +6,7 @@
 # study's two workers.
 cd /work/main && . .venv/bin/activate
 export OMP_NUM_THREADS=1 JEAT_DATA=/work/shared/data
-for s in 0; do
+for s in 0 1; do
   n=jeat-pyld-s$s
   [ -f /work/runs/probe/jeat-pyld/$n/summary.json ] && continue
   if [ -f /work/runs/probe/jeat-pyld/$n/checkpoint.pt ]; then
