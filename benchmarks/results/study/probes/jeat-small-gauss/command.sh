@@ -4,7 +4,7 @@
 # study scale, seed 0, amp=auto (bf16 here), one thread beside the medium study's two workers.
 cd /work/main && . .venv/bin/activate
 export OMP_NUM_THREADS=1 JEAT_DATA=/work/shared/data
-for s in 0; do
+for s in 0 1; do
   n=jeat-gauss-s$s
   [ -f /work/runs/probe/jeat-gauss/$n/summary.json ] && continue
   if [ -f /work/runs/probe/jeat-gauss/$n/checkpoint.pt ]; then
