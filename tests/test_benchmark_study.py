@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "stu
 study = pytest.importorskip("study")
 study_report = pytest.importorskip("study_report")
 study_runs = pytest.importorskip("study_runs")
+study_read = pytest.importorskip("study_read")
+study_plan = pytest.importorskip("study_plan")
 shared = pytest.importorskip("shared")
 
 
@@ -291,10 +293,10 @@ def test_the_models_table_calls_a_stalled_run_stalled_though_its_summary_says_ok
     (run / "summary.json").write_text(json.dumps({"status": "ok"}))
     flat = [{"kind": "epoch", "train_ce": 2.2, "valid_acc": a} for a in (0.2, 0.3, 0.25, 0.28)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
-    assert study_report.run_status(run) == "stalled (ok at training time)"
+    assert study_read.run_status(run) == "stalled (ok at training time)"
     flat[-1]["valid_acc"] = 0.4  # ten points of progress in the second half: learning, if slowly
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
-    assert study_report.run_status(run) == "ok"
+    assert study_read.run_status(run) == "ok"
 
 
 def test_the_models_table_calls_a_saturated_run_saturated_from_its_plans_energy_l2(tmp_path):
@@ -307,9 +309,13 @@ def test_the_models_table_calls_a_saturated_run_saturated_from_its_plans_energy_
         run.mkdir()
         (run / "summary.json").write_text(json.dumps({"status": "recovered"}))
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pinned))
-        assert study_report.run_status(run) == expected, name  # jem-no-l2 sets energy_l2=0: no optimum
-    assert study_report.planned_method(tmp_path / "jem-no-l2-s0").energy_l2 == 0
-    assert study_report.planned_method(tmp_path / "unknown-s0") is None
+        assert study_read.run_status(run) == expected, name  # jem-no-l2 sets energy_l2=0: no optimum
+    assert study_plan.planned_config("jem-no-l2").method.energy_l2 == 0
+    unknown = tmp_path / "unknown-s0"  # a run the plan does not name: its status as it is
+    unknown.mkdir()
+    (unknown / "summary.json").write_text(json.dumps({"status": "recovered"}))
+    (unknown / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pinned))
+    assert study_read.run_status(unknown) == "recovered"
 
 
 def test_claim9_saturation_joins_each_runs_auroc_with_its_gap_regime(tmp_path):

@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study_plan.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from shared import ROOT  # noqa: E402
-from study_plan import MODELS, SCALES  # noqa: E402
+from study_plan import MODELS, SCALES, planned_config  # noqa: E402
 
 from jeat.atomic import atomic_write_text  # noqa: E402
 from jeat.overrides import apply_override  # noqa: E402
@@ -60,15 +60,13 @@ def paper_preset(model: str) -> str:
 
 
 def config(model: str, data: str, scale: str, paper: bool = False):
-    preset, extra = MODELS[model]
-    cfg = get_preset(paper_preset(model) if paper else preset)
+    # paper-jem is JEM as published already: the plan's changes are to the cpu presets
+    cfg = get_preset(paper_preset(model)) if paper else planned_config(model)
     sets = [f"data.root={data}", f"data.train_limit={SCALES[scale]['train_limit']}", "eval_robust_n=0",
             "amp=none", "guard.policy=warn"]  # fmt: skip
     if paper:  # a pass is a pass whatever the network: count the paper's method on a small one of its family
         arch = "jem-cnn-small" if cfg.model.arch.startswith("jem-") else "cnn-small"
         sets += [f"model.arch={arch}", "data.valid_size=0", "data.train_limit=2048", "channels_last=false"]
-        extra = []  # paper-jem is JEM as published already
-    sets += [extra[i + 1] for i in range(0, len(extra), 2) if extra[i] == "--set"]
     for s in sets:
         apply_override(cfg, s)
     return cfg

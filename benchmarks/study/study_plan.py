@@ -1,5 +1,11 @@
 """What the study trains: its scales (budgets) and models, read by study.py, study_report.py and compute.py."""
 
+from __future__ import annotations
+
+from jeat import get_preset
+from jeat.config import TrainConfig
+from jeat.overrides import apply_override
+
 # Training budgets: every model sees the same images and epochs within a scale.
 SCALES = {
     "small": {"train_limit": 10_000, "epochs": 4, "n_eval": 500, "n_aa": 100, "per_class": 50, "n_ref": 1000},
@@ -29,3 +35,14 @@ MODELS = {
 OOD = ("standard", "pgd", "jem", "jem-no-l2", "jeat", "robust-jem", "jempp")
 # Trained only: second seeds of the two EBM twins (is one seed's result luck?)
 CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}
+
+
+def planned_config(model: str) -> TrainConfig:
+    """A study model's configuration as the plan builds it: its preset with the plan's ``--set`` changes (the
+    study's archive keeps no config.json, so this is how a report knows, e.g., that jem-no-l2 has no L2)."""
+    preset, extra = MODELS[model]
+    cfg = get_preset(preset)
+    for flag, assignment in zip(extra[::2], extra[1::2], strict=True):
+        if flag == "--set":
+            apply_override(cfg, assignment)
+    return cfg

@@ -9,7 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from study_plan import MODELS, planned_config
 from study_runs import _load
+
+from jeat.cli.plot import read_metrics
+from jeat.config import GuardConfig
+from jeat.training.summary import saturation_reason, stall_reason
 
 OOD_SETS = ("uniform", "gaussian", "constant", "interp", "grayscale", "permuted")
 
@@ -86,3 +91,24 @@ def ood_auroc(score: str) -> Callable[[Path], float | None]:
         return 100 * statistics.fmean(vals) if vals else None
 
     return get
+
+
+def run_status(run: Path) -> str:
+    """summary.json's status; a finished run trained before the stall and saturation rules (added 2026-12-07)
+    that a rule calls stalled or saturated is marked so from its metrics and its plan's configuration (the
+    archive keeps no config.json), with the guard's default thresholds: the page never calls it ok."""
+    status = summary(run).get("status", "?")
+    path = run / "metrics.jsonl"
+    if status not in ("ok", "recovered", "warned") or not path.is_file():
+        return status
+    g = GuardConfig()
+    epochs = [r for r in read_metrics(path) if r.get("kind") == "epoch"]
+    # 10 classes: the study trains on CIFAR-10 only
+    if g.stall and stall_reason(epochs, "valid_acc", 10, g.stall_ce, g.stall_gain, "validation accuracy"):
+        return f"stalled ({status} at training time)"
+    model = run.name.rsplit("-s", 1)[0]
+    m = planned_config(model).method if model in MODELS else None
+    if g.saturation and m and m.energy_l2 > 0 and saturation_reason(epochs, m.px_weight / m.energy_l2,
+                                                                     g.saturation_share):  # fmt: skip
+        return f"saturated ({status} at training time)"
+    return status

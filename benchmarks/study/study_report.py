@@ -24,17 +24,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from jeat import get_preset
 from jeat.cli.plot import _figure, plot_curves, read_metrics
-from jeat.config import GuardConfig, MethodConfig
-from jeat.overrides import apply_override
-from jeat.training.summary import saturation_reason, stall_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from paper_cost import paper_scale  # noqa: E402
 from shared import ROOT  # noqa: E402
 from study_plan import CHECKS, MODELS, OOD, SCALES  # noqa: E402
-from study_read import Scale, ece, fid, fisher, ood_auroc, psnr, robust, summary, test_acc  # noqa: E402
+from study_read import Scale, ece, fid, fisher, ood_auroc, psnr, robust, run_status, summary, test_acc  # noqa: E402
 from study_runs import _load, thumbnail  # noqa: E402
 
 COMPUTE = ROOT / "benchmarks" / "results" / "study_compute.json"
@@ -101,39 +97,6 @@ def epoch_accs(run: Path) -> str:
         return "-"
     accs = [r["test_acc"] for r in read_metrics(path) if r.get("kind") == "epoch" and "test_acc" in r]
     return " / ".join(f"{100 * a:.0f}" for a in accs) or "-"
-
-
-def run_status(run: Path) -> str:
-    """summary.json's status; a finished run trained before the stall and saturation rules (added 2026-12-07)
-    that a rule calls stalled or saturated is marked so from its metrics and config.json, with the same
-    thresholds: the page never calls it ok."""
-    status = summary(run).get("status", "?")
-    path = run / "metrics.jsonl"
-    if status in ("ok", "recovered", "warned") and path.is_file():
-        g = GuardConfig()
-        epochs = [r for r in read_metrics(path) if r.get("kind") == "epoch"]
-        # 10 classes: the study trains on CIFAR-10 only
-        if g.stall and stall_reason(epochs, "valid_acc", 10, g.stall_ce, g.stall_gain, "validation accuracy"):
-            return f"stalled ({status} at training time)"
-        method = planned_method(run)
-        if g.saturation and method and method.energy_l2 > 0:
-            if saturation_reason(epochs, method.px_weight / method.energy_l2, g.saturation_share):
-                return f"saturated ({status} at training time)"
-    return status
-
-
-def planned_method(run: Path) -> MethodConfig | None:
-    """The method settings a study run trained with: its model's preset and ``--set`` changes in study_plan
-    (the archive keeps no config.json); None for a run the plan does not name."""
-    model = run.name.rsplit("-s", 1)[0]
-    if model not in MODELS:
-        return None
-    preset, args = MODELS[model]
-    cfg = get_preset(preset)
-    for flag, assignment in zip(args[::2], args[1::2], strict=True):
-        if flag == "--set":
-            apply_override(cfg, assignment)
-    return cfg.method
 
 
 def compute_figure(scales: list[Scale], models: list[str], dest: Path) -> Path | None:
