@@ -1,17 +1,8 @@
 #!/bin/bash
-# Probe (session 31): which part of JEM++'s sampler lets cpu-jeat learn (jeat_small_pyld.md)? Here only the chain
+# Probe (session 31): which part of JEM++'s sampler lets cpu-jeat learn (jeat_small_pyld.md)? Only the chain
 # seeds change: cpu-jeat's 10 SGLD steps, started from the class-conditional Gaussians instead of U(0, 1). Small
-# study scale, seed 0, amp=auto (bf16 here), one thread beside the medium study's two workers.
+# study scale, seeds 0 and 1, amp=auto (bf16 here), one thread beside the medium study's two workers. (Run as an
+# inline loop of the same jeat train commands; benchmarks/study/probe_small.sh since.)
 cd /work/main && . .venv/bin/activate
 export OMP_NUM_THREADS=1 JEAT_DATA=/work/shared/data
-for s in 0 1; do
-  n=jeat-gauss-s$s
-  [ -f /work/runs/probe/jeat-gauss/$n/summary.json ] && continue
-  if [ -f /work/runs/probe/jeat-gauss/$n/checkpoint.pt ]; then
-    jeat train --resume /work/runs/probe/jeat-gauss/$n --no-progress
-  else
-    jeat train --preset cpu-jeat --data /work/shared/data --out /work/runs/probe/jeat-gauss --name $n --no-progress \
-      --epochs 4 --set data.train_limit=10000 --set eval_robust_n=0 --seed $s --set method.sgld.init=gaussian
-  fi
-done
-echo "[$(date +%T)] done"
+bash benchmarks/study/probe_small.sh /work/runs/probe/jeat-gauss jeat-gauss "0 1" cpu-jeat --set method.sgld.init=gaussian
