@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from shared import ROOT  # noqa: E402
 
+from jeat.atomic import atomic_write_text  # noqa: E402
 from jeat.config import GuardConfig  # noqa: E402
-from jeat.training.checkpoint import atomic_write_text  # noqa: E402
 from jeat.training.summary import saturation_reason  # noqa: E402
 
 RECORD = ROOT / "benchmarks" / "results" / "claim9_ood.json"
