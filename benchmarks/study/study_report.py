@@ -27,6 +27,7 @@ from pathlib import Path
 from jeat.cli.plot import _figure, plot_curves, read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
+from claim_margins import margins_section  # noqa: E402
 from paper_cost import paper_scale  # noqa: E402
 from shared import ROOT  # noqa: E402
 from study_plan import CHECKS, MODELS, OOD, SCALES  # noqa: E402
@@ -282,6 +283,7 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
           "| model | scale | log p(x) | max p(y|x) | gradient norm |", "|---|---|---|---|---|"]  # fmt: skip
     L += pg.rows(OOD, [(ood_auroc(s), None, "") for s in ("logpx", "maxprob", "grad_norm")])
 
+    L += margins_section(scales)
     L += paper_scale()
     verdicts = dest.parent / "RESULTS_notes.md"  # written by hand after reading the numbers
     L += ["", "## Which claims hold here", ""]
