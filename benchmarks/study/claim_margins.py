@@ -23,20 +23,11 @@ from study_read import Scale, ece, fid, fisher, ood_auroc, psnr, robust
 Reader = Callable[[Path], float | None]
 
 
-def seeded(sc: Scale, model: str, get: Reader) -> list[float | None]:
-    """``get`` of each of the scale's seeds of ``model`` (None where that seed has not run or not measured)."""
-    out = []
-    for name in sc.names(model):
-        run = sc.out / name
-        out.append(get(run) if (run / "summary.json").is_file() else None)
-    return out
-
-
 def _diff(a: tuple[str, Reader], b: tuple[str, Reader]) -> Callable[[Scale], list[float | None]]:
     """a - b per seed."""
 
     def margin(sc: Scale) -> list[float | None]:
-        xs, ys = seeded(sc, *a), seeded(sc, *b)
+        xs, ys = sc.per_seed(*a), sc.per_seed(*b)
         return [None if x is None or y is None else x - y for x, y in zip(xs, ys, strict=True)]
 
     return margin
@@ -46,7 +37,7 @@ def _order(models: tuple[str, ...], get_for: Callable[[str], Reader], higher_fir
     """How many of the pairs of ``models`` stand in the claimed order (first model highest if ``higher_first``)."""
 
     def margin(sc: Scale) -> list[float | None]:
-        cols = [seeded(sc, m, get_for(m)) for m in models]
+        cols = [sc.per_seed(m, get_for(m)) for m in models]
         out: list[float | None] = []
         for k in range(len(cols[0])):
             v = [c[k] for c in cols]
@@ -64,8 +55,8 @@ def _best_of(models: tuple[str, ...], get: Reader, minus: tuple[str, Reader]) ->
     """The best of ``models`` per seed, minus ``minus``."""
 
     def margin(sc: Scale) -> list[float | None]:
-        cols = [seeded(sc, m, get) for m in models]
-        base = seeded(sc, *minus)
+        cols = [sc.per_seed(m, get) for m in models]
+        base = sc.per_seed(*minus)
         out: list[float | None] = []
         for k, b in enumerate(base):
             v = [c[k] for c in cols if c[k] is not None]
@@ -151,17 +142,12 @@ MARGINS = (
 )
 
 
-def _stats(vals: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None
-
-
 def _cell(vals: list[float], holds: float) -> str:
     if not vals:
         return "not run"
-    mean, sd = _stats(vals)
+    spread = f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
     n_ok = sum(v >= holds for v in vals)
-    spread = f" ± {sd:.1f}" if sd is not None else ""
-    return f"{mean:.1f}{spread} (holds on {n_ok} of {len(vals)})"
+    return f"{statistics.fmean(vals):.1f}{spread} (holds on {n_ok} of {len(vals)})"
 
 
 def direction(small: list[float], large: list[float]) -> str:

@@ -43,8 +43,13 @@ class Scale:
         """The model's finished runs (summary.json written)."""
         return [self.out / n for n in self.names(model) if (self.out / n / "summary.json").is_file()]
 
+    def per_seed(self, model: str, get: Callable[[Path], float | None]) -> list[float | None]:
+        """``get`` of each seed's run in seed order, None where that seed has not finished or measured it
+        (claim_margins pairs seed k of one model with seed k of another)."""
+        return [get(self.out / n) if (self.out / n / "summary.json").is_file() else None for n in self.names(model)]
+
     def values(self, model: str, get: Callable[[Path], float | None]) -> list[float]:
-        return [v for r in self.runs(model) if (v := get(r)) is not None]
+        return [v for v in self.per_seed(model, get) if v is not None]
 
 
 # Readers: one measured number of one run (None: not measured).
