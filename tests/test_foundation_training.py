@@ -149,6 +149,23 @@ def test_checkpoint_holds_the_full_training_state(resume_data, tmp_path):
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_resumed_epoch_counts_the_time_it_ran_before_the_checkpoint(resume_data, tmp_path):
+    """summary.json's train_time_s sums the epochs' times: an epoch resumed mid-way must include the part
+    before its checkpoint, and its images/s must read only the images this process trained on."""
+    run = tmp_path / "run"
+    _fit(tiny_config(resume_data, tmp_path, epochs=1), run, max_steps=2)  # mid-epoch checkpoint (step 2 of 4)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["step_in_epoch"] == 2 and ckpt["epoch_time_s"] > 0
+    ckpt["epoch_time_s"] = 1000.0  # stands for a long first half, so that the sum is visible
+    save_checkpoint(run / "checkpoint.pt", ckpt)
+    _, summary = _fit(tiny_config(resume_data, tmp_path, epochs=1), run, resume=True)
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln]
+    (epoch,) = [r for r in rows if r["kind"] == "epoch"]
+    assert 1000.0 < epoch["train_time_s"] < 1000.0 + 600 and summary["train_time_s"] == epoch["train_time_s"]
+    assert epoch["images_per_s"] > 32 / 600  # 2 steps x 16 images over this process's seconds, not over 1000+
+    assert load_checkpoint(run / "checkpoint.pt")["epoch_time_s"] == 0.0  # an epoch's end starts the count again
+
+
 # ---------------------------------------------------------------------------- a finished run
 
 

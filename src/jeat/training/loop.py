@@ -117,6 +117,8 @@ class Trainer(Checkpointing, Recovery, Summary):
         self.sam = SAM(self.model.parameters(), o.sam_rho, o.sam_adaptive) if o.sam_rho > 0 else None
         self.sched = build_scheduler(self.opt, cfg.optim, len(self.stream), cfg.epochs)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        # the current epoch's seconds before this loop (from a checkpoint): a resumed epoch's time is its whole time
+        self.epoch_time_s, self._t_epoch = 0.0, time.perf_counter()
         self.last_good: str | None = None
         self.guard = Guard(cfg.guard, cfg.method.energy_l2)
         # Recovery state: survives rollbacks (not restored from the rolled-back-to checkpoint).
@@ -251,6 +253,7 @@ class Trainer(Checkpointing, Recovery, Summary):
         bar = tqdm(total=len(self.stream), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not self.progress or self.rank != 0, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
         t_epoch, n_images = time.perf_counter(), 0
+        self._t_epoch = t_epoch
         try:
             batches = to_device(self.stream.epoch(self.epoch, self.step_in_epoch), self.device, self.memory_format)
             for x, y in batches:
@@ -292,11 +295,12 @@ class Trainer(Checkpointing, Recovery, Summary):
             self._guard_interval(guard_sums, n_guard)
         finally:
             bar.close()
-        train_time = time.perf_counter() - t_epoch
+        run_time = time.perf_counter() - t_epoch  # this process's share of the epoch
+        train_time = self.epoch_time_s + run_time
         means = D.mean_over_ranks({k: v / max(epoch_n, 1) for k, v in epoch_sums.items()})
         rec = {f"train_{k}": v for k, v in means.items()}
         rec.update(kind="epoch", step=self.global_step, epoch=self.epoch + 1, train_time_s=train_time,
-                   images_per_s=n_images / max(train_time, 1e-9))  # fmt: skip
+                   images_per_s=n_images / max(run_time, 1e-9))  # fmt: skip
         amp = cfg.amp == "bf16"
         if self.valid_set is not None:  # what every decision below reads
             rec["valid_acc"], rec["valid_top_share"] = self.evaluate_valid(amp)
@@ -319,7 +323,7 @@ class Trainer(Checkpointing, Recovery, Summary):
             trig.epoch_level = True
             self._on_trigger(trig)  # warn returns: the epoch counts as done
         self.epoch += 1
-        self.step_in_epoch = 0
+        self.step_in_epoch, self.epoch_time_s = 0, 0.0
         self.run.log(rec)
         self.save(best=best)
         valid = f"valid acc {rec['valid_acc']:.4f}, " if "valid_acc" in rec else ""

@@ -9,6 +9,7 @@ states of every rank are gathered into it, and restoring re-splits them when the
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ class Checkpointing:
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
+            # wall seconds the current epoch has run so far (0 at an epoch's end), for its train_time_s on resume
+            "epoch_time_s": self.epoch_time_s + (time.perf_counter() - self._t_epoch if self.step_in_epoch else 0.0),
             "guard": {
                 **self.guard.state_dict(),
                 "events": self.events,
@@ -106,6 +109,7 @@ class Checkpointing:
         else:  # per-rank streams cannot be carried over; derive new ones deterministically
             torch.manual_seed(D.rank_seed(self.cfg.seed + s["global_step"], self.rank))
         self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
+        self.epoch_time_s = float(s.get("epoch_time_s", 0.0))  # checkpoints before it was recorded: 0
         self.last_good = str(path)
 
     def _set_base_lr(self, lr: float) -> None:
