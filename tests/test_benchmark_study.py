@@ -117,6 +117,8 @@ def test_two_scale_results_give_mean_and_sd_per_scale_and_never_invent_a_number(
     _fake_run(small, "jem-s0", 0.20, 5.0, 300.0, 0.40)
     _fake_run(small, "jem-s1", 0.30, 7.0, 280.0, 0.60)
     _fake_run(medium, "jem-s0", 0.45, 9.0, 200.0, 0.70)  # one seed at medium: its value ± its own SE
+    (medium / "jem-s1").mkdir()  # seed 1 trained, its evaluation still running: seed 0's cell keeps its SE
+    (medium / "jem-s1" / "summary.json").write_text(json.dumps({"preset": "cpu-jem", "test_acc": 0.5}))
     compute = tmp_path / "compute.json"
     compute.write_text(json.dumps({"jem": {"passes_per_image": 12.0}}))
     monkeypatch.setattr(study_report, "COMPUTE", compute)

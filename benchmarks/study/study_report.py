@@ -51,8 +51,9 @@ def cell(vals: list[float], digits: int = 1, unit: str = "", se: float | None = 
     return f"{statistics.fmean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}{unit} ({len(vals)} seeds)"
 
 
-def one_se(scale: Scale, model: str, get_se: Callable[[Path], float | None]) -> float | None:
-    runs = scale.runs(model)
+def one_se(scale: Scale, model: str, get: Callable, get_se: Callable[[Path], float | None]) -> float | None:
+    """The standard error of the one run that has the value (a seed whose stage is still running has none)."""
+    runs = [r for r in scale.runs(model) if get(r) is not None]
     return get_se(runs[0]) if len(runs) == 1 else None
 
 
@@ -68,7 +69,7 @@ class Page:
         lines = []
         for m in models:
             for sc in self.scales:
-                cells = [cell(sc.values(m, get), digits, unit, one_se(sc, m, se) if se else None)
+                cells = [cell(sc.values(m, get), digits, unit, one_se(sc, m, get, se) if se else None)
                          for get, se, unit in columns]  # fmt: skip
                 lines.append(f"| {m} | {sc.label} | " + (f"{label} | " if label else "") + " | ".join(cells) + " |")
         return lines
