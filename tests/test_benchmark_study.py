@@ -343,3 +343,17 @@ def test_claim9_saturation_joins_each_runs_auroc_with_its_gap_regime(tmp_path):
     assert "| tracking-s0 | jempp | no | 0.3 / 0.2 / 0.2 / 0.3 | 10.0 / 30.0 | 20.0 |" in page
     assert "no-l2-s0 |" not in page and "Not found under the run roots (not judged): gone-s0." in page
     assert "saturated 95.0 (n=1; 95.0-95.0); not saturated 20.0 (n=1; 20.0-20.0)" in page
+
+
+def test_train_times_from_two_machines_are_given_per_seed_not_averaged(tmp_path):
+    runs = []
+    for seed, (t, hw) in enumerate(
+        [(600, "cpu: AMD EPYC (AVX512-BF16)"), (300, "cpu: Intel(R) Xeon(R) Processor (AMX)")]
+    ):
+        run = tmp_path / f"pgd-s{seed}"
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps({"train_time_s": t, "hardware": hw}))
+        runs.append(run)
+    assert study_report.train_times(runs) == "10.0 min (AMD EPYC (AVX512-BF16)); 5.0 min (Intel Xeon (AMX))"
+    (runs[1] / "summary.json").write_text(json.dumps({"train_time_s": 480, "hardware": "cpu: AMD EPYC (AVX512-BF16)"}))
+    assert study_report.train_times(runs) == "9.0 ± 1.4 min (2 seeds)"  # one machine: mean ± sd

@@ -51,6 +51,20 @@ def cell(vals: list[float], digits: int = 1, unit: str = "", se: float | None = 
     return f"{statistics.fmean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}{unit} ({len(vals)} seeds)"
 
 
+def train_times(runs: list[Path]) -> str:
+    """mean ± sd of the seeds' train times on one machine; across machines each seed's own, with its CPU (a
+    time is a measurement of its hardware, and the study moved between machines)."""
+    timed = [
+        (summary(r)["train_time_s"] / 60, summary(r).get("hardware", "CPU not recorded"))
+        for r in runs
+        if summary(r).get("train_time_s")
+    ]
+    if len({hw for _, hw in timed}) <= 1:
+        return cell([t for t, _ in timed], 1, " min")
+    short = lambda hw: hw.removeprefix("cpu: ").replace("(R)", "").replace(" Processor", "")  # noqa: E731
+    return "; ".join(f"{t:.1f} min ({short(hw)})" for t, hw in timed)
+
+
 def one_se(scale: Scale, model: str, get: Callable, get_se: Callable[[Path], float | None]) -> float | None:
     """The standard error of the one run that has the value (a seed whose stage is still running has none)."""
     runs = [r for r in scale.runs(model) if get(r) is not None]
@@ -201,11 +215,10 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
                 continue  # seed checks belong to the unseeded study only
             preset = summary(runs[0]).get("preset", "-") if runs else "-"
             curves = "; ".join(epoch_accs(r) for r in runs) or "-"
-            mins = [summary(r)["train_time_s"] / 60 for r in runs if summary(r).get("train_time_s")]
             amp = "/".join(sorted({str(summary(r).get("amp", "?")).replace("none", "fp32") for r in runs})) or "-"
             status = "; ".join(run_status(r) for r in runs) or "-"
             L.append(f"| {m} | {sc.label} | {preset} | {amp} | {status} | {cell(sc.values(m, test_acc))} | {curves} | "
-                     f"{cell(mins, 1, ' min')} |")  # fmt: skip
+                     f"{train_times(runs)} |")  # fmt: skip
 
     if fig := compute_figure(scales, models, pg.img / "compute.png"):
         joins = "; a line joins a model's scales" if len(scales) > 1 else ""
