@@ -54,11 +54,8 @@ def cell(vals: list[float], digits: int = 1, unit: str = "", se: float | None = 
 def train_times(runs: list[Path]) -> str:
     """mean ± sd of the seeds' train times on one machine; across machines each seed's own, with its CPU (a
     time is a measurement of its hardware, and the study moved between machines)."""
-    timed = [
-        (summary(r)["train_time_s"] / 60, summary(r).get("hardware", "CPU not recorded"))
-        for r in runs
-        if summary(r).get("train_time_s")
-    ]
+    sums = [summary(r) for r in runs]
+    timed = [(s["train_time_s"] / 60, s.get("hardware", "CPU not recorded")) for s in sums if s.get("train_time_s")]
     if len({hw for _, hw in timed}) <= 1:
         return cell([t for t, _ in timed], 1, " min")
     short = lambda hw: hw.removeprefix("cpu: ").replace("(R)", "").replace(" Processor", "")  # noqa: E731

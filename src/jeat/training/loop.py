@@ -252,8 +252,7 @@ class Trainer(Checkpointing, Recovery, Summary):
         n_acc, n_guard, epoch_n, t_log, save_due = 0, 0, 0, time.perf_counter(), False
         bar = tqdm(total=len(self.stream), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not self.progress or self.rank != 0, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-        t_epoch, n_images = time.perf_counter(), 0
-        self._t_epoch = t_epoch
+        self._t_epoch, n_images = time.perf_counter(), 0  # read by a checkpoint's epoch_time_s
         try:
             batches = to_device(self.stream.epoch(self.epoch, self.step_in_epoch), self.device, self.memory_format)
             for x, y in batches:
@@ -295,7 +294,7 @@ class Trainer(Checkpointing, Recovery, Summary):
             self._guard_interval(guard_sums, n_guard)
         finally:
             bar.close()
-        run_time = time.perf_counter() - t_epoch  # this process's share of the epoch
+        run_time = time.perf_counter() - self._t_epoch  # this process's share of the epoch
         train_time = self.epoch_time_s + run_time
         means = D.mean_over_ranks({k: v / max(epoch_n, 1) for k, v in epoch_sums.items()})
         rec = {f"train_{k}": v for k, v in means.items()}
