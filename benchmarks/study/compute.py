@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study_plan.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 from shared import ROOT  # noqa: E402
-from study_plan import MODELS, SCALES, planned_config  # noqa: E402
+from study_plan import MODELS, SCALES, models_of, planned_config, preset_of  # noqa: E402
 
 from jeat.atomic import atomic_write_text  # noqa: E402
 from jeat.overrides import apply_override  # noqa: E402
@@ -55,8 +55,11 @@ class StemCounter(TorchDispatchMode):
 
 
 def paper_preset(model: str) -> str:
-    """The paper-scale preset of a study model (cpu-X -> paper-X; JEM without the L2 is JEM as published)."""
-    return MODELS[model][0].replace("cpu-", "paper-")
+    """The paper-scale preset of a study model (cpu-X -> paper-X)."""
+    return preset_of(model, "paper")[0]
+
+
+CPU_SCALES = sorted(k for k, v in SCALES.items() if v["presets"] == "cpu")  # --paper counts the paper scale's
 
 
 def config(model: str, data: str, scale: str, paper: bool = False):
@@ -96,16 +99,22 @@ def passes_per_image(model: str, data: str, scale: str, steps: int, paper: bool 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data")
-    p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--scale", choices=CPU_SCALES, default="small")
     p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=list(MODELS),
+        help="default: every model the scale trains (the paper scale's with --paper)",
+    )
     p.add_argument("--paper", action="store_true", help="the paper-* presets' passes (on a small network of the "
                    "same family) -> study_compute_paper.json, for the GPU-hours of docs/RESULTS.md")  # fmt: skip
     a = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     dest = PAPER_RECORD if a.paper else RECORD
     record = json.loads(dest.read_text()) if dest.exists() else {}
-    for m in a.models:
+    for m in a.models or models_of("paper" if a.paper else a.scale):
         record[m] = passes_per_image(m, a.data, a.scale, a.steps, a.paper)
         print(m, json.dumps(record[m]), flush=True)
         atomic_write_text(dest, json.dumps(record, indent=1) + "\n")

@@ -2,6 +2,10 @@
 
     python benchmarks/study/study.py --data ../shared/data --out runs/study [--scale small|medium]
     python benchmarks/study/study.py --data ../shared/data --out runs/medium --scale medium --seeds 0 1
+    python benchmarks/study/study.py --data DATA --out runs/paper --scale paper --seeds 0 1 --gpus 4 [--plan]
+
+``--scale paper`` trains each model's paper-* preset as it stands, on GPUs (training under torchrun with the
+preset's batch split over ``--gpus``; ``--plan`` prints the training commands and trains nothing).
 
 With ``--seeds``, every model trains once per seed as ``<model>-s<seed>`` (the medium study: two seeds
 each, issue 37); without it, one seed and the small study's names. Precision: each run's ``amp=auto``
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: shared.py
 import claim9_ood  # noqa: E402
 from shared import ROOT, Stages, archive_files, atomic_write_bytes, claimed  # noqa: E402
-from study_plan import CHECKS, MODELS, OOD, SCALES  # noqa: E402
+from study_plan import CHECKS, MODELS, OOD, SCALES, models_of, planned_config, preset_of  # noqa: E402
 from study_runs import archive_run  # noqa: E402
 
 from jeat.atomic import atomic_write_text
@@ -104,33 +109,38 @@ class Study:
             return base, ["--seed", seed]
         return name, []
 
-    def train(self, name: str) -> bool:
-        model, seed = self.model_of(name)
-        preset, extra = {**MODELS, **CHECKS}[model]
-        extra = [*extra, *seed]
-        cmd = [
-            "jeat",
-            "train",
-            "--preset",
-            preset,
-            "--data",
-            self.args.data,
-            "--out",
-            str(self.out),
-            "--name",
-            name,
-            "--no-progress",
-            "--epochs",
-            str(self.scale["epochs"]),
-            "--set",
-            f"data.train_limit={self.scale['train_limit']}",
-            "--set",
-            "eval_robust_n=0",
-            *extra,
-        ]
+    def train_command(self, name: str) -> list[str]:
+        """The run's `jeat train` (its resume where a checkpoint waits): the scale's preset and budget."""
+        launcher = self.launcher()
         if (self.run_dir(name) / "checkpoint.pt").exists() and not (self.run_dir(name) / "summary.json").exists():
-            cmd = ["jeat", "train", "--resume", str(self.run_dir(name)), "--no-progress"]
-        return self.sh(cmd, self.run_dir(name) / "summary.json")
+            return [*launcher, "train", "--resume", str(self.run_dir(name)), "--no-progress"]
+        model, seed = self.model_of(name)
+        preset, extra = CHECKS[model] if model in CHECKS else preset_of(model, self.args.scale)
+        if self.scale["epochs"] is None:  # the paper scale: the preset's own budget, batch split over the GPUs
+            budget = ["--batch-size", str(self.per_gpu_batch(model))] if self.gpus() > 1 else []
+        else:
+            budget = ["--epochs", str(self.scale["epochs"]), "--set", f"data.train_limit={self.scale['train_limit']}"]
+        return [*launcher, "train", "--preset", preset, "--data", self.args.data, "--out", str(self.out), "--name",
+                name, "--no-progress", *budget, "--set", "eval_robust_n=0", *extra, *seed]  # fmt: skip
+
+    def gpus(self) -> int:
+        return getattr(self.args, "gpus", 1) or 1
+
+    def launcher(self) -> list[str]:
+        """`jeat`, or `torchrun ... -m jeat` to train on several GPUs (docs/SCALE.md)."""
+        n = self.gpus()
+        return ["jeat"] if n == 1 else ["torchrun", "--standalone", "--nproc_per_node", str(n), "-m", "jeat"]
+
+    def per_gpu_batch(self, model: str) -> int:
+        """The paper's batch, split over the GPUs (each rank's data.batch_size; the global batch stays the
+        paper's)."""
+        batch = planned_config(model, self.args.scale).data.batch_size
+        if batch % self.gpus():
+            raise SystemExit(f"{model}: the paper's batch {batch} does not split over {self.gpus()} GPUs")
+        return batch // self.gpus()
+
+    def train(self, name: str) -> bool:
+        return self.sh(self.train_command(name), self.run_dir(name) / "summary.json")
 
     def evaluate(self, name: str, suites: str, autoattack: bool = False) -> bool:
         s = self.scale
@@ -243,7 +253,7 @@ class Study:
         # complete or not at all, so a machine lost mid-study costs one run, not every run's evaluation.
         # Workers: the same command started N times (one thread each) shares the runs; each takes the next
         # run no other worker holds (OUT/claims/<run>, released when the run's stages end).
-        for name in self.names(MODELS):
+        for name in self.names(models_of(self.args.scale)):
             if self.complete(name).is_file():
                 continue
             with claimed(self.out / "claims" / name) as mine:
@@ -256,7 +266,7 @@ class Study:
                     )
             if self.args.seeds is not None:
                 self.runs_page()
-        if self.args.seeds is None:  # with --seeds every model already has its second seed
+        if self.args.seeds is None and self.scale["presets"] == "cpu":  # with --seeds: every model's second seed
             for name in CHECKS:
                 with claimed(self.out / "claims" / name) as mine:
                     if mine:
@@ -267,12 +277,27 @@ class Study:
         from study_runs import write_progress  # noqa: PLC0415
 
         page = self.runs_md
-        for name in self.names(MODELS):  # --report-only too: a run folder's results reach the archive
+        for name in self.names(models_of(self.args.scale)):  # --report-only too: a run's results reach the archive
             if (self.out / name).is_dir():
                 archive_run(self.out / name, self.archive / name)
         argv = " ".join(x for x in sys.argv[1:] if x != "--report-only")
-        write_progress(self.out, self.names(MODELS), page, argv, self.archive)
+        write_progress(self.out, self.names(models_of(self.args.scale)), page, argv, self.archive)
         return page
+
+
+def refuse_without_gpus(args) -> None:
+    """The paper scale on CPU would run for months (one paper-jeat run: about 330 core-days, docs/RESULTS.md's
+    cost table): say so instead of starting it."""
+    if SCALES[args.scale]["presets"] != "paper":
+        return
+    import torch  # noqa: PLC0415
+
+    have = torch.cuda.device_count()
+    if have < args.gpus or have == 0:
+        sys.exit(
+            f"--scale paper trains WRN-28-10s for 150-200 epochs and needs GPUs: {have} visible, "
+            f"--gpus {args.gpus} asked. `--plan` prints what it would run; the smaller scales run on CPU."
+        )
 
 
 def main() -> None:
@@ -285,20 +310,31 @@ def main() -> None:
     p.add_argument("--archive", default=None,
                    help="where the committed copy of each run's results goes (default "
                         "benchmarks/results/study/<scale>; study_report.py reads it as a scale's folder)")  # fmt: skip
+    p.add_argument("--gpus", type=int, default=1, help="train each run on this many GPUs (torchrun, one machine)")
+    p.add_argument("--plan", action="store_true", help="print the training command of every unfinished run; run none")
     args = p.parse_args()
+    if args.gpus < 1:
+        p.error("--gpus must be >= 1")
     study = Study(args)
+    if args.plan:
+        for name in study.names(models_of(args.scale)):
+            if not study.complete(name).is_file():
+                print(shlex.join(study.train_command(name)))
+        return
     if not args.report_only:
+        refuse_without_gpus(args)
         study.run()
     from study_report import Scale, write_results  # noqa: PLC0415
 
     if args.seeds is not None:  # RESULTS.md shows one scale per seed-less study; a seeded study reports apart
         print(json.dumps({"runs": str(study.runs_page())}))
         return
-    if not any((study.out / n / "summary.json").is_file() for n in MODELS):  # never blank the page from nothing
+    # never blank the page from nothing
+    if not any((study.out / n / "summary.json").is_file() for n in models_of(args.scale)):
         sys.exit(f"{study.out}: no finished run of this study; docs/RESULTS.md left as it is")
     cmd = f"python benchmarks/study/study.py --data {args.data} --out {args.out} --scale {args.scale}"
     scale = Scale(args.scale, study.out, SCALES[args.scale])
-    write_results([scale], ROOT / "docs" / "RESULTS.md", list(MODELS), list(CHECKS), cmd)
+    write_results([scale], ROOT / "docs" / "RESULTS.md", models_of(args.scale), list(CHECKS), cmd)
     print(json.dumps({"results": str(ROOT / "docs" / "RESULTS.md")}))
 
 

@@ -6,11 +6,19 @@ from jeat import get_preset
 from jeat.config import TrainConfig
 from jeat.overrides import apply_override
 
-# Training budgets: every model sees the same images and epochs within a scale.
+# Training budgets: every model sees the same images and epochs within a CPU scale ("presets": "cpu", the
+# models' cpu-* presets with the scale's train_limit and epochs). "paper": each model's paper-* preset as it
+# stands (its network, epochs, batch, precision and validation split; train_limit and epochs None = the preset's),
+# for GPUs: the whole test set, AutoAttack on 1,000 of it, FID from 10,000 samples against the 50,000 training
+# images. The papers give no evaluation sizes (docs/RESULTS_notes.md, "What the paper's scale would need").
 SCALES = {
-    "small": {"train_limit": 10_000, "epochs": 4, "n_eval": 500, "n_aa": 100, "per_class": 50, "n_ref": 1000},
-    "medium": {"train_limit": 50_000, "epochs": 8, "n_eval": 1000, "n_aa": 200, "per_class": 100, "n_ref": 5000},
-}
+    "small": {"train_limit": 10_000, "epochs": 4, "n_eval": 500, "n_aa": 100, "per_class": 50, "n_ref": 1000,
+              "presets": "cpu"},
+    "medium": {"train_limit": 50_000, "epochs": 8, "n_eval": 1000, "n_aa": 200, "per_class": 100, "n_ref": 5000,
+               "presets": "cpu"},
+    "paper": {"train_limit": None, "epochs": None, "n_eval": 10_000, "n_aa": 1000, "per_class": 1000,
+              "n_ref": 50_000, "presets": "paper"},
+}  # fmt: skip
 # name -> (preset, extra overrides)
 MODELS = {
     "standard": ("cpu-standard", []),
@@ -37,10 +45,31 @@ OOD = ("standard", "pgd", "jem", "jem-no-l2", "jeat", "robust-jem", "jempp")
 CHECKS = {"jem-seed1": ("cpu-jem", ["--seed", "1"]), "jeat-seed1": ("cpu-jeat", ["--seed", "1"])}
 
 
-def planned_config(model: str) -> TrainConfig:
-    """A study model's configuration as the plan builds it: its preset with the plan's ``--set`` changes (the
-    study's archive keeps no config.json, so this is how a report knows, e.g., that jem-no-l2 has no L2)."""
+# Models a scale leaves out: paper-jem is JEM as published (no energy L2), so at the paper's scale jem-no-l2
+# would train jem again with only the guard's recovery turned off.
+SKIPPED = {"paper": ("jem-no-l2",)}
+
+
+def models_of(scale: str) -> list[str]:
+    """The models a scale trains, in the plan's order."""
+    return [m for m in MODELS if m not in SKIPPED.get(scale, ())]
+
+
+def preset_of(model: str, scale: str) -> tuple[str, list[str]]:
+    """(preset, the plan's extra flags) of a model at a scale: cpu-X with MODELS' changes, or paper-X as it stands
+    (the changes are to the cpu presets)."""
+    if model not in models_of(scale):
+        raise ValueError(f"model {model!r} is not trained at the {scale!r} scale (study_plan.SKIPPED)")
     preset, extra = MODELS[model]
+    if SCALES[scale]["presets"] == "paper":
+        return preset.replace("cpu-", "paper-"), []
+    return preset, extra
+
+
+def planned_config(model: str, scale: str = "small") -> TrainConfig:
+    """A study model's configuration as the plan builds it: its preset with the plan's ``--set`` changes (runs
+    archived before config.json was, 2026-12-08, have none: this is how a report knows that jem-no-l2 has no L2)."""
+    preset, extra = preset_of(model, scale)
     cfg = get_preset(preset)
     for flag, assignment in zip(extra[::2], extra[1::2], strict=True):
         if flag == "--set":

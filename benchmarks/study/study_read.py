@@ -13,7 +13,7 @@ from study_plan import MODELS, planned_config
 from study_runs import _load
 
 from jeat.cli.plot import read_metrics
-from jeat.config import GuardConfig
+from jeat.config import GuardConfig, TrainConfig
 from jeat.training.summary import saturation_reason, stall_reason
 
 OOD_SETS = ("uniform", "gaussian", "constant", "interp", "grayscale", "permuted")
@@ -98,10 +98,20 @@ def ood_auroc(score: str) -> Callable[[Path], float | None]:
     return get
 
 
+def run_config(run: Path) -> TrainConfig | None:
+    """The run's configuration: its config.json (archived since 2026-12-08), else the small and medium plans'
+    (the runs archived before then have none; those scales' plans are the same), None for a run of no model."""
+    saved = _load(run / "config.json")
+    if saved:
+        return TrainConfig.from_dict(saved)
+    model = run.name.rsplit("-s", 1)[0]
+    return planned_config(model) if model in MODELS else None
+
+
 def run_status(run: Path) -> str:
     """summary.json's status; a finished run trained before the stall and saturation rules (added 2026-12-07)
-    that a rule calls stalled or saturated is marked so from its metrics and its plan's configuration (the
-    archive keeps no config.json), with the guard's default thresholds: the page never calls it ok."""
+    that a rule calls stalled or saturated is marked so from its metrics and its configuration (run_config),
+    with the guard's default thresholds: the page never calls it ok."""
     status = summary(run).get("status", "?")
     path = run / "metrics.jsonl"
     if status not in ("ok", "recovered", "warned") or not path.is_file():
@@ -111,8 +121,8 @@ def run_status(run: Path) -> str:
     # 10 classes: the study trains on CIFAR-10 only
     if g.stall and stall_reason(epochs, "valid_acc", 10, g.stall_ce, g.stall_gain, "validation accuracy"):
         return f"stalled ({status} at training time)"
-    model = run.name.rsplit("-s", 1)[0]
-    m = planned_config(model).method if model in MODELS else None
+    cfg = run_config(run)
+    m = cfg.method if cfg else None
     if g.saturation and m and m.energy_l2 > 0 and saturation_reason(epochs, m.px_weight / m.energy_l2,
                                                                      g.saturation_share):  # fmt: skip
         return f"saturated ({status} at training time)"

