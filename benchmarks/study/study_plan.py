@@ -69,7 +69,7 @@ def preset_of(model: str, scale: str) -> tuple[str, list[str]]:
 
 def planned_config(model: str, scale: str = "small") -> TrainConfig:
     """A study model's configuration as the plan builds it: its preset with the plan's ``--set`` changes (runs
-    archived before config.json was, 2026-12-08, have none: this is how a report knows that jem-no-l2 has no L2)."""
+    archived before config.json was, 2026-12-07, have none: this is how a report knows that jem-no-l2 has no L2)."""
     preset, extra = preset_of(model, scale)
     cfg = get_preset(preset)
     for flag, assignment in zip(extra[::2], extra[1::2], strict=True):

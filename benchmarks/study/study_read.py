@@ -99,7 +99,7 @@ def ood_auroc(score: str) -> Callable[[Path], float | None]:
 
 
 def run_config(run: Path) -> TrainConfig | None:
-    """The run's configuration: its config.json (archived since 2026-12-08), else the small and medium plans'
+    """The run's configuration: its config.json (archived since 2026-12-07), else the small and medium plans'
     (the runs archived before then have none; those scales' plans are the same), None for a run of no model."""
     saved = _load(run / "config.json")
     if saved:

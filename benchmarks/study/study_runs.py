@@ -10,7 +10,7 @@ from pathlib import Path
 # What the claims page (study_report.py) reads from a run folder, small enough to commit. The run folders
 # (weights, samples) live outside the repository and have been lost with a machine before (2026-12-06:
 # a finished small study had to be trained again): the archive lets the page be rewritten from git alone.
-# config.json (since 2026-12-08): what the run trained, for the report's status rules (study_read.run_config).
+# config.json (since 2026-12-07): what the run trained, for the report's status rules (study_read.run_config).
 ARCHIVED = ("summary.json", "config.json", "metrics.jsonl", "eval/metrics.json", "gen-*/eval/metrics.json",
             "denoise*/metrics.json", "ood-claim9/metrics.json", "stages.log")  # fmt: skip
 GRID = "gen-*/grid.png"  # the samples' grid, archived as the page's 256-pixel thumbnail
