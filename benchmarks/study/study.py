@@ -293,7 +293,7 @@ def refuse_without_gpus(args) -> None:
     import torch  # noqa: PLC0415
 
     have = torch.cuda.device_count()
-    if have < args.gpus or have == 0:
+    if have < args.gpus:  # args.gpus >= 1
         sys.exit(
             f"--scale paper trains WRN-28-10s for 150-200 epochs and needs GPUs: {have} visible, "
             f"--gpus {args.gpus} asked. `--plan` prints what it would run; the smaller scales run on CPU."
