@@ -81,3 +81,22 @@ def test_the_committed_small_study_gives_the_pages_claim_2_numbers():
     want = [study_read.fid("ce")(r) - study_read.fid("joint")(r) for r in small.runs("pgd")]
     got = _margin("2", "FID Eq. 16").per_seed(small)
     assert got == pytest.approx(want) and all(v > 0 for v in got)  # RESULTS_notes: holds on both seeds
+
+
+def test_a_best_of_margin_waits_for_every_model_of_its_seed(tmp_path):
+    """Claim 9: the best hybrid minus standard; a seed whose JEM or Robust JEM is still running has no margin."""
+
+    def ood(name: str, auroc: float) -> None:
+        run = tmp_path / name
+        (run / "ood-claim9").mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"test_acc": 0.5}))
+        sets = {s: {"logpx": {"auroc": auroc}} for s in study_read.OOD_SETS}
+        (run / "ood-claim9" / "metrics.json").write_text(json.dumps({"suites": {"ood": {"sets": sets}}}))
+
+    for seed in (0, 1):
+        ood(f"standard-s{seed}", 0.8)
+        ood(f"jeat-s{seed}", 0.4)
+    ood("jem-s0", 0.9)
+    ood("robust-jem-s0", 0.5)
+    m = _margin("9", "log p(x) AUROC, best of")
+    assert m.per_seed(_scale(tmp_path)) == [pytest.approx(10.0), None]  # seed 1: JEM, Robust JEM not in

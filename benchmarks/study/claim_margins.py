@@ -52,15 +52,16 @@ def _order(models: tuple[str, ...], get_for: Callable[[str], Reader], higher_fir
 
 
 def _best_of(models: tuple[str, ...], get: Reader, minus: tuple[str, Reader]) -> Callable:
-    """The best of ``models`` per seed, minus ``minus``."""
+    """The best of ``models`` per seed, minus ``minus``; None for a seed where any of them is missing (the best
+    of the models that finished first is another quantity, and would change as the others come in)."""
 
     def margin(sc: Scale) -> list[float | None]:
         cols = [sc.per_seed(m, get) for m in models]
         base = sc.per_seed(*minus)
         out: list[float | None] = []
         for k, b in enumerate(base):
-            v = [c[k] for c in cols if c[k] is not None]
-            out.append(None if b is None or not v else max(v) - b)
+            v = [c[k] for c in cols]
+            out.append(None if b is None or None in v else max(v) - b)
         return out
 
     return margin
