@@ -116,7 +116,7 @@ class Study:
             return [*launcher, "train", "--resume", str(self.run_dir(name)), "--no-progress"]
         model, seed = self.model_of(name)
         preset, extra = CHECKS[model] if model in CHECKS else preset_of(model, self.args.scale)
-        if self.scale["epochs"] is None:  # the paper scale: the preset's own budget, batch split over the GPUs
+        if self.scale["presets"] == "paper":  # the preset's own budget, its batch split over the GPUs
             budget = ["--batch-size", str(self.per_gpu_batch(model))] if self.gpus() > 1 else []
         else:
             budget = ["--epochs", str(self.scale["epochs"]), "--set", f"data.train_limit={self.scale['train_limit']}"]
@@ -124,7 +124,7 @@ class Study:
                 name, "--no-progress", *budget, "--set", "eval_robust_n=0", *extra, *seed]  # fmt: skip
 
     def gpus(self) -> int:
-        return getattr(self.args, "gpus", 1) or 1
+        return getattr(self.args, "gpus", 1)  # main() refuses < 1
 
     def launcher(self) -> list[str]:
         """`jeat`, or `torchrun ... -m jeat` to train on several GPUs (docs/SCALE.md)."""

