@@ -320,31 +320,6 @@ def test_the_models_table_calls_a_saturated_run_saturated_from_its_plans_energy_
     assert study_read.run_status(unknown) == "recovered"
 
 
-def test_claim9_saturation_joins_each_runs_auroc_with_its_gap_regime(tmp_path):
-    claim9_saturation = pytest.importorskip("claim9_saturation")
-
-    def run(name, gaps, l2=0.1):
-        d = tmp_path / "runs" / "nested" / name
-        d.mkdir(parents=True)
-        (d / "config.json").write_text(json.dumps({"method": {"energy_l2": l2, "px_weight": 1.0}}))
-        rows = [{"kind": "epoch", "train_energy_gap": g} for g in gaps]
-        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-    run("pinned-s0", [-3.0, -9.9, -9.95, -10.0])
-    run("tracking-s0", [0.3, 0.2, 0.2, 0.3])
-    run("no-l2-s0", [-40.0, -50.0, -60.0, -70.0], l2=0.0)  # no optimum: not judged, not counted
-    auroc = lambda u, g: {"uniform": {"logpx": u}, "gaussian": {"logpx": g}}  # noqa: E731
-    records = [{"run": "pinned-s0", "method": "jem", "auroc": auroc(1.0, 0.9)},
-               {"run": "tracking-s0", "method": "jempp", "auroc": auroc(0.1, 0.3)},
-               {"run": "no-l2-s0", "method": "jem", "auroc": auroc(0.5, 0.5)},
-               {"run": "gone-s0", "method": "jem", "auroc": auroc(0.5, 0.5)}]  # fmt: skip
-    page = claim9_saturation.report("digits28 test", records, [tmp_path / "runs"], 0.9)
-    assert "| pinned-s0 | jem | **yes** | -3.0 / -9.9 / -9.9 / -10.0 | 100.0 / 90.0 | 95.0 |" in page
-    assert "| tracking-s0 | jempp | no | 0.3 / 0.2 / 0.2 / 0.3 | 10.0 / 30.0 | 20.0 |" in page
-    assert "no-l2-s0 |" not in page and "Not found under the run roots (not judged): gone-s0." in page
-    assert "saturated 95.0 (n=1; 95.0-95.0); not saturated 20.0 (n=1; 20.0-20.0)" in page
-
-
 def test_train_times_from_two_machines_are_given_per_seed_not_averaged(tmp_path):
     runs = []
     for seed, (t, hw) in enumerate(
